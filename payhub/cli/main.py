@@ -1,0 +1,78 @@
+"""The `payhub` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from payhub.identity.principal import Role
+from payhub.kernel.config import load_settings, settings_table
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from payhub.server.app import serve
+    settings = load_settings(listen=args.listen, services=args.services, workers=args.workers)
+    return serve(settings, migrate=args.migrate)
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from payhub.kernel.migrate import upgrade
+    settings = load_settings()
+    upgrade(settings.effective_database_url)
+    print(f"migrated {settings.effective_database_url.split('@')[-1]} to the latest schema")
+    return 0
+
+
+def _create_staff_token(args: argparse.Namespace) -> int:
+    from payhub.server.context import AppContext
+    ctx = AppContext.create(load_settings())
+    issued = ctx.credentials.create_staff_token({Role(r) for r in args.role}, args.description)
+    print(f"staff token {issued.id} with roles {', '.join(sorted(args.role))} (shown once):")
+    print(issued.secret)
+    return 0
+
+
+def _demo_seed(_args: argparse.Namespace) -> int:
+    from payhub.cli.demo import seed
+    return seed(load_settings())
+
+
+def _config_doc(_args: argparse.Namespace) -> int:
+    print(settings_table())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="payhub", description="payhub payment middle-platform")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the gRPC services")
+    serve.add_argument("--listen", help="HOST:PORT (default PAYHUB_LISTEN or 127.0.0.1:50051)")
+    serve.add_argument("--services", help="comma-separated subset, e.g. trade,channel (default all)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--migrate", action="store_true", help="migrate the database before serving")
+    serve.set_defaults(func=_serve)
+
+    sub.add_parser("migrate", help="migrate the database to the latest schema").set_defaults(func=_migrate)
+
+    staff = sub.add_parser("staff", help="staff credentials").add_subparsers(dest="staff_command", required=True)
+    token = staff.add_parser("create-token", help="mint a staff bearer token")
+    token.add_argument("--role", action="append", required=True, choices=[r.value for r in Role])
+    token.add_argument("--description", default="")
+    token.set_defaults(func=_create_staff_token)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
+    demo.add_parser("seed", help="create the demo merchant and print its credentials").set_defaults(func=_demo_seed)
+
+    sub.add_parser("config-doc", help="print the settings table").set_defaults(func=_config_doc)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

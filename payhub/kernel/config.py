@@ -1,0 +1,120 @@
+"""Settings: environment variables (PAYHUB_*) over an optional TOML file over defaults.
+
+Every setting is declared once in SETTINGS with its documentation; the README's configuration table
+is printed from it by `payhub config-doc`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SERVICE_NAMES = ("merchant", "trade", "cashier", "risk", "settlement", "analytics", "channel")
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = _setting("var", "Directory for the default SQLite database and development keys.")
+    database_url: str = _setting("", "SQLAlchemy URL. Default: SQLite file `<data_dir>/payhub.db` (WAL). "
+                                     "Production: `postgresql+psycopg://user@host:5432/payhub`.")
+    db_pool_size: int = _setting(16, "Connections kept per process in the PostgreSQL pool.")
+    listen: str = _setting("127.0.0.1:50051", "gRPC listen address HOST:PORT. A port already taken is an error.")
+    services: str = _setting("all", "Comma-separated services to serve in this process "
+                                    f"({', '.join(SERVICE_NAMES)}) or `all`.")
+    workers: int = _setting(1, "Server processes sharing the listen port (SO_REUSEPORT).")
+    threads: int = _setting(32, "gRPC handler threads per process.")
+    metrics_listen: str = _setting("127.0.0.1:9464", "HTTP address of the Prometheus /metrics endpoint; "
+                                                     "empty disables it. Worker N listens on port + N.")
+    http_listen: str = _setting("127.0.0.1:8080", "HTTP address for channel callbacks and the sandbox's "
+                                                  "consumer actions; empty disables it.")
+    public_base_url: str = _setting("", "Base URL under which payhub's HTTP endpoint is reachable by "
+                                        "channels and browsers. Default: http://<http_listen>.")
+    admin_token: str = _setting("", "Bootstrap admin bearer token (role admin). Empty: no bootstrap token.")
+    internal_token: str = _setting("", "Bearer token services use to call each other when run apart.")
+    encryption_keys: str = _setting("", "Key ring for secrets at rest: `kid:base64(32 bytes)` entries "
+                                        "separated by commas, newest first. Empty: a development key ring "
+                                        "is created in `<data_dir>/keys`.")
+    drain_seconds: float = _setting(1.0, "On SIGTERM: seconds health reports NOT_SERVING before the "
+                                         "server stops taking calls.")
+    grace_seconds: float = _setting(10.0, "On SIGTERM: seconds in-flight calls get to finish.")
+    log_level: str = _setting("info", "debug, info, warning or error.")
+    log_format: str = _setting("json", "`json` (one object per line) or `console`.")
+    background_workers: bool = _setting(True, "Run the background jobs (expiry, re-query, webhooks, "
+                                              "outbox consumers) in this process.")
+    merchant_address: str = _setting("", "Address of MerchantService when it is not served here.")
+    trade_address: str = _setting("", "Address of TradeService when it is not served here.")
+    cashier_address: str = _setting("", "Address of CashierService when it is not served here.")
+    risk_address: str = _setting("", "Address of RiskService when it is not served here.")
+    settlement_address: str = _setting("", "Address of SettlementService when it is not served here.")
+    analytics_address: str = _setting("", "Address of AnalyticsService when it is not served here.")
+    channel_address: str = _setting("", "Address of ChannelRouterService when it is not served here.")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'payhub.db'}"
+
+    @property
+    def effective_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.http_listen}").rstrip("/")
+
+    def served_services(self) -> tuple[str, ...]:
+        if self.services.strip() in ("", "all"):
+            return SERVICE_NAMES
+        names = tuple(s.strip() for s in self.services.split(",") if s.strip())
+        unknown = [n for n in names if n not in SERVICE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown service(s) {unknown}; choose from {', '.join(SERVICE_NAMES)}")
+        return names
+
+    def address_of(self, service: str) -> str:
+        return str(getattr(self, f"{service}_address"))
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _coerce(raw: Any, template: Any) -> Any:
+    if isinstance(template, bool):
+        return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(template, int):
+        return int(raw)
+    if isinstance(template, float):
+        return float(raw)
+    return str(raw)
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then the TOML file named by PAYHUB_CONFIG, then PAYHUB_* variables, then overrides."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    config_path = env.get("PAYHUB_CONFIG")
+    if config_path:
+        with open(config_path, "rb") as fh:
+            values.update(tomllib.load(fh))
+    for f in fields(Settings):
+        key = f"PAYHUB_{f.name.upper()}"
+        if key in env:
+            values[f.name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise ValueError(f"unknown setting(s): {sorted(unknown)}")
+    defaults = Settings()
+    return Settings(**{k: _coerce(v, getattr(defaults, k)) for k, v in values.items()})
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, for the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        rows.append(f"| `PAYHUB_{f.name.upper()}` | `{f.default}` | {f.metadata['doc']} |")
+    return "\n".join(rows)

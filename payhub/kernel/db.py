@@ -1,0 +1,140 @@
+"""The database: one engine per process, one metadata for every context's tables.
+
+SQLite (the zero-set-up default) runs in WAL mode and takes the write lock at BEGIN
+(`BEGIN IMMEDIATE`), so read-then-write transactions serialize instead of failing on lock upgrade.
+PostgreSQL runs READ COMMITTED; every state change is a compare-and-set UPDATE, and uniqueness is
+enforced by constraints, so the isolation level never carries correctness on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from payhub.kernel.errors import Unavailable
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# A 64-bit auto-increment primary key that SQLite also auto-increments (SQLite only does so for
+# INTEGER PRIMARY KEY).
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[Any]):
+    """Timezone-aware UTC datetimes on both databases (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        from datetime import UTC
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Database:
+    """Owns the engine. `begin()` is a transaction; `read()` is a connection for queries."""
+
+    def __init__(self, url: str, *, pool_size: int = 16) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                        connect_args={"check_same_thread": False, "timeout": 30})
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                        pool_pre_ping=True, pool_timeout=10,
+                                        connect_args={"connect_timeout": 5})
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with _unavailable_on_connection_loss(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _unavailable_on_connection_loss(), self.engine.connect() as conn:
+            yield conn.execution_options(payhub_readonly=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def _unavailable_on_connection_loss() -> Iterator[None]:
+    """A lost or refused database connection is UNAVAILABLE to callers, never INTERNAL."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise Unavailable("the database is unavailable; retry with the same request_id",
+                              reason="DATABASE_UNAVAILABLE") from exc
+        raise
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        readonly = conn.get_execution_options().get("payhub_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True when a write failed on a unique constraint (both databases)."""
+    orig = getattr(exc, "orig", exc)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return "UNIQUE constraint failed" in str(orig)
+
+
+def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on either database; True when the row was inserted."""
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    result = conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)

@@ -1,0 +1,160 @@
+"""The transactional outbox.
+
+A use case writes its domain events with `record_event` in the same transaction as the state change.
+Row ids are not commit-ordered on PostgreSQL (a transaction that took id 5 can commit after the one
+that took id 6), so consumers never read by id. The sequencer gives each committed event a gap-free,
+monotonic `position` in commit-safe order: it only takes rows whose writing transaction is older
+than every transaction still running (`txid < pg_snapshot_xmin(pg_current_snapshot())`), orders them
+by (txid, id), and holds an advisory lock so one replica sequences at a time. On SQLite there is one
+writer, so id order is commit order. Consumers (WatchEvents, webhooks, the ledger poster) read by
+position and keep their own cursors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+
+from payhub.kernel import clock
+from payhub.kernel.db import BigIntPK, Database, UtcDateTime, insert_ignore, metadata
+from payhub.kernel.ids import new_id
+
+outbox_events = Table(
+    "outbox_events", metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("aggregate_type", String(32), nullable=False),
+    Column("aggregate_id", String(64), nullable=False),
+    Column("merchant_id", String(40), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("create_time", UtcDateTime, nullable=False),
+    Column("txid", BigInteger, nullable=True),
+    Column("position", BigInteger, nullable=True, unique=True),
+)
+Index("ix_outbox_events_unsequenced", outbox_events.c.id, sqlite_where=outbox_events.c.position.is_(None),
+      postgresql_where=outbox_events.c.position.is_(None))
+Index("ix_outbox_events_merchant_position", outbox_events.c.merchant_id, outbox_events.c.position)
+
+outbox_cursors = Table(
+    "outbox_cursors", metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("update_time", UtcDateTime, nullable=False),
+)
+
+# Arbitrary constant naming the sequencer's advisory lock.
+_SEQUENCER_LOCK = 0x7061796875620001
+
+
+@dataclass(frozen=True)
+class Event:
+    position: int
+    event_id: str
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    merchant_id: str | None
+    payload: dict[str, Any]
+    create_time: datetime
+
+
+def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_id: str,
+                 merchant_id: str | None, payload: dict[str, Any]) -> str:
+    """Write one domain event inside the caller's transaction; returns its stable event id."""
+    event_id = new_id("evt")
+    values: dict[str, Any] = {
+        "event_id": event_id, "type": type, "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id, "merchant_id": merchant_id,
+        "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+        "create_time": clock.now(),
+    }
+    if conn.dialect.name == "postgresql":
+        values["txid"] = literal_column("pg_current_xact_id()::text::bigint")
+    conn.execute(insert(outbox_events).values(**values))
+    return event_id
+
+
+def sequence_events(db: Database, limit: int = 5000) -> int:
+    """Give committed, unsequenced events their positions. Returns how many were sequenced."""
+    with db.begin() as conn:
+        if db.is_postgres:
+            if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK}).scalar():
+                return 0
+            safe = outbox_events.c.txid < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            order = (outbox_events.c.txid, outbox_events.c.id)
+        else:
+            safe = literal_column("1") == 1
+            order = (outbox_events.c.id,)
+        ids = conn.execute(
+            select(outbox_events.c.id).where(and_(outbox_events.c.position.is_(None), safe))
+            .order_by(*order).limit(limit)).scalars().all()
+        if not ids:
+            return 0
+        last = conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one()
+        params = [{"row_id": row_id, "pos": last + i} for i, row_id in enumerate(ids, start=1)]
+        conn.execute(update(outbox_events).where(outbox_events.c.id == bindparam("row_id"))
+                     .values(position=bindparam("pos")), params)
+        return len(ids)
+
+
+def _to_event(row: Any) -> Event:
+    return Event(position=row.position, event_id=row.event_id, type=row.type,
+                 aggregate_type=row.aggregate_type, aggregate_id=row.aggregate_id,
+                 merchant_id=row.merchant_id, payload=json.loads(row.payload), create_time=row.create_time)
+
+
+def read_events(conn: Connection, after: int, *, merchant_id: str | None = None,
+                types: tuple[str, ...] = (), limit: int = 500) -> list[Event]:
+    """Sequenced events after `after` in position order; optionally one merchant's or some types."""
+    query = select(outbox_events).where(outbox_events.c.position > after)
+    if merchant_id is not None:
+        query = query.where(outbox_events.c.merchant_id == merchant_id)
+    if types:
+        query = query.where(outbox_events.c.type.in_(types))
+    rows = conn.execute(query.order_by(outbox_events.c.position).limit(limit)).all()
+    return [_to_event(r) for r in rows]
+
+
+def consume(db: Database, consumer: str, handle: Callable[[Connection, list[Event]], None],
+            limit: int = 200) -> int:
+    """Hand the next batch after this consumer's cursor to `handle`, in one transaction with the
+    cursor advance, so a batch is handled exactly once per consumer even with several replicas
+    (the cursor row is locked; other replicas skip it). Returns how many events were handled."""
+    with db.begin() as conn:
+        now = clock.now()
+        insert_ignore(conn, outbox_cursors, {"consumer": consumer, "position": 0, "update_time": now})
+        query = select(outbox_cursors.c.position).where(outbox_cursors.c.consumer == consumer)
+        if db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        position = conn.execute(query).scalar()
+        if position is None:
+            return 0
+        events = read_events(conn, position, limit=limit)
+        if not events:
+            return 0
+        handle(conn, events)
+        conn.execute(update(outbox_cursors).where(outbox_cursors.c.consumer == consumer)
+                     .values(position=events[-1].position, update_time=now))
+        return len(events)

@@ -1,0 +1,169 @@
+"""`payhub serve`: one gRPC server per process hosting the configured services.
+
+With --workers N the parent checks the port, then forks N processes before any gRPC object exists;
+each binds the same port with SO_REUSEPORT and the kernel spreads connections over them. With one
+worker SO_REUSEPORT is off, so a port that is already taken is an error, not a silent shared bind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from payhub.kernel.config import Settings
+from payhub.kernel.logging import configure_logging, get_logger
+from payhub.kernel.migrate import is_migrated, upgrade
+from payhub.kernel.outbox import sequence_events
+from payhub.server.context import AppContext
+from payhub.server.health import Readiness
+from payhub.server.interceptors import CallPipeline
+from payhub.server.jobs import Job, JobRunner
+
+log = get_logger("payhub.server")
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says how to fix it."""
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":PORT" means all
+
+
+def _check_port_free(listen: str) -> None:
+    host, port = _split(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {listen}: {exc.strerror}") from exc
+
+
+def prepare_database(settings: Settings, migrate: bool) -> None:
+    ctx_db = AppContext.create(settings).db
+    try:
+        if migrate:
+            upgrade(settings.effective_database_url)
+        elif not is_migrated(ctx_db):
+            raise StartupError("the database is not migrated to this version of payhub: run "
+                               "`payhub migrate` (or `payhub serve --migrate`) first")
+    finally:
+        ctx_db.dispose()
+
+
+def serve(settings: Settings, *, migrate: bool = False) -> int:
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings.served_services()
+        _check_port_free(settings.listen)
+        prepare_database(settings, migrate)
+    except (StartupError, ValueError) as exc:
+        print(f"payhub serve: {exc}", file=sys.stderr)
+        return 2
+    if settings.workers <= 1:
+        return run_worker(settings, worker=0, reuse_port=False)
+    return _supervise(settings)
+
+
+def _supervise(settings: Settings) -> int:
+    children = []
+    for worker in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = run_worker(settings, worker=worker, reuse_port=True)
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    return worst
+
+
+def build_server(ctx: AppContext, *, reuse_port: bool) -> tuple[grpc.Server, Readiness]:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=ctx.settings.threads, thread_name_prefix="rpc"),
+        interceptors=[CallPipeline(ctx.credentials)],
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0),
+                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    components = ctx.components()
+    for component in components:
+        component.add_to_server(server)
+    readiness = Readiness(ctx.db, [c.full_name for c in components])
+    health_pb2_grpc.add_HealthServicer_to_server(readiness.servicer, server)
+    reflection.enable_server_reflection(
+        [*(c.full_name for c in components), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+    try:
+        bound = server.add_insecure_port(ctx.settings.listen)
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on {ctx.settings.listen}: {exc}") from exc
+    if bound == 0:
+        raise StartupError(f"cannot listen on {ctx.settings.listen}: the address is taken or invalid")
+    return server, readiness
+
+
+def background_jobs(ctx: AppContext) -> list[Job]:
+    jobs = [Job("outbox-sequencer", 0.05, lambda: sequence_events(ctx.db))]
+    for component in ctx.components():
+        jobs.extend(component.jobs())
+    return jobs
+
+
+def run_worker(settings: Settings, *, worker: int, reuse_port: bool) -> int:
+    ctx = AppContext.create(settings)
+    try:
+        server, readiness = build_server(ctx, reuse_port=reuse_port)
+    except StartupError as exc:
+        print(f"payhub serve: {exc}", file=sys.stderr)
+        return 2
+    if settings.metrics_listen:
+        host, port = _split(settings.metrics_listen)
+        start_http_server(port + worker, addr=host)
+    runner = JobRunner(background_jobs(ctx) if settings.background_workers else [])
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    readiness.start()
+    runner.start()
+    log.info("serving", listen=settings.listen, worker=worker, pid=os.getpid(),
+             services=[c.full_name for c in ctx.components()])
+    while not stopping.wait(0.5):
+        pass
+    log.info("shutting down", drain_seconds=settings.drain_seconds, grace_seconds=settings.grace_seconds)
+    readiness.shutdown()
+    time.sleep(settings.drain_seconds)
+    server.stop(settings.grace_seconds).wait()
+    runner.stop()
+    ctx.db.dispose()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,47 @@
+"""Background jobs: each runs on its own thread every `interval` seconds until shutdown.
+
+Jobs must be safe with several replicas running them at once (they claim work with compare-and-set
+or SKIP LOCKED); a job that fails is logged and tried again at its next tick.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from payhub.kernel.logging import get_logger
+
+log = get_logger("payhub.jobs")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: float
+    run: Callable[[], object]
+
+
+class JobRunner:
+    def __init__(self, jobs: list[Job]) -> None:
+        self._jobs = jobs
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for job in self._jobs:
+            thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, job: Job) -> None:
+        while not self._stop.wait(job.interval):
+            try:
+                job.run()
+            except Exception:
+                log.exception("job failed", job=job.name)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
