@@ -5,9 +5,34 @@ The router owns routing and the adapters; callers hand it instructions and get h
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import date
+from typing import TYPE_CHECKING, Protocol
 
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from payhub.channel.v1 import channel_pb2, channel_pb2_grpc
+
+from payhub.channel import convert
 from payhub.channel.types import ChannelResult, PaymentInstruction
+from payhub.kernel.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PayhubError,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
+from payhub.kernel.ids import new_id
+
+if TYPE_CHECKING:
+    from payhub.channel.service import ChannelRouter
 
 
 class ChannelClient(Protocol):
@@ -31,3 +56,138 @@ class ChannelClient(Protocol):
                currency: str) -> ChannelResult: ...
 
     def query_refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str) -> ChannelResult: ...
+
+
+class LocalChannelClient:
+    """The in-process ChannelClient: the router itself (routing, failover, integrity guard)."""
+
+    def __init__(self, router: ChannelRouter) -> None:
+        self._router = router
+
+    def pay(self, instruction: PaymentInstruction) -> ChannelResult:
+        """Route and try; FAILED `no_channel_available` when no channel is eligible."""
+        return self._router.pay(instruction)
+
+    def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        return self._router.query(channel, merchant_id, attempt_id)
+
+    def capture(self, channel: str, merchant_id: str, attempt_id: str, amount_minor: int,
+                currency: str) -> ChannelResult:
+        return self._router.capture(channel, merchant_id, attempt_id, amount_minor, currency)
+
+    def void(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        return self._router.void(channel, merchant_id, attempt_id)
+
+    def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        return self._router.close(channel, merchant_id, attempt_id)
+
+    def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
+               currency: str) -> ChannelResult:
+        return self._router.refund(channel, merchant_id, attempt_id, refund_id, amount_minor, currency)
+
+    def query_refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str) -> ChannelResult:
+        return self._router.query_refund(channel, merchant_id, attempt_id, refund_id)
+
+    def fetch_statement(self, channel: str, merchant_id: str, day: date) -> bytes:
+        """Not part of ChannelClient yet: reconciliation (settlement) reads channel statements here."""
+        return self._router.fetch_statement(channel, merchant_id, day)
+
+
+# A pay may fail over across channels, each with its own network timeout: give it room.
+REMOTE_TIMEOUT_SECONDS = 60.0
+
+
+class RemoteChannelClient:
+    """ChannelClient over gRPC (ExecuteChannelOperation), for a trade center running apart.
+
+    Errors come back as the domain errors the router raised. A lost connection or deadline is
+    Unavailable with metadata outcome=unknown: the operation may have reached the channel, so
+    retry it with the same attempt id / refund id (channels deduplicate on them) or query."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float = REMOTE_TIMEOUT_SECONDS) -> None:
+        self._stub = channel_pb2_grpc.ChannelRouterServiceStub(channel)
+        self._timeout = timeout
+
+    def pay(self, instruction: PaymentInstruction) -> ChannelResult:
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(pay=convert.instruction_to_pb(instruction)))
+
+    def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        op = channel_pb2.AttemptOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id)
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(query=op))
+
+    def capture(self, channel: str, merchant_id: str, attempt_id: str, amount_minor: int,
+                currency: str) -> ChannelResult:
+        op = channel_pb2.CaptureOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id,
+                                          amount=convert.money(amount_minor, currency))
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(capture=op))
+
+    def void(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        op = channel_pb2.AttemptOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id)
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(void=op))
+
+    def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        op = channel_pb2.AttemptOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id)
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(close=op))
+
+    def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
+               currency: str) -> ChannelResult:
+        op = channel_pb2.RefundOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id,
+                                         refund_id=refund_id, amount=convert.money(amount_minor, currency))
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(refund=op))
+
+    def query_refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str) -> ChannelResult:
+        op = channel_pb2.RefundQueryOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id,
+                                              refund_id=refund_id)
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(query_refund=op))
+
+    def _execute(self, request: channel_pb2.ExecuteChannelOperationRequest) -> ChannelResult:
+        request.request_id = new_id("req")
+        try:
+            response = self._stub.ExecuteChannelOperation(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        return convert.result_from_pb(response.result)
+
+
+def remote_client(channel: grpc.Channel) -> ChannelClient:
+    return RemoteChannelClient(channel)
+
+
+_ERRORS: dict[grpc.StatusCode, type[PayhubError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound, grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition, grpc.StatusCode.ABORTED: Aborted,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied, grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted, grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+}
+
+
+def domain_error(exc: grpc.RpcError) -> PayhubError:
+    """The domain error behind a failed call, with its ErrorInfo reason and metadata."""
+    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
+    message: str = exc.details() or code.name  # type: ignore[attr-defined]
+    info, violations = _details(exc)
+    reason, metadata = (info.reason or None, dict(info.metadata)) if info else (None, {})
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(violations or [FieldViolation("", message)], reason=reason)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return Unavailable(f"channel router: {message}", reason=reason or "CHANNEL_ROUTER_UNAVAILABLE",
+                           metadata={**metadata, "outcome": "unknown"})
+    error_class = _ERRORS.get(code)
+    if error_class is None:
+        return Unavailable(f"channel router failed: {message}", reason=reason or "CHANNEL_ROUTER_ERROR",
+                           metadata={**metadata, "outcome": "unknown"})
+    return error_class(message, reason=reason, metadata=metadata)
+
+
+def _details(exc: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo | None, list[FieldViolation]]:
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    info, violations = None, []
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+    return info, violations

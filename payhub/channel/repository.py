@@ -1,0 +1,110 @@
+"""SQL of the channel router: channel states, and what was sent to which channel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from payhub.channel.domain import ChannelStatus, MaintenanceWindow
+from payhub.channel.tables import channel_attempts, channel_refunds, channel_states
+from payhub.kernel import clock
+from payhub.kernel.db import Database, insert_ignore
+
+# Routing reads channel states on every payment; a short cache keeps that off the database. An
+# operator's change reaches the other replicas within this many seconds.
+STATE_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class SentAmount:
+    """What the router asked a channel for: the reference every later answer is checked against."""
+
+    merchant_id: str
+    amount_minor: int
+    currency: str
+
+
+class ChannelStateRepository:
+    def __init__(self, db: Database, cache_seconds: float = STATE_CACHE_SECONDS) -> None:
+        self._db = db
+        self._cache_seconds = cache_seconds
+        self._cached: tuple[float, dict[str, ChannelStatus]] | None = None
+        self._lock = threading.Lock()
+
+    def all(self) -> dict[str, ChannelStatus]:
+        """Every channel state ever set (a channel without a row is enabled), cached briefly."""
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < self._cache_seconds:
+                return self._cached[1]
+        with self._db.read() as conn:
+            statuses = {row.channel: _status(row) for row in conn.execute(select(channel_states))}
+        with self._lock:
+            self._cached = (time.monotonic(), statuses)
+        return statuses
+
+    def get(self, channel: str) -> ChannelStatus:
+        return self.all().get(channel) or ChannelStatus(channel)
+
+    def save(self, conn: Connection, status: ChannelStatus, actor: str) -> None:
+        """Upsert inside the caller's transaction; this replica's cache is dropped at once."""
+        window = status.maintenance
+        values: dict[str, Any] = {
+            "enabled": status.enabled, "reason": status.reason, "updated_by": actor,
+            "update_time": status.update_time or clock.now(),
+            "maintenance_start": window.start if window else None, "maintenance_end": window.end if window else None}
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(dialect_insert(channel_states).values(channel=status.channel, **values)
+                     .on_conflict_do_update(index_elements=[channel_states.c.channel], set_=values))
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cached = None
+
+
+def _status(row: Any) -> ChannelStatus:
+    window = (MaintenanceWindow(row.maintenance_start, row.maintenance_end)
+              if row.maintenance_start and row.maintenance_end else None)
+    return ChannelStatus(row.channel, bool(row.enabled), window, row.reason, row.update_time)
+
+
+class SentLog:
+    """channel_attempts / channel_refunds: written before the channel is called, so an answer that
+    arrives by any path (even a notification racing the call) can be checked."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record_attempt(self, attempt_id: str, channel: str, merchant_id: str, payment_id: str,
+                       amount_minor: int, currency: str) -> None:
+        with self._db.begin() as conn:
+            insert_ignore(conn, channel_attempts, {
+                "attempt_id": attempt_id, "channel": channel, "merchant_id": merchant_id, "payment_id": payment_id,
+                "amount_minor": amount_minor, "currency": currency, "create_time": clock.now()})
+
+    def attempt(self, attempt_id: str, channel: str) -> SentAmount | None:
+        t = channel_attempts
+        with self._db.read() as conn:
+            row = conn.execute(select(t.c.merchant_id, t.c.amount_minor, t.c.currency)
+                               .where(t.c.attempt_id == attempt_id, t.c.channel == channel)).first()
+        return SentAmount(row.merchant_id, row.amount_minor, row.currency) if row else None
+
+    def record_refund(self, refund_id: str, channel: str, attempt_id: str, merchant_id: str,
+                      amount_minor: int, currency: str) -> None:
+        with self._db.begin() as conn:
+            insert_ignore(conn, channel_refunds, {
+                "refund_id": refund_id, "channel": channel, "attempt_id": attempt_id, "merchant_id": merchant_id,
+                "amount_minor": amount_minor, "currency": currency, "create_time": clock.now()})
+
+    def refund(self, refund_id: str, channel: str) -> SentAmount | None:
+        t = channel_refunds
+        with self._db.read() as conn:
+            row = conn.execute(select(t.c.merchant_id, t.c.amount_minor, t.c.currency)
+                               .where(t.c.refund_id == refund_id, t.c.channel == channel)).first()
+        return SentAmount(row.merchant_id, row.amount_minor, row.currency) if row else None

@@ -1,0 +1,145 @@
+"""The simulated bank's book: SQL over sandbox_transactions and sandbox_refunds.
+
+Every state change is a compare-and-set on the expected state, and the refund total is raised with
+one conditional UPDATE, so concurrent captures, closes, consumer actions and refunds behave like a
+real channel's (one wins, nothing is over-refunded) on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from payhub.channel.tables import sandbox_refunds, sandbox_transactions
+from payhub.kernel import clock
+from payhub.kernel.db import Database, insert_ignore
+
+T, R = sandbox_transactions, sandbox_refunds
+
+
+@dataclass(frozen=True)
+class SandboxTransaction:
+    attempt_id: str
+    merchant_id: str
+    payment_id: str
+    channel_reference: str
+    method: str
+    client_type: str
+    amount_minor: int
+    currency: str
+    capture: bool
+    installments: int
+    card_last4: str | None
+    scenario: str
+    state: str
+    action_kind: str | None
+    consumer_action: str | None
+    failure_code: str | None
+    failure_message: str | None
+    channel_code: str | None
+    captured_minor: int
+    refunded_minor: int
+    complete_time: datetime | None
+
+
+@dataclass(frozen=True)
+class SandboxRefund:
+    refund_id: str
+    attempt_id: str
+    channel_reference: str
+    amount_minor: int
+    currency: str
+    state: str
+    failure_code: str | None
+    complete_time: datetime | None
+
+
+def _transaction(row: Row[Any]) -> SandboxTransaction:
+    return SandboxTransaction(**{name: getattr(row, name) for name in SandboxTransaction.__dataclass_fields__})
+
+
+def _refund(row: Row[Any]) -> SandboxRefund:
+    return SandboxRefund(**{name: getattr(row, name) for name in SandboxRefund.__dataclass_fields__})
+
+
+class SandboxBook:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def find(self, attempt_id: str, merchant_id: str | None = None) -> SandboxTransaction | None:
+        """The transaction; with `merchant_id`, only if it is that merchant's (a bank never shows
+        one merchant another's trades)."""
+        query = select(T).where(T.c.attempt_id == attempt_id)
+        if merchant_id is not None:
+            query = query.where(T.c.merchant_id == merchant_id)
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        return _transaction(row) if row else None
+
+    def open(self, values: dict[str, Any]) -> bool:
+        """Record a new transaction; False when one with this attempt id exists already."""
+        now = clock.now()
+        with self._db.begin() as conn:
+            return insert_ignore(conn, T, {"captured_minor": 0, "refunded_minor": 0, "create_time": now,
+                                           "update_time": now, **values})
+
+    def transition(self, attempt_id: str, expected_state: str, **changes: Any) -> bool:
+        """Compare-and-set: apply `changes` only if the transaction is still in `expected_state`."""
+        with self._db.begin() as conn:
+            result = conn.execute(update(T).where(T.c.attempt_id == attempt_id, T.c.state == expected_state)
+                                  .values(update_time=clock.now(), **changes))
+        return bool(result.rowcount)
+
+    def find_refund(self, refund_id: str) -> SandboxRefund | None:
+        with self._db.read() as conn:
+            row = conn.execute(select(R).where(R.c.refund_id == refund_id)).first()
+        return _refund(row) if row else None
+
+    def refund(self, txn: SandboxTransaction, refund_id: str, amount_minor: int, reference: str,
+               state_if_accepted: str) -> SandboxRefund | None:
+        """Book a refund: accepted (state_if_accepted) when the total stays within what was captured,
+        FAILED otherwise. None when a concurrent request booked this refund id first."""
+        now = clock.now()
+        with self._db.begin() as conn:
+            inserted = insert_ignore(conn, R, {
+                "refund_id": refund_id, "attempt_id": txn.attempt_id, "channel_reference": reference,
+                "amount_minor": amount_minor, "currency": txn.currency, "state": state_if_accepted,
+                "create_time": now, "complete_time": now if state_if_accepted == "SUCCEEDED" else None})
+            if not inserted:
+                return None
+            if not _reserve(conn, txn.attempt_id, amount_minor):
+                conn.execute(update(R).where(R.c.refund_id == refund_id).values(
+                    state="FAILED", failure_code="refund_amount_exceeds_captured", complete_time=None))
+        return self.find_refund(refund_id)
+
+    def settle_refund(self, refund_id: str) -> bool:
+        """PENDING -> SUCCEEDED (compare-and-set)."""
+        with self._db.begin() as conn:
+            result = conn.execute(update(R).where(R.c.refund_id == refund_id, R.c.state == "PENDING")
+                                  .values(state="SUCCEEDED", complete_time=clock.now()))
+        return bool(result.rowcount)
+
+    def completed_between(self, merchant_id: str, start: datetime,
+                          end: datetime) -> tuple[list[SandboxTransaction], list[SandboxRefund]]:
+        """Captured payments and succeeded refunds of one merchant whose money moved in [start, end)."""
+        with self._db.read() as conn:
+            payments = conn.execute(select(T).where(
+                T.c.merchant_id == merchant_id, T.c.state == "SUCCEEDED", T.c.complete_time >= start,
+                T.c.complete_time < end).order_by(T.c.complete_time, T.c.attempt_id)).all()
+            refunds = conn.execute(select(R).join(T, T.c.attempt_id == R.c.attempt_id).where(
+                T.c.merchant_id == merchant_id, R.c.state == "SUCCEEDED", R.c.complete_time >= start,
+                R.c.complete_time < end).order_by(R.c.complete_time, R.c.refund_id)).all()
+        return [_transaction(r) for r in payments], [_refund(r) for r in refunds]
+
+
+def _reserve(conn: Connection, attempt_id: str, amount_minor: int) -> bool:
+    """Raise the refunded total by `amount_minor` unless it would pass the captured amount: one
+    conditional UPDATE, so concurrent refunds can never over-refund."""
+    result = conn.execute(update(T).where(
+        T.c.attempt_id == attempt_id, T.c.state == "SUCCEEDED",
+        T.c.refunded_minor + amount_minor <= T.c.captured_minor,
+    ).values(refunded_minor=T.c.refunded_minor + amount_minor, update_time=clock.now()))
+    return bool(result.rowcount)

@@ -1,0 +1,249 @@
+"""The channel router's use cases: route and perform channel operations, dry-run routing, and the
+channel list. Channel states and notifications live in admin.py and notifications.py.
+
+Every operation's answer passes the integrity guard (domain.check_integrity) against what the router
+sent, which was recorded before the call (SentLog): pay, query and capture against the attempt,
+refund and query_refund against the refund. Close and void move no money, so their amounts are not
+checked. A payment fails over to the next candidate only after a FAILED answer marked
+retryable_elsewhere (domain.may_fail_over). When no channel is eligible, pay answers FAILED with
+failure_code `no_channel_available` instead of raising: nothing was sent, and the trade center
+records a failed attempt the consumer can follow with another method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
+
+from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, ChannelNotReached
+from payhub.channel.domain import (
+    check_integrity,
+    error_result,
+    may_fail_over,
+    no_channel_result,
+    unreachable_result,
+)
+from payhub.channel.health import HealthTracker
+from payhub.channel.registry import ChannelRegistry
+from payhub.channel.repository import ChannelStateRepository, SentAmount, SentLog
+from payhub.channel.routing import Candidate, RouteDecision, RouteRequest, route
+from payhub.channel.types import ChannelResult, PaymentInstruction
+from payhub.identity.principal import current_principal
+from payhub.kernel import clock
+from payhub.kernel.errors import InvalidArgument, NotFound, Violations
+from payhub.kernel.logging import get_logger
+from payhub.kernel.money import validate_money
+from payhub.merchant.client import ChannelConfigInfo, MerchantClient
+
+log = get_logger("payhub.channel")
+
+METHODS = frozenset({"CARD", "ALIPAY", "WECHAT_PAY", "UNIONPAY", "WALLET"})
+CLIENT_TYPES = frozenset({"PC", "H5", "APP", "NATIVE_QR", "JSAPI", "BARCODE"})
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What an answer must carry; None when the operation claims no money (close, void)."""
+
+    amount_minor: int
+    currency: str
+
+
+class ChannelRouter:
+    def __init__(self, registry: ChannelRegistry, states: ChannelStateRepository, sent: SentLog,
+                 merchants: Callable[[], MerchantClient], health: HealthTracker,
+                 notify_url: Callable[[str, str], str]) -> None:
+        self.registry = registry
+        self.states = states
+        self.sent = sent
+        self._merchants = merchants  # resolved per call: components are built lazily
+        self.health = health
+        self._notify_url = notify_url
+
+    # -- routing --------------------------------------------------------------------------------
+    def decide(self, request: RouteRequest) -> RouteDecision:
+        configs = self._merchants().channel_configs(request.merchant_id)
+        capabilities = {a.name: a.capabilities() for a in self.registry.adapters()}
+        return route(request, configs, capabilities, self.states.all(), clock.now())
+
+    def route_payment(self, request: RouteRequest) -> RouteDecision:
+        """The dry run behind RoutePayment: NotFound for an unknown merchant (or another merchant's,
+        for a merchant key); nothing is sent."""
+        validate_route_request(request, "")
+        current_principal().scope_merchant(request.merchant_id)
+        self._merchants().get_merchant(request.merchant_id)
+        return self.decide(request)
+
+    # -- operations -----------------------------------------------------------------------------
+    def pay(self, instruction: PaymentInstruction) -> ChannelResult:
+        validate_instruction(instruction)
+        decision = self.decide(RouteRequest.of(instruction))
+        result = no_channel_result(instruction.amount_minor, instruction.currency, decision.explanation)
+        for candidate in decision.kept:
+            result = self._pay_with(candidate, instruction)
+            if not may_fail_over(result):
+                return result
+            log.info("channel failover", attempt_id=instruction.attempt_id, channel=candidate.channel,
+                     failure_code=result.failure_code)
+        return result
+
+    def _pay_with(self, candidate: Candidate, instruction: PaymentInstruction) -> ChannelResult:
+        adapter = self.registry.get(candidate.channel)
+        self.sent.record_attempt(instruction.attempt_id, adapter.name, instruction.merchant_id,
+                                 instruction.payment_id, instruction.amount_minor, instruction.currency)
+        credentials = self._credentials(instruction.merchant_id, candidate.config)
+        result = self._call(adapter, lambda: adapter.pay(instruction, credentials),
+                            Expected(instruction.amount_minor, instruction.currency), instruction.attempt_id)
+        self.health.record(adapter.name, result)
+        return result
+
+    def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        adapter, credentials = self._target(channel, merchant_id)
+        return self._call(adapter, lambda: adapter.query(attempt_id, credentials),
+                          self._expected_attempt(channel, merchant_id, attempt_id), attempt_id)
+
+    def capture(self, channel: str, merchant_id: str, attempt_id: str, amount_minor: int,
+                currency: str) -> ChannelResult:
+        _validate_amount("capture.amount", amount_minor, currency)
+        adapter, credentials = self._target(channel, merchant_id)
+        return self._call(adapter, lambda: adapter.capture(attempt_id, amount_minor, currency, credentials),
+                          Expected(amount_minor, currency), attempt_id)
+
+    def void(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        adapter, credentials = self._target(channel, merchant_id)
+        return self._call(adapter, lambda: adapter.void(attempt_id, credentials), None, attempt_id)
+
+    def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        adapter, credentials = self._target(channel, merchant_id)
+        return self._call(adapter, lambda: adapter.close(attempt_id, credentials), None, attempt_id)
+
+    def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
+               currency: str) -> ChannelResult:
+        _require("refund.refund_id", refund_id)
+        _validate_amount("refund.amount", amount_minor, currency)
+        adapter, credentials = self._target(channel, merchant_id)
+        self.sent.record_refund(refund_id, adapter.name, attempt_id, merchant_id, amount_minor, currency)
+        return self._call(adapter, lambda: adapter.refund(attempt_id, refund_id, amount_minor, currency,
+                                                          credentials),
+                          Expected(amount_minor, currency), attempt_id)
+
+    def query_refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str) -> ChannelResult:
+        adapter, credentials = self._target(channel, merchant_id)
+        return self._call(adapter, lambda: adapter.query_refund(attempt_id, refund_id, credentials),
+                          self._expected_refund(channel, merchant_id, refund_id), attempt_id)
+
+    def fetch_statement(self, channel: str, merchant_id: str, day: date) -> bytes:
+        """The channel's statement file of one merchant account for one day (for reconciliation)."""
+        adapter, credentials = self._target(channel, merchant_id)
+        return adapter.fetch_statement(day, credentials)
+
+    # -- shared pieces --------------------------------------------------------------------------
+    def guard(self, result: ChannelResult, expected: Expected | None, attempt_id: str) -> ChannelResult:
+        """The integrity guard every answer passes; a mismatch is logged as an alert."""
+        if expected is None:
+            return result
+        checked = check_integrity(result, expected.amount_minor, expected.currency)
+        if checked.mismatch:
+            log.error("ALERT channel amount mismatch", channel=result.channel, attempt_id=attempt_id,
+                      reported_amount=result.amount_minor, reported_currency=result.currency,
+                      expected_amount=expected.amount_minor, expected_currency=expected.currency,
+                      reported_outcome=result.outcome.value)
+        return checked.result
+
+    def expected_for(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str) -> Expected | None:
+        if refund_id:
+            return self._expected_refund(channel, merchant_id, refund_id)
+        return self._expected_attempt(channel, merchant_id, attempt_id)
+
+    def config(self, merchant_id: str, channel: str) -> ChannelConfigInfo:
+        """The merchant's configuration of a channel, enabled or not (operations on payments already
+        sent must keep working after a configuration is switched off)."""
+        for config in self._merchants().channel_configs(merchant_id):
+            if config.channel == channel:
+                return config
+        raise NotFound(f"merchants/{merchant_id} has no configuration for channels/{channel}",
+                       reason="CHANNEL_NOT_CONFIGURED", metadata={"channel": channel})
+
+    def credentials_for(self, merchant_id: str, channel: str) -> ChannelCredentials:
+        return self._credentials(merchant_id, self.config(merchant_id, channel))
+
+    def _credentials(self, merchant_id: str, config: ChannelConfigInfo) -> ChannelCredentials:
+        return ChannelCredentials(merchant_id, dict(config.credentials), self._notify_url(config.channel, merchant_id))
+
+    def _target(self, channel: str, merchant_id: str) -> tuple[ChannelAdapter, ChannelCredentials]:
+        _require("channel", channel)
+        _require("merchant_id", merchant_id)
+        adapter = self.registry.get(channel)
+        return adapter, self.credentials_for(merchant_id, channel)
+
+    def _call(self, adapter: ChannelAdapter, operation: Callable[[], ChannelResult], expected: Expected | None,
+              attempt_id: str) -> ChannelResult:
+        """Run one adapter call, turning its exceptions into honest results, then guard the answer."""
+        amount, currency = (expected.amount_minor, expected.currency) if expected else (0, "")
+        try:
+            result = operation()
+        except ChannelNotReached as exc:
+            log.warning("channel not reached", channel=adapter.name, attempt_id=attempt_id, error=str(exc))
+            return unreachable_result(adapter.name, amount, currency, str(exc))
+        except Exception:
+            log.exception("channel adapter failed; outcome unknown", channel=adapter.name, attempt_id=attempt_id)
+            return error_result(adapter.name, amount, currency)
+        # The router knows which adapter answered; it does not take the adapter's word for it.
+        return self.guard(replace(result, channel=adapter.name), expected, attempt_id)
+
+    def _expected_attempt(self, channel: str, merchant_id: str, attempt_id: str) -> Expected | None:
+        return _expected(self.sent.attempt(attempt_id, channel), merchant_id, "attempt", attempt_id)
+
+    def _expected_refund(self, channel: str, merchant_id: str, refund_id: str) -> Expected | None:
+        return _expected(self.sent.refund(refund_id, channel), merchant_id, "refund", refund_id)
+
+
+def _expected(sent: SentAmount | None, merchant_id: str, kind: str, ident: str) -> Expected | None:
+    if sent is None:
+        # Not sent through this router (e.g. created before it kept a record): nothing to compare
+        # against, so the answer passes unchecked, visibly.
+        log.warning("no record of what was sent; answer not checked", kind=kind, id=ident)
+        return None
+    if sent.merchant_id != merchant_id:
+        raise NotFound(f"{kind} {ident} not found for merchants/{merchant_id}", reason="CHANNEL_OPERATION_NOT_FOUND")
+    return Expected(sent.amount_minor, sent.currency)
+
+
+def _require(field: str, value: str) -> None:
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+
+
+def _validate_amount(field: str, amount_minor: int, currency: str) -> None:
+    violations = Violations()
+    validate_money(violations, field, currency, amount_minor)
+    violations.raise_if_any()
+
+
+def validate_route_request(request: RouteRequest, prefix: str) -> None:
+    violations = Violations()
+    _route_violations(violations, request, prefix, "merchant")
+    violations.raise_if_any()
+
+
+def _route_violations(violations: Violations, request: RouteRequest, prefix: str, merchant_field: str) -> None:
+    if not request.merchant_id:
+        violations.add(f"{prefix}{merchant_field}", "is required")
+    validate_money(violations, f"{prefix}amount", request.currency, request.amount_minor)
+    if request.method not in METHODS:
+        violations.add(f"{prefix}payment_method_type", "is required: one of " + ", ".join(sorted(METHODS)))
+    if request.client_type not in CLIENT_TYPES:
+        violations.add(f"{prefix}client_type", "is required: one of " + ", ".join(sorted(CLIENT_TYPES)))
+    if not 0 <= request.installments <= 60:
+        violations.add(f"{prefix}installments", "must be between 0 and 60")
+
+
+def validate_instruction(instruction: PaymentInstruction) -> None:
+    violations = Violations()
+    _route_violations(violations, RouteRequest.of(instruction), "pay.", "merchant_id")
+    if not instruction.attempt_id:
+        violations.add("pay.attempt_id", "is required")
+    if instruction.method == "CARD" and instruction.card is None:
+        violations.add("pay.card", "is required for a card payment")
+    violations.raise_if_any()
