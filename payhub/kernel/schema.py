@@ -8,10 +8,12 @@ from payhub.kernel.db import metadata
 
 TABLE_MODULES = (
     "payhub.kernel.outbox",
+    "payhub.kernel.idempotency",
     "payhub.identity.tables",
     "payhub.merchant.tables",
     "payhub.channel.tables",
     "payhub.trade.tables",
+    "payhub.trade.webhook_tables",
 )
 
 

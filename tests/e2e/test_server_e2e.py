@@ -1,0 +1,134 @@
+"""The server runtime as operators meet it: health, reflection, auth, errors, shutdown, start-up checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from payhub.server.unimplemented import FULL_NAMES
+from tests.conftest import RunningServer, free_port, start_server
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+BUF = ROOT / ".tools" / "node_modules" / ".bin" / "buf"
+EXPECTED_SERVICES = {*FULL_NAMES.values(), "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+
+
+def _health(address: str, service: str = "") -> int:
+    with grpc.insecure_channel(address) as channel:
+        return int(health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5).status)
+
+
+def test_health_reports_every_service_serving(server: RunningServer) -> None:
+    for name in ["", *FULL_NAMES.values()]:
+        assert _health(server.address, name) == health_pb2.HealthCheckResponse.SERVING, name
+
+
+def test_reflection_lists_every_service(server: RunningServer) -> None:
+    with server.channel() as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        listed = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert listed == EXPECTED_SERVICES
+
+
+@pytest.mark.skipif(not BUF.exists(), reason="buf is installed by `make proto-check` (CI runs it first)")
+def test_buf_curl_lists_services_and_describes_a_method(server: RunningServer) -> None:
+    url = f"http://{server.address}"
+    listed = subprocess.run([str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+                             "--list-services", url], capture_output=True, text=True, timeout=60, check=True)
+    assert set(listed.stdout.split()) >= EXPECTED_SERVICES
+    health = subprocess.run([str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+                             f"{url}/grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert "SERVING" in health.stdout
+
+
+def _call_without_auth(server: RunningServer, metadata: tuple[tuple[str, str], ...]) -> grpc.RpcError:
+    from payhub.merchant.v1 import merchant_pb2, merchant_pb2_grpc
+    with server.channel() as channel:
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListMerchants(merchant_pb2.ListMerchantsRequest(), metadata=metadata, timeout=5)
+    return err.value
+
+
+@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer phk_not_a_key"),),
+                                      (("authorization", "Basic abc"),)])
+def test_missing_or_unknown_credentials_are_unauthenticated(server: RunningServer,
+                                                            metadata: tuple[tuple[str, str], ...]) -> None:
+    error = _call_without_auth(server, metadata)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.domain == "payhub"
+
+
+def test_metrics_endpoint_counts_rpcs(server: RunningServer) -> None:
+    _call_without_auth(server, ())
+    port = server.env["PAYHUB_METRICS_LISTEN"].rsplit(":", 1)[1]
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'payhub_rpc_total{code="UNAUTHENTICATED",method="/payhub.merchant.v1.MerchantService/ListMerchants"}' in body
+
+
+def test_sigterm_drains_then_exits_cleanly(tmp_path: Path) -> None:
+    running = start_server(tmp_path, extra_env={"PAYHUB_DRAIN_SECONDS": "2"})
+    running.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    status = health_pb2.HealthCheckResponse.SERVING
+    while time.monotonic() < deadline and status == health_pb2.HealthCheckResponse.SERVING:
+        try:
+            status = _health(running.address)
+        except grpc.RpcError:
+            break
+        time.sleep(0.05)
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert running.process.wait(30) == 0
+    assert '"stopped"' in running.logs()
+
+
+def _serve(env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", "payhub.cli.main", "serve", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_port_already_taken_is_an_error(server: RunningServer, tmp_path: Path) -> None:
+    result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": server.address}, "--migrate")
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr
+
+
+def test_unmigrated_database_is_refused_with_the_fix(tmp_path: Path) -> None:
+    result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": f"127.0.0.1:{free_port()}"})
+    assert result.returncode == 2
+    assert "payhub migrate" in result.stderr
+
+
+def test_workers_share_one_port(tmp_path: Path) -> None:
+    running = start_server(tmp_path, args=("--workers", "2"))
+    try:
+        pids = {_health(running.address) for _ in range(10)}
+        assert pids == {health_pb2.HealthCheckResponse.SERVING}
+        children = subprocess.run(["pgrep", "-P", str(running.process.pid)], capture_output=True, text=True)
+        assert len(children.stdout.split()) == 2
+    finally:
+        assert running.stop() == 0
+
+
