@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import grpc
 
 from payhub.channel.types import ChannelUpdate
+
+if TYPE_CHECKING:
+    from payhub.trade.service import TradeService
 
 
 class TradeClient(Protocol):
@@ -12,3 +17,30 @@ class TradeClient(Protocol):
         """Apply an asynchronous channel outcome (notification, consumer action) to its attempt.
         Idempotent: a duplicate or stale update changes nothing."""
         ...
+
+
+class LocalTradeClient:
+    """The in-process client: calls the trade service directly (no gRPC, no auth: a service call)."""
+
+    def __init__(self, service: TradeService) -> None:
+        self._service = service
+
+    def apply_channel_update(self, update: ChannelUpdate) -> None:
+        self._service.apply_channel_update(update)
+
+
+class RemoteTradeClient:
+    """Over gRPC. TradeService has no public RPC for channel updates; when the channel router runs in
+    another process, it delivers updates through the re-query path instead (the trade center's
+    re-query job picks the outcome up from the channel within seconds)."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        from payhub.trade.v1 import trade_pb2_grpc
+        self._stub: Any = trade_pb2_grpc.TradeServiceStub(channel)
+
+    def apply_channel_update(self, update: ChannelUpdate) -> None:
+        return None  # picked up by the re-query job (see the class docstring)
+
+
+def remote_client(channel: grpc.Channel) -> TradeClient:
+    return RemoteTradeClient(channel)

@@ -1,0 +1,72 @@
+"""The trade center as a server component: servicer, in-process client and background jobs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import grpc
+
+from payhub.server.context import AppContext
+from payhub.server.jobs import Job
+from payhub.trade.client import LocalTradeClient
+from payhub.trade.service import TradeService
+from payhub.trade.servicer import TradeServicer, add_to_server
+
+# Background job intervals, in seconds.
+REQUERY_INTERVAL = 1.0
+REFUND_INTERVAL = 1.0
+EXPIRY_INTERVAL = 5.0
+AUTH_EXPIRY_INTERVAL = 60.0
+
+
+class TradeComponent:
+    full_name = "payhub.trade.v1.TradeService"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.service = TradeService(ctx.db, ctx.keyring, lambda: ctx.client("merchant"),
+                                    lambda: ctx.client("channel"))
+        self.stopping = threading.Event()
+        self._webhooks: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def webhooks(self) -> Any:
+        with self._lock:
+            if self._webhooks is None:
+                from payhub.trade.webhooks import WebhookService
+                self._webhooks = WebhookService(self.ctx.db, self.ctx.client("merchant"))
+            return self._webhooks
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        add_to_server(TradeServicer(self.service, _LazyWebhooks(self), self.stopping), server)
+
+    def jobs(self) -> list[Job]:
+        svc = self.service
+        webhooks = self.webhooks
+        return [
+            Job("trade-requery", REQUERY_INTERVAL, svc.requery_attempts),
+            Job("trade-refunds", REFUND_INTERVAL, svc.process_refunds),
+            Job("trade-expiry", EXPIRY_INTERVAL, svc.close_expired),
+            Job("trade-authorization-expiry", AUTH_EXPIRY_INTERVAL, svc.void_expired_authorizations),
+            Job("webhook-fanout", 0.5, webhooks.fan_out),
+            Job("webhook-delivery", 1.0, webhooks.deliver_due),
+        ]
+
+    def client(self) -> LocalTradeClient:
+        return LocalTradeClient(self.service)
+
+
+class _LazyWebhooks:
+    """Resolves the webhook service on first use (it needs the merchant client)."""
+
+    def __init__(self, component: TradeComponent) -> None:
+        self._component = component
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._component.webhooks, name)
+
+
+def build(ctx: AppContext) -> TradeComponent:
+    return TradeComponent(ctx)

@@ -1,0 +1,310 @@
+"""The trade domain: payments, attempts and refunds, their states and rules. Pure Python, no I/O.
+
+Money is always integer minor units. State machines:
+
+    Payment: CREATED -> PROCESSING -> (REQUIRES_ACTION) -> SUCCEEDED | AUTHORIZED | FAILED
+             FAILED -> PROCESSING (a new attempt with another method)
+             AUTHORIZED -> SUCCEEDED (capture) | CLOSED (void, authorisation expiry)
+             CREATED | FAILED | PROCESSING | REQUIRES_ACTION -> CLOSED (close, expiry)
+    Attempt: PROCESSING | REQUIRES_ACTION -> SUCCEEDED | AUTHORIZED | FAILED | CLOSED
+    Refund:  SUBMITTING (internal, being sent) -> PENDING -> SUCCEEDED | FAILED
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+# A payment without expire_time closes this long after creation.
+DEFAULT_EXPIRY = timedelta(minutes=30)
+MAX_EXPIRY = timedelta(days=30)
+# An authorisation (MANUAL capture) not captured within this is voided by a job.
+AUTHORIZATION_TTL = timedelta(days=7)
+# Re-query schedule for attempts and refunds whose outcome is unknown: 5 s, 15 s, 60 s, then every 5 min.
+REQUERY_BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=60))
+REQUERY_STEADY = timedelta(minutes=5)
+# An operation (capture, void, close) in flight at a channel holds the payment this long at most.
+OPERATION_LEASE = timedelta(seconds=60)
+# Policy for a success that arrives for a payment that is closed (or already paid by another attempt).
+PAID_AFTER_CLOSE_POLICY = "auto_refund"
+ALLOWED_INSTALLMENTS = (0, 1, 3, 6, 9, 12, 24)
+MAX_METADATA_ENTRIES = 50
+
+
+class PaymentState(StrEnum):
+    CREATED = "CREATED"
+    PROCESSING = "PROCESSING"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    AUTHORIZED = "AUTHORIZED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CLOSED = "CLOSED"
+
+
+CONFIRMABLE = (PaymentState.CREATED, PaymentState.FAILED)
+UNPAID_OPEN = (PaymentState.CREATED, PaymentState.FAILED, PaymentState.PROCESSING, PaymentState.REQUIRES_ACTION)
+IN_FLIGHT = (PaymentState.PROCESSING, PaymentState.REQUIRES_ACTION)
+
+
+class AttemptState(StrEnum):
+    PROCESSING = "PROCESSING"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    AUTHORIZED = "AUTHORIZED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CLOSED = "CLOSED"
+
+
+ATTEMPT_OPEN = (AttemptState.PROCESSING, AttemptState.REQUIRES_ACTION)
+
+
+class RefundState(StrEnum):
+    SUBMITTING = "SUBMITTING"  # internal: reserved and being sent; shown as PENDING
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class CaptureMethod(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    MANUAL = "MANUAL"
+
+
+class CloseReason(StrEnum):
+    NONE = ""
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    VOIDED = "VOIDED"
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str = ""
+    channel_code: str = ""
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    type: str = ""           # PaymentMethodType name without prefix, e.g. "CARD"
+    client_type: str = ""    # ClientType name without prefix
+    card_brand: str = ""
+    card_last4: str = ""
+    card_token: str = ""
+    card_exp_month: int = 0
+    card_exp_year: int = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    receiver: str
+    amount_minor: int = 0
+    ratio_basis_points: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str = ""
+    ip: str = ""
+    device_id: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+@dataclass
+class Attempt:
+    id: str
+    payment_id: str
+    merchant_id: str
+    channel: str
+    state: AttemptState
+    method: MethodSummary
+    amount_minor: int
+    currency: str
+    channel_reference: str = ""
+    failure: Failure | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+
+@dataclass
+class Payment:
+    id: str
+    merchant_id: str
+    merchant_order_no: str
+    currency: str
+    amount_minor: int
+    subject: str
+    state: PaymentState = PaymentState.CREATED
+    description: str = ""
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    installment_count: int = 0
+    installment_fee_bearer: str = ""
+    expire_time: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    customer: Customer = field(default_factory=Customer)
+    splits: list[Split] = field(default_factory=list)
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    next_action: dict[str, Any] | None = None   # {"kind": "QR_CODE", "data": {...}}
+    failure: Failure | None = None
+    method: MethodSummary | None = None
+    channel: str = ""
+    current_attempt_id: str = ""
+    close_reason: CloseReason = CloseReason.NONE
+    authorization_expire_time: datetime | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return payment_name(self.merchant_id, self.id)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON payload of this payment's events and webhooks (never a card number)."""
+        data = asdict(self)
+        data.pop("attempts")
+        data["name"] = self.name
+        for key in ("expire_time", "authorization_expire_time", "create_time", "update_time"):
+            value = data[key]
+            data[key] = value.isoformat() if value else None
+        return data
+
+
+@dataclass
+class Refund:
+    id: str
+    payment_id: str
+    merchant_id: str
+    attempt_id: str
+    channel: str
+    currency: str
+    amount_minor: int
+    merchant_refund_no: str
+    reason: str = ""
+    state: RefundState = RefundState.SUBMITTING
+    automatic: bool = False
+    channel_reference: str = ""
+    failure: Failure | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{payment_name(self.merchant_id, self.payment_id)}/refunds/{self.id}"
+
+    @property
+    def visible_state(self) -> RefundState:
+        """SUBMITTING is internal: the channel call is in flight, so the outcome is pending."""
+        return RefundState.PENDING if self.state is RefundState.SUBMITTING else self.state
+
+    def snapshot(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["name"] = self.name
+        data["state"] = self.visible_state.value
+        for key in ("create_time", "update_time"):
+            value = data[key]
+            data[key] = value.isoformat() if value else None
+        return data
+
+
+def payment_name(merchant_id: str, payment_id: str) -> str:
+    return f"merchants/{merchant_id}/payments/{payment_id}"
+
+
+def requery_delay(query_count: int) -> timedelta:
+    """How long to wait before the next query of an unknown outcome, after `query_count` queries."""
+    return REQUERY_BACKOFF[query_count] if query_count < len(REQUERY_BACKOFF) else REQUERY_STEADY
+
+
+# -- cards -----------------------------------------------------------------------------------------
+
+def luhn_ok(number: str) -> bool:
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        digit = int(ch)
+        if i % 2 == 1:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def card_brand(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in ("51", "52", "53", "54", "55") or 2221 <= int(number[:4] or 0) <= 2720:
+        return "mastercard"
+    if number[:2] in ("34", "37"):
+        return "amex"
+    if number.startswith("62"):
+        return "unionpay"
+    if number[:4] in ("3528", "3529") or 3530 <= int(number[:4] or 0) <= 3589:
+        return "jcb"
+    return "unknown"
+
+
+def card_expired(exp_month: int, exp_year: int, now: datetime) -> bool:
+    return (exp_year, exp_month) < (now.year, now.month)
+
+
+# -- snapshots back to domain objects (event payloads, stored idempotent responses) ------------------
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _failure_from(data: Any) -> Failure | None:
+    return Failure(**data) if data else None
+
+
+def attempt_snapshot(a: Attempt) -> dict[str, Any]:
+    data = asdict(a)
+    data["create_time"] = a.create_time.isoformat() if a.create_time else None
+    data["update_time"] = a.update_time.isoformat() if a.update_time else None
+    return data
+
+
+def payment_from_snapshot(data: dict[str, Any]) -> Payment:
+    return Payment(
+        id=data["id"], merchant_id=data["merchant_id"], merchant_order_no=data["merchant_order_no"],
+        currency=data["currency"], amount_minor=data["amount_minor"], subject=data["subject"],
+        state=PaymentState(data["state"]), description=data.get("description", ""),
+        capture_method=CaptureMethod(data["capture_method"]),
+        installment_count=data.get("installment_count", 0),
+        installment_fee_bearer=data.get("installment_fee_bearer", ""),
+        expire_time=_dt(data.get("expire_time")), metadata=dict(data.get("metadata") or {}),
+        customer=Customer(**(data.get("customer") or {})),
+        splits=[Split(**s) for s in data.get("splits") or []],
+        amount_captured=data.get("amount_captured", 0), amount_refunded=data.get("amount_refunded", 0),
+        next_action=data.get("next_action"), failure=_failure_from(data.get("failure")),
+        method=MethodSummary(**data["method"]) if data.get("method") else None,
+        channel=data.get("channel", ""), current_attempt_id=data.get("current_attempt_id", ""),
+        close_reason=CloseReason(data.get("close_reason", "")),
+        authorization_expire_time=_dt(data.get("authorization_expire_time")),
+        create_time=_dt(data.get("create_time")), update_time=_dt(data.get("update_time")),
+        attempts=[Attempt(id=a["id"], payment_id=a["payment_id"], merchant_id=a["merchant_id"],
+                          channel=a["channel"], state=AttemptState(a["state"]),
+                          method=MethodSummary(**a["method"]), amount_minor=a["amount_minor"],
+                          currency=a["currency"], channel_reference=a.get("channel_reference", ""),
+                          failure=_failure_from(a.get("failure")), create_time=_dt(a.get("create_time")),
+                          update_time=_dt(a.get("update_time")))
+                  for a in data.get("attempts") or []])
+
+
+def refund_from_snapshot(data: dict[str, Any]) -> Refund:
+    return Refund(id=data["id"], payment_id=data["payment_id"], merchant_id=data["merchant_id"],
+                  attempt_id=data.get("attempt_id", ""), channel=data.get("channel", ""),
+                  currency=data["currency"], amount_minor=data["amount_minor"],
+                  merchant_refund_no=data["merchant_refund_no"], reason=data.get("reason", ""),
+                  state=RefundState(data["state"]), automatic=data.get("automatic", False),
+                  channel_reference=data.get("channel_reference", ""),
+                  failure=_failure_from(data.get("failure")), create_time=_dt(data.get("create_time")),
+                  update_time=_dt(data.get("update_time")))

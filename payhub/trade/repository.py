@@ -1,0 +1,238 @@
+"""SQL for the trade center: rows <-> domain objects, compare-and-set updates. SQLAlchemy Core only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from payhub.kernel.pagination import PageRequest
+from payhub.trade.domain import (
+    Attempt,
+    AttemptState,
+    CaptureMethod,
+    CloseReason,
+    Customer,
+    Failure,
+    MethodSummary,
+    Payment,
+    PaymentState,
+    Refund,
+    RefundState,
+    Split,
+)
+from payhub.trade.tables import payment_attempts, payments, refunds
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _failure(row: Any) -> Failure | None:
+    if not row.failure_code:
+        return None
+    return Failure(row.failure_code, row.failure_message or "", row.failure_channel_code or "")
+
+
+def failure_values(failure: Failure | None) -> dict[str, Any]:
+    if failure is None:
+        return {"failure_code": None, "failure_message": None, "failure_channel_code": None}
+    return {"failure_code": failure.code[:64], "failure_message": failure.message,
+            "failure_channel_code": failure.channel_code[:64]}
+
+
+def method_json(method: MethodSummary | None) -> str | None:
+    return _dumps(asdict(method)) if method else None
+
+
+def payment_from_row(row: Any) -> Payment:
+    return Payment(
+        id=row.id, merchant_id=row.merchant_id, merchant_order_no=row.merchant_order_no,
+        currency=row.currency, amount_minor=row.amount_minor, subject=row.subject,
+        state=PaymentState(row.state), description=row.description,
+        capture_method=CaptureMethod(row.capture_method), installment_count=row.installment_count,
+        installment_fee_bearer=row.installment_fee_bearer, expire_time=row.expire_time,
+        metadata=json.loads(row.metadata), customer=Customer(**json.loads(row.customer)),
+        splits=[Split(**s) for s in json.loads(row.splits)],
+        amount_captured=row.amount_captured, amount_refunded=row.amount_refunded,
+        next_action=json.loads(row.next_action) if row.next_action else None,
+        failure=_failure(row), method=MethodSummary(**json.loads(row.method)) if row.method else None,
+        channel=row.channel, current_attempt_id=row.current_attempt_id,
+        close_reason=CloseReason(row.close_reason),
+        authorization_expire_time=row.authorization_expire_time,
+        create_time=row.create_time, update_time=row.update_time)
+
+
+def payment_values(p: Payment) -> dict[str, Any]:
+    return {
+        "id": p.id, "merchant_id": p.merchant_id, "merchant_order_no": p.merchant_order_no,
+        "currency": p.currency, "amount_minor": p.amount_minor, "amount_captured": p.amount_captured,
+        "amount_refunded": p.amount_refunded, "subject": p.subject, "description": p.description,
+        "capture_method": p.capture_method.value, "installment_count": p.installment_count,
+        "installment_fee_bearer": p.installment_fee_bearer, "expire_time": p.expire_time,
+        "metadata": _dumps(p.metadata), "customer": _dumps(asdict(p.customer)),
+        "splits": _dumps([asdict(s) for s in p.splits]), "state": p.state.value,
+        "close_reason": p.close_reason.value,
+        "next_action": _dumps(p.next_action) if p.next_action else None,
+        **failure_values(p.failure), "method": method_json(p.method), "channel": p.channel,
+        "current_attempt_id": p.current_attempt_id,
+        "authorization_expire_time": p.authorization_expire_time,
+        "create_time": p.create_time, "update_time": p.update_time,
+    }
+
+
+def attempt_from_row(row: Any) -> Attempt:
+    return Attempt(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id, channel=row.channel,
+                   state=AttemptState(row.state), method=MethodSummary(**json.loads(row.method)),
+                   amount_minor=row.amount_minor, currency=row.currency,
+                   channel_reference=row.channel_reference, failure=_failure(row),
+                   create_time=row.create_time, update_time=row.update_time)
+
+
+def refund_from_row(row: Any) -> Refund:
+    return Refund(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id,
+                  attempt_id=row.attempt_id, channel=row.channel, currency=row.currency,
+                  amount_minor=row.amount_minor, merchant_refund_no=row.merchant_refund_no,
+                  reason=row.reason, state=RefundState(row.state), automatic=row.automatic,
+                  channel_reference=row.channel_reference, failure=_failure(row),
+                  create_time=row.create_time, update_time=row.update_time)
+
+
+# -- payments ---------------------------------------------------------------------------------------
+
+def insert_payment(conn: Connection, p: Payment) -> None:
+    conn.execute(insert(payments).values(**payment_values(p)))
+
+
+def get_payment(conn: Connection, payment_id: str, *, for_update: bool = False) -> Payment | None:
+    query = select(payments).where(payments.c.id == payment_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return payment_from_row(row) if row else None
+
+
+def payment_by_order_no(conn: Connection, merchant_id: str, order_no: str) -> Payment | None:
+    row = conn.execute(select(payments).where(payments.c.merchant_id == merchant_id,
+                                              payments.c.merchant_order_no == order_no)).first()
+    return payment_from_row(row) if row else None
+
+
+def cas_payment(conn: Connection, payment_id: str, expected: tuple[PaymentState, ...] | PaymentState,
+                values: dict[str, Any], *, attempt_id: str | None = None,
+                no_operation: bool = False, returning: bool = False) -> Any:
+    """UPDATE payments … WHERE state IN expected [AND current_attempt_id = …]; returns the new row
+    (returning=True) or the rowcount."""
+    states = (expected,) if isinstance(expected, PaymentState) else expected
+    cond = [payments.c.id == payment_id, payments.c.state.in_([s.value for s in states])]
+    if attempt_id is not None:
+        cond.append(payments.c.current_attempt_id == attempt_id)
+    if no_operation:
+        cond.append(payments.c.pending_operation.is_(None))
+    stmt = update(payments).where(*cond).values(**values)
+    if returning:
+        return conn.execute(stmt.returning(*payments.c)).first()
+    return conn.execute(stmt).rowcount
+
+
+def claim_operation(conn: Connection, payment_id: str, expected: tuple[PaymentState, ...],
+                    operation: str, now: datetime, stale_before: datetime) -> Any:
+    """Take the payment's single operation slot (capture/void/close in flight at a channel)."""
+    stmt = (update(payments)
+            .where(payments.c.id == payment_id, payments.c.state.in_([s.value for s in expected]),
+                   or_(payments.c.pending_operation.is_(None), payments.c.operation_time < stale_before))
+            .values(pending_operation=operation, operation_time=now)
+            .returning(*payments.c))
+    return conn.execute(stmt).first()
+
+
+def release_operation(conn: Connection, payment_id: str, operation: str) -> None:
+    conn.execute(update(payments).where(payments.c.id == payment_id,
+                                        payments.c.pending_operation == operation)
+                 .values(pending_operation=None, operation_time=None))
+
+
+def list_payments(conn: Connection, merchant_id: str | None, state: str, start: datetime | None,
+                  end: datetime | None, order_no: str, page: PageRequest) -> list[Payment]:
+    query = select(payments)
+    if merchant_id is not None:
+        query = query.where(payments.c.merchant_id == merchant_id)
+    if state:
+        query = query.where(payments.c.state == state)
+    if start is not None:
+        query = query.where(payments.c.create_time >= start)
+    if end is not None:
+        query = query.where(payments.c.create_time < end)
+    if order_no:
+        query = query.where(payments.c.merchant_order_no == order_no)
+    if page.after is not None:
+        after_time = datetime.fromisoformat(page.after[0])
+        query = query.where(or_(payments.c.create_time < after_time,
+                                and_(payments.c.create_time == after_time, payments.c.id < page.after[1])))
+    query = query.order_by(payments.c.create_time.desc(), payments.c.id.desc()).limit(page.size + 1)
+    return [payment_from_row(r) for r in conn.execute(query)]
+
+
+# -- attempts ---------------------------------------------------------------------------------------
+
+def insert_attempt(conn: Connection, a: Attempt, request_id: str, next_query_time: datetime) -> None:
+    conn.execute(insert(payment_attempts).values(
+        id=a.id, payment_id=a.payment_id, merchant_id=a.merchant_id, request_id=request_id,
+        channel=a.channel, state=a.state.value, method=method_json(a.method), currency=a.currency,
+        amount_minor=a.amount_minor, channel_reference="", query_count=0,
+        next_query_time=next_query_time, create_time=a.create_time, update_time=a.update_time,
+        **failure_values(None)))
+
+
+def get_attempt_row(conn: Connection, attempt_id: str) -> Any:
+    return conn.execute(select(payment_attempts).where(payment_attempts.c.id == attempt_id)).first()
+
+
+def attempts_of(conn: Connection, payment_id: str) -> list[Attempt]:
+    rows = conn.execute(select(payment_attempts).where(payment_attempts.c.payment_id == payment_id)
+                        .order_by(payment_attempts.c.create_time, payment_attempts.c.id))
+    return [attempt_from_row(r) for r in rows]
+
+
+def cas_attempt(conn: Connection, attempt_id: str, expected: str, values: dict[str, Any]) -> int:
+    return int(conn.execute(update(payment_attempts).where(
+        payment_attempts.c.id == attempt_id, payment_attempts.c.state == expected).values(**values)).rowcount)
+
+
+# -- refunds ----------------------------------------------------------------------------------------
+
+def insert_refund(conn: Connection, r: Refund, next_query_time: datetime) -> None:
+    conn.execute(insert(refunds).values(
+        id=r.id, payment_id=r.payment_id, merchant_id=r.merchant_id, attempt_id=r.attempt_id,
+        channel=r.channel, currency=r.currency, amount_minor=r.amount_minor,
+        merchant_refund_no=r.merchant_refund_no, reason=r.reason, automatic=r.automatic,
+        state=r.state.value, channel_reference="", query_count=0, next_query_time=next_query_time,
+        create_time=r.create_time, update_time=r.update_time, **failure_values(None)))
+
+
+def get_refund(conn: Connection, refund_id: str) -> Refund | None:
+    row = conn.execute(select(refunds).where(refunds.c.id == refund_id)).first()
+    return refund_from_row(row) if row else None
+
+
+def refund_by_no(conn: Connection, payment_id: str, refund_no: str) -> Refund | None:
+    row = conn.execute(select(refunds).where(refunds.c.payment_id == payment_id,
+                                             refunds.c.merchant_refund_no == refund_no)).first()
+    return refund_from_row(row) if row else None
+
+
+def list_refunds(conn: Connection, payment_id: str, page: PageRequest) -> list[Refund]:
+    query = select(refunds).where(refunds.c.payment_id == payment_id)
+    if page.after is not None:
+        query = query.where(refunds.c.id > page.after)
+    rows = conn.execute(query.order_by(refunds.c.id).limit(page.size + 1))
+    return [refund_from_row(r) for r in rows]
+
+
+def cas_refund(conn: Connection, refund_id: str, expected: tuple[RefundState, ...],
+               values: dict[str, Any]) -> int:
+    return int(conn.execute(update(refunds).where(
+        refunds.c.id == refund_id, refunds.c.state.in_([s.value for s in expected])).values(**values)).rowcount)

@@ -1,0 +1,318 @@
+"""TradeService over gRPC: protobuf <-> domain translation only; the rules live in service.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from payhub.common.v1 import common_pb2
+from payhub.trade.v1 import trade_pb2, trade_pb2_grpc
+
+from payhub.kernel.errors import InvalidArgument
+from payhub.kernel.outbox import Event
+from payhub.kernel.pagination import parse_page
+from payhub.trade.domain import (
+    Attempt,
+    CloseReason,
+    Customer,
+    Failure,
+    MethodSummary,
+    Payment,
+    Refund,
+    Split,
+    payment_from_snapshot,
+    refund_from_snapshot,
+)
+from payhub.trade.service import MethodInput, PaymentChanges, PaymentDraft, TradeService
+
+pb = trade_pb2
+
+
+# -- names ----------------------------------------------------------------------------------------
+
+def _parts(name: str, field: str, pattern: tuple[str, ...]) -> list[str]:
+    segments = name.split("/")
+    if len(segments) != 2 * len(pattern) or any(segments[2 * i] != p for i, p in enumerate(pattern)) \
+            or not all(segments[1::2]):
+        raise InvalidArgument.field(field, f"must look like {'/'.join(f'{p}/{{id}}' for p in pattern)}")
+    return segments[1::2]
+
+
+def parse_merchant(parent: str, field: str = "parent", allow_all: bool = False) -> str | None:
+    (merchant,) = _parts(parent, field, ("merchants",))
+    if merchant == "-":
+        if not allow_all:
+            raise InvalidArgument.field(field, "`merchants/-` is not allowed here")
+        return None
+    return merchant
+
+
+def parse_payment(name: str, field: str = "name") -> tuple[str, str]:
+    merchant, payment = _parts(name, field, ("merchants", "payments"))
+    return merchant, payment
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _money(currency: str, amount: int) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=currency, amount_minor=amount)
+
+
+def _val(enum: Any, name: str) -> Any:
+    """The enum number of `name`, 0 (UNSPECIFIED) when the domain value is empty."""
+    return enum.Value(name) if not name.endswith("_") else 0
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix) if value else ""
+
+
+# -- domain -> proto -------------------------------------------------------------------------------
+
+def failure_pb(f: Failure | None) -> pb.Failure | None:
+    return pb.Failure(code=f.code, message=f.message, channel_code=f.channel_code) if f else None
+
+
+def method_pb(m: MethodSummary | None) -> pb.PaymentMethodSummary | None:
+    if m is None:
+        return None
+    card = (pb.CardSummary(brand=m.card_brand, last4=m.card_last4, token=m.card_token,
+                           exp_month=m.card_exp_month, exp_year=m.card_exp_year) if m.card_token else None)
+    return pb.PaymentMethodSummary(
+        type=_val(common_pb2.PaymentMethodType, f"PAYMENT_METHOD_TYPE_{m.type}"),
+        client_type=_val(common_pb2.ClientType, f"CLIENT_TYPE_{m.client_type}"),
+        card=card)
+
+
+def next_action_pb(action: dict[str, Any] | None) -> pb.NextAction | None:
+    if not action:
+        return None
+    kind, data = action.get("kind"), dict(action.get("data") or {})
+    if kind == "QR_CODE":
+        return pb.NextAction(qr_code=str(data.get("qr_code") or data.get("content") or ""))
+    if kind == "REDIRECT":
+        url, method = data.pop("url", ""), data.pop("method", "GET")
+        return pb.NextAction(redirect=pb.RedirectAction(url=url, method=method, form_fields=data))
+    if kind == "OTP":
+        return pb.NextAction(otp=pb.OtpAction(destination=data.get("destination", ""),
+                                              length=int(data.get("length", "6") or 6),
+                                              challenge_id=data.get("challenge_id", "")))
+    return pb.NextAction(sdk_params=pb.SdkParams(params=data))
+
+
+def attempt_pb(a: Attempt) -> pb.Attempt:
+    return pb.Attempt(id=a.id, channel=a.channel, state=pb.AttemptState.Value(f"ATTEMPT_STATE_{a.state.value}"),
+                      channel_reference=a.channel_reference, failure=failure_pb(a.failure),
+                      payment_method=method_pb(a.method), create_time=_ts(a.create_time),
+                      update_time=_ts(a.update_time))
+
+
+def payment_pb(p: Payment) -> pb.Payment:
+    return pb.Payment(
+        name=p.name, merchant_order_no=p.merchant_order_no, amount=_money(p.currency, p.amount_minor),
+        amount_captured=_money(p.currency, p.amount_captured),
+        amount_refunded=_money(p.currency, p.amount_refunded), subject=p.subject, description=p.description,
+        capture_method=pb.CaptureMethod.Value(f"CAPTURE_METHOD_{p.capture_method.value}"),
+        installments=(pb.Installments(count=p.installment_count, fee_bearer=_val(
+            pb.FeeBearer, f"FEE_BEARER_{p.installment_fee_bearer}"))
+            if p.installment_count else None),
+        expire_time=_ts(p.expire_time), metadata=p.metadata,
+        customer=pb.Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
+                             email=p.customer.email, phone=p.customer.phone),
+        state=pb.PaymentState.Value(f"PAYMENT_STATE_{p.state.value}"), next_action=next_action_pb(p.next_action),
+        failure=failure_pb(p.failure), payment_method=method_pb(p.method), channel=p.channel,
+        attempts=[attempt_pb(a) for a in p.attempts],
+        close_reason=_val(pb.CloseReason, f"CLOSE_REASON_{p.close_reason.value}"),
+        splits=[pb.SplitInstruction(receiver=s.receiver, description=s.description,
+                                    ratio_basis_points=s.ratio_basis_points,
+                                    amount=_money(p.currency, s.amount_minor) if s.amount_minor else None)
+                for s in p.splits],
+        authorization_expire_time=_ts(p.authorization_expire_time),
+        create_time=_ts(p.create_time), update_time=_ts(p.update_time))
+
+
+def refund_pb(r: Refund) -> pb.Refund:
+    return pb.Refund(name=r.name, amount=_money(r.currency, r.amount_minor), reason=r.reason,
+                     merchant_refund_no=r.merchant_refund_no,
+                     state=pb.RefundState.Value(f"REFUND_STATE_{r.visible_state.value}"),
+                     failure=failure_pb(r.failure), channel_reference=r.channel_reference,
+                     create_time=_ts(r.create_time), update_time=_ts(r.update_time))
+
+
+def event_pb(e: Event) -> pb.Event:
+    message = pb.Event(event_id=e.event_id, sequence=e.position, type=e.type, create_time=_ts(e.create_time),
+                       merchant=f"merchants/{e.merchant_id}" if e.merchant_id else "",
+                       payload_json=json.dumps(e.payload, sort_keys=True, separators=(",", ":")))
+    try:
+        if e.aggregate_type == "payment":
+            message.payment.CopyFrom(payment_pb(payment_from_snapshot(e.payload)))
+        elif e.aggregate_type == "refund":
+            message.refund.CopyFrom(refund_pb(refund_from_snapshot(e.payload)))
+    except (KeyError, ValueError, TypeError):
+        pass  # an event of another shape: the JSON payload carries it
+    return message
+
+
+def delivery_pb(d: Any) -> pb.WebhookDelivery:
+    state = str(getattr(d.state, "value", d.state))
+    return pb.WebhookDelivery(
+        name=f"merchants/{d.merchant_id}/webhookDeliveries/{d.id}", event_id=d.event_id,
+        event_type=d.event_type, url=d.url,
+        state=pb.WebhookDeliveryState.Value(f"WEBHOOK_DELIVERY_STATE_{state}"),
+        attempt_count=d.attempt_count, next_attempt_time=_ts(d.next_attempt_time),
+        last_http_status=d.last_http_status or 0, last_error=d.last_error or "",
+        create_time=_ts(d.create_time), deliver_time=_ts(d.deliver_time))
+
+
+# -- proto -> domain -------------------------------------------------------------------------------
+
+def draft_from(p: pb.Payment) -> PaymentDraft:
+    return PaymentDraft(
+        merchant_order_no=p.merchant_order_no, currency=p.amount.currency_code, amount_minor=p.amount.amount_minor,
+        subject=p.subject, description=p.description,
+        capture_method=_enum_name(pb.CaptureMethod, p.capture_method, "CAPTURE_METHOD_") or "AUTOMATIC",
+        installment_count=p.installments.count,
+        installment_fee_bearer=_enum_name(pb.FeeBearer, p.installments.fee_bearer, "FEE_BEARER_")
+        or ("CONSUMER" if p.installments.count else ""),
+        expire_time=_dt(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata),
+        customer=Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
+                          email=p.customer.email, phone=p.customer.phone),
+        splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
+                           ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits))
+
+
+def method_from(m: pb.PaymentMethod) -> MethodInput:
+    return MethodInput(
+        type=_enum_name(common_pb2.PaymentMethodType, m.type, "PAYMENT_METHOD_TYPE_"),
+        client_type=_enum_name(common_pb2.ClientType, m.client_type, "CLIENT_TYPE_"),
+        card_number=m.card.number if m.HasField("card") else "",
+        exp_month=m.card.exp_month if m.HasField("card") else 0,
+        exp_year=m.card.exp_year if m.HasField("card") else 0,
+        cvc=m.card.cvc if m.HasField("card") else "",
+        card_token=m.card_token, channel_input=dict(m.channel_input))
+
+
+class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
+    def __init__(self, service: TradeService, webhooks: Any, stopping: threading.Event) -> None:
+        self.service = service
+        self.webhooks = webhooks
+        self.stopping = stopping
+
+    def CreatePayment(self, request: pb.CreatePaymentRequest, context: Any) -> pb.CreatePaymentResponse:
+        merchant = parse_merchant(request.parent)
+        assert merchant is not None
+        payment = self.service.create_payment(merchant, draft_from(request.payment), request.request_id)
+        return pb.CreatePaymentResponse(payment=payment_pb(payment))
+
+    def UpdatePayment(self, request: pb.UpdatePaymentRequest, context: Any) -> pb.UpdatePaymentResponse:
+        merchant, payment_id = parse_payment(request.payment.name, "payment.name")
+        p = request.payment
+        changes = PaymentChanges(
+            fields=frozenset(request.update_mask.paths), currency=p.amount.currency_code,
+            amount_minor=p.amount.amount_minor, subject=p.subject, description=p.description,
+            expire_time=_dt(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata))
+        payment = self.service.update_payment(merchant, payment_id, changes, request.request_id)
+        return pb.UpdatePaymentResponse(payment=payment_pb(payment))
+
+    def ConfirmPayment(self, request: pb.ConfirmPaymentRequest, context: Any) -> pb.ConfirmPaymentResponse:
+        merchant, payment_id = parse_payment(request.name)
+        payment = self.service.confirm_payment(merchant, payment_id, method_from(request.payment_method),
+                                               request.preferred_channel, request.request_id)
+        return pb.ConfirmPaymentResponse(payment=payment_pb(payment))
+
+    def GetPayment(self, request: pb.GetPaymentRequest, context: Any) -> pb.GetPaymentResponse:
+        merchant, payment_id = parse_payment(request.name)
+        return pb.GetPaymentResponse(payment=payment_pb(self.service.get_payment(merchant, payment_id)))
+
+    def ListPayments(self, request: pb.ListPaymentsRequest, context: Any) -> pb.ListPaymentsResponse:
+        merchant = parse_merchant(request.parent, allow_all=True)
+        state = _enum_name(pb.PaymentState, request.state, "PAYMENT_STATE_")
+        start = _dt(request.start_time) if request.HasField("start_time") else None
+        end = _dt(request.end_time) if request.HasField("end_time") else None
+        filters = [request.parent, state, str(start), str(end), request.merchant_order_no]
+        page = parse_page(request.page_size, request.page_token, filters)
+        rows, token = self.service.list_payments(merchant, state=state, start=start, end=end,
+                                                 merchant_order_no=request.merchant_order_no, page=page,
+                                                 filters=filters)
+        return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in rows], next_page_token=token)
+
+    def CapturePayment(self, request: pb.CapturePaymentRequest, context: Any) -> pb.CapturePaymentResponse:
+        merchant, payment_id = parse_payment(request.name)
+        has_amount = request.HasField("amount")
+        payment = self.service.capture_payment(
+            merchant, payment_id, request.amount.amount_minor if has_amount else None,
+            request.amount.currency_code, request.request_id)
+        return pb.CapturePaymentResponse(payment=payment_pb(payment))
+
+    def VoidPayment(self, request: pb.VoidPaymentRequest, context: Any) -> pb.VoidPaymentResponse:
+        merchant, payment_id = parse_payment(request.name)
+        return pb.VoidPaymentResponse(payment=payment_pb(
+            self.service.void_payment(merchant, payment_id, request.request_id)))
+
+    def ClosePayment(self, request: pb.ClosePaymentRequest, context: Any) -> pb.ClosePaymentResponse:
+        merchant, payment_id = parse_payment(request.name)
+        return pb.ClosePaymentResponse(payment=payment_pb(
+            self.service.close_payment(merchant, payment_id, request.request_id, CloseReason.CANCELLED)))
+
+    def CreateRefund(self, request: pb.CreateRefundRequest, context: Any) -> pb.CreateRefundResponse:
+        merchant, payment_id = parse_payment(request.parent, "parent")
+        r = request.refund
+        refund = self.service.create_refund(merchant, payment_id, r.amount.amount_minor, r.amount.currency_code,
+                                            r.reason, r.merchant_refund_no, request.request_id)
+        return pb.CreateRefundResponse(refund=refund_pb(refund))
+
+    def GetRefund(self, request: pb.GetRefundRequest, context: Any) -> pb.GetRefundResponse:
+        merchant, payment_id, refund_id = _parts(request.name, "name", ("merchants", "payments", "refunds"))
+        return pb.GetRefundResponse(refund=refund_pb(self.service.get_refund(merchant, payment_id, refund_id)))
+
+    def ListRefunds(self, request: pb.ListRefundsRequest, context: Any) -> pb.ListRefundsResponse:
+        merchant, payment_id = parse_payment(request.parent, "parent")
+        page = parse_page(request.page_size, request.page_token, [request.parent])
+        rows, token = self.service.list_refunds(merchant, payment_id, page, [request.parent])
+        return pb.ListRefundsResponse(refunds=[refund_pb(r) for r in rows], next_page_token=token)
+
+    def WatchEvents(self, request: pb.WatchEventsRequest, context: Any) -> Iterator[pb.WatchEventsResponse]:
+        merchant = parse_merchant(request.parent, allow_all=True)
+        for event in self.service.watch_events(merchant, request.after_sequence, context.is_active,
+                                               self.stopping):
+            yield pb.WatchEventsResponse(event=event_pb(event))
+
+    def ListWebhookDeliveries(self, request: pb.ListWebhookDeliveriesRequest,
+                              context: Any) -> pb.ListWebhookDeliveriesResponse:
+        merchant = parse_merchant(request.parent, allow_all=True)
+        if merchant is not None:
+            self.service.scope(merchant)
+        else:
+            from payhub.identity.principal import current_principal
+            merchant = current_principal().list_scope()
+        state = _enum_name(pb.WebhookDeliveryState, request.state, "WEBHOOK_DELIVERY_STATE_")
+        from payhub.trade.webhooks import list_filter
+        page = parse_page(request.page_size, request.page_token, list_filter(merchant, request.event_id, state))
+        rows, token = self.webhooks.list_deliveries(merchant, request.event_id, state, page)
+        return pb.ListWebhookDeliveriesResponse(deliveries=[delivery_pb(d) for d in rows], next_page_token=token)
+
+    def RedeliverWebhook(self, request: pb.RedeliverWebhookRequest, context: Any) -> pb.RedeliverWebhookResponse:
+        merchant, delivery_id = _parts(request.name, "name", ("merchants", "webhookDeliveries"))
+        self.service.scope(merchant)
+        if not request.request_id:
+            raise InvalidArgument.field("request_id", "is required")
+        return pb.RedeliverWebhookResponse(delivery=delivery_pb(self.webhooks.redeliver(merchant, delivery_id)))
+
+
+def add_to_server(servicer: TradeServicer, server: grpc.Server) -> None:
+    trade_pb2_grpc.add_TradeServiceServicer_to_server(servicer, server)

@@ -1,0 +1,54 @@
+"""Pure rules of the trade domain: cards, back-off, snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from payhub.trade.domain import (
+    CaptureMethod,
+    Failure,
+    MethodSummary,
+    Payment,
+    PaymentState,
+    card_brand,
+    card_expired,
+    luhn_ok,
+    payment_from_snapshot,
+    requery_delay,
+)
+
+
+def test_luhn_accepts_the_sandbox_cards_and_rejects_typos() -> None:
+    for number in ("4242424242424242", "4000000000000002", "4000000000009995", "4000000000000069",
+                   "4000000000000119", "4000000000003220"):
+        assert luhn_ok(number), number
+    assert not luhn_ok("4242424242424241")
+    assert not luhn_ok("4242")
+    assert not luhn_ok("42424242424242a2")
+
+
+def test_brands_and_expiry() -> None:
+    assert card_brand("4242424242424242") == "visa"
+    assert card_brand("5555555555554444") == "mastercard"
+    assert card_brand("6212345678901232") == "unionpay"
+    now = datetime(2030, 5, 10, tzinfo=UTC)
+    assert card_expired(4, 2030, now) and not card_expired(5, 2030, now)
+
+
+def test_requery_backoff_is_5s_15s_60s_then_every_5_minutes() -> None:
+    assert [requery_delay(i) for i in range(5)] == [timedelta(seconds=5), timedelta(seconds=15),
+                                                    timedelta(seconds=60), timedelta(minutes=5),
+                                                    timedelta(minutes=5)]
+
+
+def test_snapshot_round_trips_and_never_holds_a_card_number() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    payment = Payment(id="pay_1", merchant_id="mch_1", merchant_order_no="o1", currency="CNY", amount_minor=1234,
+                      subject="s", state=PaymentState.FAILED, capture_method=CaptureMethod.MANUAL,
+                      failure=Failure("card_declined", "declined", "05"), create_time=now, update_time=now,
+                      expire_time=now, method=MethodSummary("CARD", "PC", "visa", "4242", "card_x", 12, 2031))
+    snap = payment.snapshot()
+    assert "4242424242424242" not in str(snap)
+    again = payment_from_snapshot(snap)
+    assert again == payment
+    assert snap["name"] == "merchants/mch_1/payments/pay_1"

@@ -1,0 +1,227 @@
+"""The trade use cases on both databases, with the real merchant center and the sandbox channel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
+from payhub.kernel import clock
+from payhub.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from payhub.kernel.outbox import read_events, sequence_events
+from payhub.kernel.pagination import parse_page
+from payhub.server.context import AppContext
+from payhub.trade.domain import CloseReason, PaymentState, RefundState
+from payhub.trade.service import MethodInput, PaymentChanges, TradeService
+from payhub.trade.tables import card_vault, refunds
+from tests.unit.trade.helpers import APPROVE, active_merchant, card, draft
+
+
+def _later(seconds: float) -> None:
+    base = clock.now()
+    clock.set_clock(lambda: base + timedelta(seconds=seconds))
+
+
+def _events(trade: TradeService) -> list[str]:
+    sequence_events(trade.db)
+    with trade.db.read() as conn:
+        return [e.type for e in read_events(conn, 0, limit=1000)]
+
+
+@pytest.mark.parametrize(("number", "state", "code"), [
+    (APPROVE, PaymentState.SUCCEEDED, ""),
+    ("4000000000000002", PaymentState.FAILED, "card_declined"),
+    ("4000000000009995", PaymentState.FAILED, "insufficient_funds"),
+    ("4000000000000069", PaymentState.FAILED, "expired_card"),
+    ("4000000000003220", PaymentState.REQUIRES_ACTION, ""),
+    ("4000000000000119", PaymentState.PROCESSING, ""),
+])
+def test_each_magic_card_ends_in_its_state(trade: TradeService, merchant: str, number: str,
+                                           state: PaymentState, code: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "create-1")
+    assert payment.state is PaymentState.CREATED
+    confirmed = trade.confirm_payment(merchant, payment.id, card(number), "", "confirm-1")
+    assert confirmed.state is state
+    assert (confirmed.failure.code if confirmed.failure else "") == code
+    assert confirmed.method is not None and confirmed.method.card_last4 == number[-4:]
+    assert len(confirmed.attempts) == 1
+    if state is PaymentState.SUCCEEDED:
+        assert confirmed.amount_captured == 1000
+    if state is PaymentState.REQUIRES_ACTION:
+        assert confirmed.next_action and confirmed.next_action["kind"] == "OTP"
+
+
+def test_unknown_outcome_is_requeried_and_succeeds(trade: TradeService, merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    assert trade.confirm_payment(merchant, payment.id, card("4000000000000119"), "", "k").state \
+        is PaymentState.PROCESSING
+    _later(120)
+    assert trade.requery_attempts() == 1
+    final = trade.get_payment(merchant, payment.id)
+    assert final.state is PaymentState.SUCCEEDED and final.amount_captured == 1000
+    assert "payment.succeeded" in _events(trade)
+
+
+def test_failed_payment_can_be_confirmed_again_with_another_card(trade: TradeService, merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    assert trade.confirm_payment(merchant, payment.id, card("4000000000000002"), "", "k1").state \
+        is PaymentState.FAILED
+    again = trade.confirm_payment(merchant, payment.id, card(APPROVE), "", "k2")
+    assert again.state is PaymentState.SUCCEEDED
+    assert [a.state.value for a in again.attempts] == ["FAILED", "SUCCEEDED"]
+    with pytest.raises(FailedPrecondition) as err:
+        trade.confirm_payment(merchant, payment.id, card(APPROVE), "", "k3")
+    assert err.value.reason == "PAYMENT_NOT_CONFIRMABLE"
+
+
+def test_card_number_is_tokenized_never_stored_and_token_reusable(trade: TradeService, merchant: str) -> None:
+    first = trade.create_payment(merchant, draft(), "c1")
+    paid = trade.confirm_payment(merchant, first.id, card(APPROVE), "", "k1")
+    assert paid.method and paid.method.card_token.startswith("card_")
+    with trade.db.read() as conn:
+        dump = " ".join(str(row) for table in ("payments", "payment_attempts", "card_vault", "outbox_events",
+                                               "idempotency_keys")
+                        for row in conn.execute(text(f"SELECT * FROM {table}")))
+        assert conn.execute(select(card_vault.c.last4)).scalar() == "4242"
+    assert APPROVE not in dump
+    second = trade.create_payment(merchant, draft(), "c2")
+    reused = trade.confirm_payment(merchant, second.id, MethodInput("CARD", "PC", card_token=paid.method.card_token),
+                                   "", "k2")
+    assert reused.state is PaymentState.SUCCEEDED
+    other = active_merchant_for(trade)
+    third = trade.create_payment(other, draft(), "c3")
+    with pytest.raises(InvalidArgument):
+        trade.confirm_payment(other, third.id, MethodInput("CARD", "PC", card_token=paid.method.card_token), "", "k3")
+
+
+def active_merchant_for(trade: TradeService) -> str:
+    from tests.unit.trade.helpers import make_context
+    return active_merchant(make_context(trade.db))
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"number": "4242424242424241"}, "payment_method.card.number"),
+    ({"exp_month": 13}, "payment_method.card.exp_month"),
+    ({"exp_year": 2001}, "payment_method.card.exp_year"),
+])
+def test_bad_cards_are_rejected_naming_the_field(trade: TradeService, merchant: str, kw: dict[str, object],
+                                                 field: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    number = str(kw.pop("number", APPROVE))
+    with pytest.raises(InvalidArgument) as err:
+        trade.confirm_payment(merchant, payment.id, card(number, **kw), "", "k")
+    assert field in [v.field for v in err.value.violations]
+    assert trade.get_payment(merchant, payment.id).state is PaymentState.CREATED
+
+
+def test_idempotency_and_merchant_order_no(trade: TradeService, merchant: str) -> None:
+    first = trade.create_payment(merchant, draft("order-1"), "req-1")
+    assert trade.create_payment(merchant, draft("order-1"), "req-1").id == first.id
+    with pytest.raises(AlreadyExists) as reused:
+        trade.create_payment(merchant, draft("order-2"), "req-1")
+    assert reused.value.reason == "REQUEST_ID_REUSED"
+    with pytest.raises(AlreadyExists) as dup:
+        trade.create_payment(merchant, draft("order-1"), "req-2")
+    assert dup.value.metadata["payment"] == first.name
+    confirmed = trade.confirm_payment(merchant, first.id, card(), "", "conf-1")
+    assert trade.confirm_payment(merchant, first.id, card(), "", "conf-1") == confirmed
+
+
+def test_suspended_merchant_cannot_create(trade: TradeService, ctx: AppContext) -> None:
+    suspended = active_merchant(ctx, state="SUSPENDED")
+    with pytest.raises(FailedPrecondition) as err:
+        trade.create_payment(suspended, draft(), "c")
+    assert err.value.reason == "MERCHANT_NOT_ACTIVE"
+
+
+def test_update_only_while_created(trade: TradeService, merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    updated = trade.update_payment(merchant, payment.id, PaymentChanges(
+        frozenset({"amount", "subject"}), currency="CNY", amount_minor=2500, subject="New"), "u1")
+    assert (updated.amount_minor, updated.subject) == (2500, "New")
+    trade.confirm_payment(merchant, payment.id, card(), "", "k")
+    with pytest.raises(FailedPrecondition) as err:
+        trade.update_payment(merchant, payment.id, PaymentChanges(frozenset({"subject"}), subject="x"), "u2")
+    assert err.value.metadata["state"] == "SUCCEEDED"
+
+
+def test_partial_refunds_never_exceed_captured(trade: TradeService, merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(amount=1000), "c")
+    trade.confirm_payment(merchant, payment.id, card(), "", "k")
+    r1 = trade.create_refund(merchant, payment.id, 400, "CNY", "partial", "rf-1", "r1")
+    r2 = trade.create_refund(merchant, payment.id, 600, "CNY", "rest", "rf-2", "r2")
+    assert {r1.visible_state, r2.visible_state} <= {RefundState.SUCCEEDED, RefundState.PENDING}
+    with pytest.raises(FailedPrecondition) as err:
+        trade.create_refund(merchant, payment.id, 1, "CNY", "", "rf-3", "r3")
+    assert err.value.reason == "REFUND_EXCEEDS_CAPTURED"
+    with pytest.raises(AlreadyExists):
+        trade.create_refund(merchant, payment.id, 1, "CNY", "", "rf-1", "r4")
+    assert trade.get_payment(merchant, payment.id).amount_refunded == 1000
+    rows, _ = trade.list_refunds(merchant, payment.id, parse_page(0, ""))
+    assert len(rows) == 2
+
+
+def test_manual_capture_partial_and_void(trade: TradeService, merchant: str) -> None:
+    auth = trade.create_payment(merchant, draft(capture_method="MANUAL"), "c1")
+    assert trade.confirm_payment(merchant, auth.id, card(), "", "k1").state is PaymentState.AUTHORIZED
+    captured = trade.capture_payment(merchant, auth.id, 600, "CNY", "cap")
+    assert (captured.state, captured.amount_captured) == (PaymentState.SUCCEEDED, 600)
+    other = trade.create_payment(merchant, draft(capture_method="MANUAL"), "c2")
+    trade.confirm_payment(merchant, other.id, card(), "", "k2")
+    voided = trade.void_payment(merchant, other.id, "void")
+    assert (voided.state, voided.close_reason) == (PaymentState.CLOSED, CloseReason.VOIDED)
+    with pytest.raises(FailedPrecondition):
+        trade.capture_payment(merchant, other.id, None, "", "cap2")
+    events = _events(trade)
+    assert "payment.captured" in events and "payment.voided" in events
+
+
+def test_expired_authorization_is_voided_by_the_job(trade: TradeService, merchant: str) -> None:
+    auth = trade.create_payment(merchant, draft(capture_method="MANUAL"), "c1")
+    trade.confirm_payment(merchant, auth.id, card(), "", "k1")
+    _later(8 * 86400)
+    assert trade.void_expired_authorizations() == 1
+    assert trade.get_payment(merchant, auth.id).state is PaymentState.CLOSED
+
+
+def test_close_and_expiry(trade: TradeService, merchant: str) -> None:
+    open_ = trade.create_payment(merchant, draft(), "c1")
+    assert trade.close_payment(merchant, open_.id, "close-1").state is PaymentState.CLOSED
+    with pytest.raises(FailedPrecondition):
+        trade.confirm_payment(merchant, open_.id, card(), "", "k1")
+    pending = trade.create_payment(merchant, draft(), "c2")
+    trade.confirm_payment(merchant, pending.id, card("4000000000003220"), "", "k2")
+    _later(31 * 60)
+    assert trade.close_expired() >= 1
+    closed = trade.get_payment(merchant, pending.id)
+    assert (closed.state, closed.close_reason) == (PaymentState.CLOSED, CloseReason.EXPIRED)
+
+
+def test_success_after_close_is_kept_and_refunded(trade: TradeService, merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    pending = trade.confirm_payment(merchant, payment.id, card("4000000000003220"), "", "k")
+    trade.close_payment(merchant, payment.id, "close")
+    late = ChannelResult(Outcome.SUCCEEDED, "sandbox", 1000, "CNY", channel_reference="late")
+    trade.apply_channel_update(ChannelUpdate(attempt_id=pending.attempts[0].id, result=late))
+    trade.apply_channel_update(ChannelUpdate(attempt_id=pending.attempts[0].id, result=late))  # duplicate
+    final = trade.get_payment(merchant, payment.id)
+    assert final.state is PaymentState.CLOSED and final.attempts[0].state.value == "SUCCEEDED"
+    assert _events(trade).count("payment.paid_after_close") == 1
+    with trade.db.read() as conn:
+        auto = conn.execute(select(refunds)).all()
+    assert len(auto) == 1 and auto[0].automatic and auto[0].amount_minor == 1000
+
+
+def test_list_filters_and_pages(trade: TradeService, merchant: str) -> None:
+    for i in range(5):
+        trade.create_payment(merchant, draft(f"o-{i}"), f"c{i}")
+    page = parse_page(2, "", ["x"])
+    first, token = trade.list_payments(merchant, page=page, filters=["x"])
+    second, _ = trade.list_payments(merchant, page=parse_page(2, token, ["x"]), filters=["x"])
+    assert len(first) == 2 and len(second) == 2 and not {p.id for p in first} & {p.id for p in second}
+    only, _ = trade.list_payments(merchant, merchant_order_no="o-3", page=parse_page(0, ""))
+    assert [p.merchant_order_no for p in only] == ["o-3"]
+    created, _ = trade.list_payments(None, state="CREATED", page=parse_page(0, ""))
+    assert len(created) == 5
