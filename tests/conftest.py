@@ -22,10 +22,11 @@ import grpc
 import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from payhub.kernel.db import Database
 from payhub.kernel.migrate import upgrade
+from payhub.kernel.outbox import outbox_events, sequence_events
 from payhub.kernel.schema import full_metadata
 
 PG_ADMIN_URL = os.environ.get("PAYHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -101,6 +102,21 @@ def pg_db(postgres_database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
+def sequence_all(db: Database, timeout: float = 30.0) -> None:
+    """Sequence every recorded event. On PostgreSQL the sequencer waits until no older write
+    transaction anywhere on the server is open, so with other sessions busy it can take a few rounds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sequence_events(db)
+        with db.read() as conn:
+            waiting = conn.execute(select(func.count()).select_from(outbox_events)
+                                   .where(outbox_events.c.position.is_(None))).scalar_one()
+        if not waiting:
+            return
+        assert time.monotonic() < deadline, f"{waiting} events were never sequenced"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,7 +175,7 @@ def wait_serving(server: RunningServer, timeout: float = 60) -> None:
             if server.process.poll() is not None:
                 raise RuntimeError(f"payhub serve exited with {server.process.returncode}:\n{server.logs()}")
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)  # type: ignore[attr-defined]
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:

@@ -103,7 +103,7 @@ def sequence_events(db: Database, limit: int = 5000) -> int:
             if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK}).scalar():
                 return 0
             safe = outbox_events.c.txid < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            order = (outbox_events.c.txid, outbox_events.c.id)
+            order: tuple[Any, ...] = (outbox_events.c.txid, outbox_events.c.id)
         else:
             safe = literal_column("1") == 1
             order = (outbox_events.c.id,)

@@ -1,7 +1,7 @@
 """Alembic environment: runs migrations on the URL the caller configured."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from payhub.kernel.schema import full_metadata
 
@@ -12,15 +12,15 @@ target_metadata = full_metadata()
 def run() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url
-    connectable = config.attributes.get("connection") or create_engine(url)
-    if hasattr(connectable, "connect"):
-        with connectable.connect() as connection:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
             _migrate(connection)
-    else:
-        _migrate(connectable)
+    finally:
+        engine.dispose()
 
 
-def _migrate(connection: object) -> None:
+def _migrate(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():

@@ -131,8 +131,9 @@ class _CallScope:
         except PayhubError as exc:
             self._abort(exc)
         except Exception:
-            if self.context.code() not in (None, grpc.StatusCode.OK):  # the servicer aborted itself
-                self.code = self.context.code()
+            aborted = self.context.code()  # type: ignore[attr-defined]  # missing from the grpc stubs
+            if aborted not in (None, grpc.StatusCode.OK):  # the servicer aborted the call itself
+                self.code = aborted
                 raise
             self.code = grpc.StatusCode.INTERNAL
             log.exception("unhandled error")

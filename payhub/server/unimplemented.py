@@ -40,7 +40,7 @@ class UnimplementedComponent:
 
     def add_to_server(self, server: grpc.Server) -> None:
         descriptor = service_descriptor(self.name)
-        handlers = {}
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         for method in descriptor.methods:
             request_class = message_factory.GetMessageClass(method.input_type)
             behavior = self._behavior(f"{self.full_name}/{method.name}")

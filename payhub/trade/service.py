@@ -510,6 +510,7 @@ class TradeService:
         assert payment is not None
         manual = payment.capture_method is CaptureMethod.MANUAL
         channel = result.channel or attempt.channel
+        attempt.channel = channel  # routing picks the channel: the attempt learns it from the answer
         count = row.query_count + 1 if queried else row.query_count
         base: dict[str, Any] = {"channel": channel, "update_time": now, "query_count": count,
                                 "channel_reference": result.channel_reference or attempt.channel_reference}

@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from payhub.kernel.db import Database
 from payhub.kernel.outbox import Event, consume, read_events, record_event, sequence_events
+from tests.conftest import sequence_all
 
 
 def _record(db: Database, n: int, merchant: str = "m1") -> None:
@@ -19,7 +20,7 @@ def _record(db: Database, n: int, merchant: str = "m1") -> None:
 def test_sequenced_events_are_gap_free_and_filterable(db: Database) -> None:
     _record(db, 3, "m1")
     _record(db, 2, "m2")
-    assert sequence_events(db) == 5
+    sequence_all(db)
     assert sequence_events(db) == 0
     with db.read() as conn:
         assert [e.position for e in read_events(conn, 0)] == [1, 2, 3, 4, 5]
@@ -31,7 +32,7 @@ def test_rolled_back_transaction_leaves_no_event(db: Database) -> None:
     with pytest.raises(RuntimeError), db.begin() as conn:
         record_event(conn, type="x", aggregate_type="a", aggregate_id="1", merchant_id=None, payload={})
         raise RuntimeError("use case failed")
-    sequence_events(db)
+    sequence_all(db)
     with db.read() as conn:
         assert read_events(conn, 0) == []
 
@@ -43,7 +44,7 @@ def test_consumer_sees_each_event_once_across_calls(db: Database) -> None:
         seen.extend(events)
 
     _record(db, 4)
-    sequence_events(db)
+    sequence_all(db)
     assert consume(db, "test", handle, limit=3) == 3
     assert consume(db, "test", handle, limit=3) == 1
     assert consume(db, "test", handle) == 0
@@ -52,7 +53,7 @@ def test_consumer_sees_each_event_once_across_calls(db: Database) -> None:
 
 def test_failed_handler_does_not_advance_the_cursor(db: Database) -> None:
     _record(db, 2)
-    sequence_events(db)
+    sequence_all(db)
 
     def fail(_conn: Connection, _events: list[Event]) -> None:
         raise RuntimeError("receiver down")
@@ -84,7 +85,7 @@ def test_event_of_a_transaction_still_open_is_not_skipped(pg_db: Database) -> No
         assert read_events(conn, 0) == []  # nothing is safe to hand out yet
     release.set()
     thread.join()
-    sequence_events(pg_db)
+    sequence_all(pg_db)
     with pg_db.read() as conn:
         events = read_events(conn, 0)
     assert [e.type for e in events] == ["slow", "payment.created"]
@@ -94,7 +95,7 @@ def test_event_of_a_transaction_still_open_is_not_skipped(pg_db: Database) -> No
 @pytest.mark.postgres
 def test_concurrent_consumers_share_a_cursor_without_double_handling(pg_db: Database) -> None:
     _record(pg_db, 300)
-    sequence_events(pg_db)
+    sequence_all(pg_db)
     handled: list[int] = []
     lock = threading.Lock()
 

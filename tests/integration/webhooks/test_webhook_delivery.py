@@ -13,17 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.errors import InvalidArgument, NotFound, Unavailable
-from payhub.kernel.outbox import outbox_events, record_event, sequence_events
+from payhub.kernel.outbox import record_event
 from payhub.kernel.pagination import parse_page
 from payhub.merchant.client import ChannelConfigInfo, MerchantInfo, WebhookTarget
 from payhub.trade.webhook_signature import verify
 from payhub.trade.webhooks import DEFAULT_SCHEDULE, WebhookService, list_filter
+from tests.conftest import sequence_all
 
 SECRET = "whsec_current_0123456789"
 OLD_SECRET = "whsec_previous_0123456789"
@@ -136,21 +136,6 @@ def emit(db: Database, merchant_id: str | None, type: str = "payment.succeeded",
         event_id = record_event(conn, type=type, aggregate_type=type.partition(".")[0], aggregate_id="pay_1",
                                 merchant_id=merchant_id, payload={"id": "pay_1", **payload})
     return event_id
-
-
-def sequence_all(db: Database, timeout: float = 30.0) -> None:
-    """Sequence every recorded event. On PostgreSQL the sequencer waits until no older transaction
-    anywhere on the server is still open, so with other sessions busy it can take a few rounds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        sequence_events(db)
-        with db.read() as conn:
-            waiting = conn.execute(select(func.count()).select_from(outbox_events)
-                                   .where(outbox_events.c.position.is_(None))).scalar_one()
-        if not waiting:
-            return
-        assert time.monotonic() < deadline, f"{waiting} events were never sequenced"
-        time.sleep(0.05)
 
 
 def fan_out(db: Database, service: WebhookService) -> int:
