@@ -150,19 +150,20 @@ class RunningServer:
 def start_server(tmp: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> RunningServer:
     """Start `payhub serve --migrate` as a real process and wait until health says SERVING."""
-    port = free_port()
-    admin = f"admin-{secrets.token_hex(16)}"
-    env = {**os.environ, "PAYHUB_LISTEN": f"127.0.0.1:{port}", "PAYHUB_ADMIN_TOKEN": admin,
+    extra_env = extra_env or {}
+    listen = extra_env.get("PAYHUB_LISTEN", f"127.0.0.1:{free_port()}")
+    admin = extra_env.get("PAYHUB_ADMIN_TOKEN", f"admin-{secrets.token_hex(16)}")
+    env = {**os.environ, "PAYHUB_LISTEN": listen, "PAYHUB_ADMIN_TOKEN": admin,
            "PAYHUB_DATA_DIR": str(tmp), "PAYHUB_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
            "PAYHUB_HTTP_LISTEN": f"127.0.0.1:{free_port()}", "PAYHUB_DRAIN_SECONDS": "0.2",
-           "PAYHUB_INTERNAL_TOKEN": f"internal-{secrets.token_hex(16)}", **(extra_env or {})}
+           "PAYHUB_INTERNAL_TOKEN": f"internal-{secrets.token_hex(16)}", **extra_env}
     if database_url:
         env["PAYHUB_DATABASE_URL"] = database_url
-    log_path = tmp / f"server-{port}.log"
+    log_path = tmp / f"server-{listen.rsplit(':', 1)[1]}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "payhub.cli.main", "serve", "--migrate", *args],
                                    env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = RunningServer(f"127.0.0.1:{port}", admin, tmp, process, log_path, env)
+    server = RunningServer(listen, admin, tmp, process, log_path, env)
     wait_serving(server)
     return server
 

@@ -77,6 +77,7 @@ _TABLE: dict[str, dict[str, Access]] = {
         "WatchEvents": read(),
         "ListWebhookDeliveries": read(OPS),
         "RedeliverWebhook": write(OPS),
+        "ApplyChannelUpdate": INTERNAL,
     },
     "payhub.channel.v1.ChannelRouterService": {
         "ListChannels": read(OPS, BIZ),

@@ -30,16 +30,23 @@ class LocalTradeClient:
 
 
 class RemoteTradeClient:
-    """Over gRPC. TradeService has no public RPC for channel updates; when the channel router runs in
-    another process, it delivers updates through the re-query path instead (the trade center's
-    re-query job picks the outcome up from the channel within seconds)."""
+    """Over gRPC, through the internal TradeService.ApplyChannelUpdate RPC."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         from payhub.trade.v1 import trade_pb2_grpc
         self._stub: Any = trade_pb2_grpc.TradeServiceStub(channel)
 
     def apply_channel_update(self, update: ChannelUpdate) -> None:
-        return None  # picked up by the re-query job (see the class docstring)
+        from payhub.trade.v1 import trade_pb2
+
+        from payhub.channel.client import domain_error
+        from payhub.channel.convert import result_to_pb
+        request = trade_pb2.ApplyChannelUpdateRequest(attempt_id=update.attempt_id, refund_id=update.refund_id,
+                                                      result=result_to_pb(update.result))
+        try:
+            self._stub.ApplyChannelUpdate(request, timeout=10)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
 
 
 def remote_client(channel: grpc.Channel) -> TradeClient:

@@ -13,6 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from payhub.common.v1 import common_pb2
 from payhub.trade.v1 import trade_pb2, trade_pb2_grpc
 
+from payhub.channel.convert import result_from_pb
+from payhub.channel.types import ChannelUpdate
 from payhub.kernel.errors import InvalidArgument
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
@@ -312,6 +314,14 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         if not request.request_id:
             raise InvalidArgument.field("request_id", "is required")
         return pb.RedeliverWebhookResponse(delivery=delivery_pb(self.webhooks.redeliver(merchant, delivery_id)))
+
+    def ApplyChannelUpdate(self, request: pb.ApplyChannelUpdateRequest,
+                           context: Any) -> pb.ApplyChannelUpdateResponse:
+        if not request.attempt_id:
+            raise InvalidArgument.field("attempt_id", "is required")
+        self.service.apply_channel_update(ChannelUpdate(request.attempt_id, result_from_pb(request.result),
+                                                        request.refund_id))
+        return pb.ApplyChannelUpdateResponse()
 
 
 def add_to_server(servicer: TradeServicer, server: grpc.Server) -> None:

@@ -11,6 +11,7 @@ import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
+import payhub.channel.v1.channel_pb2
 import payhub.common.v1.common_pb2
 import sys
 import typing
@@ -237,6 +238,49 @@ WEBHOOK_DELIVERY_STATE_DELIVERED: WebhookDeliveryState.ValueType  # 2
 WEBHOOK_DELIVERY_STATE_GAVE_UP: WebhookDeliveryState.ValueType  # 3
 """Retries over about 24 hours were exhausted; `RedeliverWebhook` tries again."""
 Global___WebhookDeliveryState: typing_extensions.TypeAlias = WebhookDeliveryState
+
+@typing.final
+class ApplyChannelUpdateRequest(google.protobuf.message.Message):
+    """Request of TradeService.ApplyChannelUpdate."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: builtins.int
+    REFUND_ID_FIELD_NUMBER: builtins.int
+    RESULT_FIELD_NUMBER: builtins.int
+    attempt_id: builtins.str
+    """The attempt the outcome belongs to (the channel's out_trade_no), e.g. "att_01h..."."""
+    refund_id: builtins.str
+    """Set when the outcome is about a refund of that attempt; empty for the payment itself."""
+    @property
+    def result(self) -> payhub.channel.v1.channel_pb2.ChannelResult:
+        """The channel's outcome, already verified and amount-checked by the channel router."""
+
+    def __init__(
+        self,
+        *,
+        attempt_id: builtins.str = ...,
+        refund_id: builtins.str = ...,
+        result: payhub.channel.v1.channel_pb2.ChannelResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["attempt_id", b"attempt_id", "refund_id", b"refund_id", "result", b"result"]) -> None: ...
+
+Global___ApplyChannelUpdateRequest: typing_extensions.TypeAlias = ApplyChannelUpdateRequest
+
+@typing.final
+class ApplyChannelUpdateResponse(google.protobuf.message.Message):
+    """Response of TradeService.ApplyChannelUpdate. Empty: success means the update was applied or was a
+    duplicate.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___ApplyChannelUpdateResponse: typing_extensions.TypeAlias = ApplyChannelUpdateResponse
 
 @typing.final
 class Installments(google.protobuf.message.Message):

@@ -128,6 +128,11 @@ class TradeServiceStub(object):
                 request_serializer=payhub_dot_trade_dot_v1_dot_trade__pb2.RedeliverWebhookRequest.SerializeToString,
                 response_deserializer=payhub_dot_trade_dot_v1_dot_trade__pb2.RedeliverWebhookResponse.FromString,
                 _registered_method=True)
+        self.ApplyChannelUpdate = channel.unary_unary(
+                '/payhub.trade.v1.TradeService/ApplyChannelUpdate',
+                request_serializer=payhub_dot_trade_dot_v1_dot_trade__pb2.ApplyChannelUpdateRequest.SerializeToString,
+                response_deserializer=payhub_dot_trade_dot_v1_dot_trade__pb2.ApplyChannelUpdateResponse.FromString,
+                _registered_method=True)
 
 
 class TradeServiceServicer(object):
@@ -339,6 +344,18 @@ class TradeServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyChannelUpdate(self, request, context):
+        """Internal: applies an asynchronous channel outcome (a verified notification, a completed consumer
+        action) to the attempt or refund it belongs to. Used by ChannelRouterService when it runs in
+        another process than the trade center. Idempotent: a duplicate or stale update changes nothing.
+
+        Callers: the internal service principal and `admin` only.
+        Errors: NOT_FOUND for an unknown attempt or refund; INVALID_ARGUMENT when `attempt_id` is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -411,6 +428,11 @@ def add_TradeServiceServicer_to_server(servicer, server):
                     servicer.RedeliverWebhook,
                     request_deserializer=payhub_dot_trade_dot_v1_dot_trade__pb2.RedeliverWebhookRequest.FromString,
                     response_serializer=payhub_dot_trade_dot_v1_dot_trade__pb2.RedeliverWebhookResponse.SerializeToString,
+            ),
+            'ApplyChannelUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyChannelUpdate,
+                    request_deserializer=payhub_dot_trade_dot_v1_dot_trade__pb2.ApplyChannelUpdateRequest.FromString,
+                    response_serializer=payhub_dot_trade_dot_v1_dot_trade__pb2.ApplyChannelUpdateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -815,6 +837,33 @@ class TradeService(object):
             '/payhub.trade.v1.TradeService/RedeliverWebhook',
             payhub_dot_trade_dot_v1_dot_trade__pb2.RedeliverWebhookRequest.SerializeToString,
             payhub_dot_trade_dot_v1_dot_trade__pb2.RedeliverWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyChannelUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.trade.v1.TradeService/ApplyChannelUpdate',
+            payhub_dot_trade_dot_v1_dot_trade__pb2.ApplyChannelUpdateRequest.SerializeToString,
+            payhub_dot_trade_dot_v1_dot_trade__pb2.ApplyChannelUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

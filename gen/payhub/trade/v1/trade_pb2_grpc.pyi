@@ -249,7 +249,23 @@ _TradeServiceRedeliverWebhookType = typing_extensions.TypeVar(
     ],
 )
 
-class TradeServiceStub(typing.Generic[_TradeServiceCreatePaymentType, _TradeServiceUpdatePaymentType, _TradeServiceConfirmPaymentType, _TradeServiceGetPaymentType, _TradeServiceListPaymentsType, _TradeServiceCapturePaymentType, _TradeServiceVoidPaymentType, _TradeServiceClosePaymentType, _TradeServiceCreateRefundType, _TradeServiceGetRefundType, _TradeServiceListRefundsType, _TradeServiceWatchEventsType, _TradeServiceListWebhookDeliveriesType, _TradeServiceRedeliverWebhookType]):
+_TradeServiceApplyChannelUpdateType = typing_extensions.TypeVar(
+    '_TradeServiceApplyChannelUpdateType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse,
+    ],
+)
+
+class TradeServiceStub(typing.Generic[_TradeServiceCreatePaymentType, _TradeServiceUpdatePaymentType, _TradeServiceConfirmPaymentType, _TradeServiceGetPaymentType, _TradeServiceListPaymentsType, _TradeServiceCapturePaymentType, _TradeServiceVoidPaymentType, _TradeServiceClosePaymentType, _TradeServiceCreateRefundType, _TradeServiceGetRefundType, _TradeServiceListRefundsType, _TradeServiceWatchEventsType, _TradeServiceListWebhookDeliveriesType, _TradeServiceRedeliverWebhookType, _TradeServiceApplyChannelUpdateType]):
     """TradeService is payhub's trade center: payments (orders) and their attempts at channels,
     pre-authorisation (capture, void), refunds, the domain event stream and merchant webhooks.
 
@@ -334,6 +350,10 @@ class TradeServiceStub(typing.Generic[_TradeServiceCreatePaymentType, _TradeServ
             payhub.trade.v1.trade_pb2.RedeliverWebhookRequest,
             payhub.trade.v1.trade_pb2.RedeliverWebhookResponse,
         ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+            payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse,
+        ],
     ], channel: grpc.Channel) -> None: ...
 
     @typing.overload
@@ -393,6 +413,10 @@ class TradeServiceStub(typing.Generic[_TradeServiceCreatePaymentType, _TradeServ
         grpc.aio.UnaryUnaryMultiCallable[
             payhub.trade.v1.trade_pb2.RedeliverWebhookRequest,
             payhub.trade.v1.trade_pb2.RedeliverWebhookResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+            payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse,
         ],
     ], channel: grpc.aio.Channel) -> None: ...
 
@@ -536,6 +560,15 @@ class TradeServiceStub(typing.Generic[_TradeServiceCreatePaymentType, _TradeServ
     Errors: NOT_FOUND; ALREADY_EXISTS when `request_id` was reused.
     """
 
+    ApplyChannelUpdate: _TradeServiceApplyChannelUpdateType
+    """Internal: applies an asynchronous channel outcome (a verified notification, a completed consumer
+    action) to the attempt or refund it belongs to. Used by ChannelRouterService when it runs in
+    another process than the trade center. Idempotent: a duplicate or stale update changes nothing.
+
+    Callers: the internal service principal and `admin` only.
+    Errors: NOT_FOUND for an unknown attempt or refund; INVALID_ARGUMENT when `attempt_id` is empty.
+    """
+
 TradeServiceAsyncStub: typing_extensions.TypeAlias = TradeServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.trade.v1.trade_pb2.CreatePaymentRequest,
@@ -592,6 +625,10 @@ TradeServiceAsyncStub: typing_extensions.TypeAlias = TradeServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.trade.v1.trade_pb2.RedeliverWebhookRequest,
         payhub.trade.v1.trade_pb2.RedeliverWebhookResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+        payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse,
     ],
 ]
 
@@ -830,6 +867,20 @@ class TradeServiceServicer(metaclass=abc.ABCMeta):
 
         Callers: merchant keys (own merchant); staff `admin`, `operations`.
         Errors: NOT_FOUND; ALREADY_EXISTS when `request_id` was reused.
+        """
+
+    @abc.abstractmethod
+    def ApplyChannelUpdate(
+        self,
+        request: payhub.trade.v1.trade_pb2.ApplyChannelUpdateRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse, collections.abc.Awaitable[payhub.trade.v1.trade_pb2.ApplyChannelUpdateResponse]]:
+        """Internal: applies an asynchronous channel outcome (a verified notification, a completed consumer
+        action) to the attempt or refund it belongs to. Used by ChannelRouterService when it runs in
+        another process than the trade center. Idempotent: a duplicate or stale update changes nothing.
+
+        Callers: the internal service principal and `admin` only.
+        Errors: NOT_FOUND for an unknown attempt or refund; INVALID_ARGUMENT when `attempt_id` is empty.
         """
 
 def add_TradeServiceServicer_to_server(servicer: TradeServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
