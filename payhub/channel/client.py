@@ -30,6 +30,7 @@ from payhub.kernel.errors import (
     Unimplemented,
 )
 from payhub.kernel.ids import new_id
+from payhub.kernel.protobuf import money
 
 if TYPE_CHECKING:
     from payhub.channel.service import ChannelRouter
@@ -118,7 +119,7 @@ class RemoteChannelClient:
     def capture(self, channel: str, merchant_id: str, attempt_id: str, amount_minor: int,
                 currency: str) -> ChannelResult:
         op = channel_pb2.CaptureOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id,
-                                          amount=convert.money(amount_minor, currency))
+                                          amount=money(amount_minor, currency))
         return self._execute(channel_pb2.ExecuteChannelOperationRequest(capture=op))
 
     def void(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
@@ -132,7 +133,7 @@ class RemoteChannelClient:
     def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
                currency: str) -> ChannelResult:
         op = channel_pb2.RefundOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id,
-                                         refund_id=refund_id, amount=convert.money(amount_minor, currency))
+                                         refund_id=refund_id, amount=money(amount_minor, currency))
         return self._execute(channel_pb2.ExecuteChannelOperationRequest(refund=op))
 
     def query_refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str) -> ChannelResult:

@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from payhub.channel.v1 import channel_pb2 as pb
-from payhub.common.v1 import common_pb2
 
 from payhub.channel.types import ActionKind, CardInput, ChannelResult, NextAction, Outcome, PaymentInstruction
-
-_METHOD_PREFIX = "PAYMENT_METHOD_TYPE_"
-_CLIENT_PREFIX = "CLIENT_TYPE_"
-
-
-def method_name(value: int) -> str:
-    """PaymentMethodType number -> domain name ("CARD"); "" for UNSPECIFIED or unknown numbers."""
-    return _enum_name(common_pb2.PaymentMethodType, value, _METHOD_PREFIX)
-
-
-def client_type_name(value: int) -> str:
-    return _enum_name(common_pb2.ClientType, value, _CLIENT_PREFIX)
-
-
-def method_value(name: str) -> common_pb2.PaymentMethodType.ValueType:
-    return common_pb2.PaymentMethodType.Value(_METHOD_PREFIX + name)
-
-
-def client_type_value(name: str) -> common_pb2.ClientType.ValueType:
-    return common_pb2.ClientType.Value(_CLIENT_PREFIX + name)
-
-
-def _enum_name(enum: common_pb2._PaymentMethodTypeEnumTypeWrapper | common_pb2._ClientTypeEnumTypeWrapper,
-               value: int, prefix: str) -> str:
-    try:
-        name = enum.Name(value)  # type: ignore[arg-type]
-    except ValueError:
-        return ""
-    return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(prefix)
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def from_timestamp(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def money(amount_minor: int, currency: str) -> common_pb2.Money:
-    return common_pb2.Money(currency_code=currency, amount_minor=amount_minor)
+from payhub.kernel.protobuf import (
+    client_type_name,
+    client_type_value,
+    from_timestamp,
+    method_name,
+    method_value,
+    money,
+    timestamp,
+)
 
 
 # -- ChannelResult --------------------------------------------------------------------------------

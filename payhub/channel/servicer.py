@@ -20,6 +20,14 @@ from payhub.channel.types import ChannelResult
 from payhub.identity.principal import current_principal
 from payhub.kernel.errors import InvalidArgument
 from payhub.kernel.idempotency import fingerprint
+from payhub.kernel.protobuf import (
+    client_type_name,
+    client_type_value,
+    from_timestamp,
+    method_name,
+    method_value,
+    timestamp,
+)
 
 
 class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
@@ -37,8 +45,8 @@ class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
         route = RouteRequest(
             merchant_id=resource_id(request.merchant, "merchants", "merchant"),
             amount_minor=request.amount.amount_minor, currency=request.amount.currency_code,
-            method=convert.method_name(request.payment_method_type),
-            client_type=convert.client_type_name(request.client_type), installments=request.installments,
+            method=method_name(request.payment_method_type),
+            client_type=client_type_name(request.client_type), installments=request.installments,
             manual_capture=request.manual_capture, preferred_channel=request.preferred_channel)
         return pb.RoutePaymentResponse(decision=decision_pb(self._router.route_payment(route)))
 
@@ -60,7 +68,7 @@ class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
         window = None
         if request.HasField("maintenance_window"):
             w = request.maintenance_window
-            window = MaintenanceWindow(convert.from_timestamp(w.start_time), convert.from_timestamp(w.end_time))
+            window = MaintenanceWindow(from_timestamp(w.start_time), from_timestamp(w.end_time))
         principal = current_principal()
         view = self._admin.set_state(channel, _state(request.state), window, request.reason,
                                      _idempotent("SetChannelState", request), principal.subject)
@@ -130,17 +138,17 @@ def channel_pb(view: ChannelView) -> pb.Channel:
     message = pb.Channel(
         name=f"channels/{view.channel}", channel_id=view.channel, display_name=view.display_name,
         capabilities=pb.ChannelCapabilities(
-            payment_method_types=[convert.method_value(m) for m in sorted(caps.methods)],
-            client_types=[convert.client_type_value(c) for c in sorted(caps.client_types)],
+            payment_method_types=[method_value(m) for m in sorted(caps.methods)],
+            client_types=[client_type_value(c) for c in sorted(caps.client_types)],
             currency_codes=sorted(caps.currencies), supports_preauth=caps.supports_preauth,
             installment_periods=sorted(caps.installment_periods), supports_partial_refund=caps.partial_refund,
             min_amount_minor=caps.min_amount_minor, max_amount_minor=caps.max_amount_minor),
         state=_state_pb(view.state), state_reason=status.reason, health=health_pb(view.state, view.health))
     if status.maintenance:
-        message.maintenance_window.start_time.CopyFrom(convert.timestamp(status.maintenance.start))
-        message.maintenance_window.end_time.CopyFrom(convert.timestamp(status.maintenance.end))
+        message.maintenance_window.start_time.CopyFrom(timestamp(status.maintenance.start))
+        message.maintenance_window.end_time.CopyFrom(timestamp(status.maintenance.end))
     if status.update_time:
-        message.state_update_time.CopyFrom(convert.timestamp(status.update_time))
+        message.state_update_time.CopyFrom(timestamp(status.update_time))
     return message
 
 
@@ -156,7 +164,7 @@ def health_pb(state: ChannelState, health: HealthSnapshot) -> pb.ChannelHealth:
         success_rate=health.success_rate, consecutive_failures=health.consecutive_failures,
         breaker_state=pb.CircuitBreakerState.Value(f"CIRCUIT_BREAKER_STATE_{health.breaker_state}"))
     if health.last_failure_time:
-        message.last_failure_time.CopyFrom(convert.timestamp(health.last_failure_time))
+        message.last_failure_time.CopyFrom(timestamp(health.last_failure_time))
     return message
 
 

@@ -4,16 +4,16 @@ beyond the shape of names; the servicer and the remote client both use it."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from payhub.common.v1 import common_pb2
 from payhub.merchant.v1 import merchant_pb2 as pb
 
 from payhub.identity.store import ApiKey
 from payhub.kernel import idempotency
 from payhub.kernel.errors import InvalidArgument
+from payhub.kernel.protobuf import client_type_name, client_type_value, enum_name, method_name, method_value, timestamp
 from payhub.merchant.domain import (
     DEFAULT_WEIGHT,
     BankAccountInput,
@@ -67,48 +67,14 @@ def request_key(request: Message) -> RequestKey:
     return RequestKey(getattr(request, "request_id", ""), fingerprint)
 
 
-# -- small types ---------------------------------------------------------------------------------
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def method_name(value: int) -> str:
-    """PaymentMethodType number -> domain name ("CARD"); unknown numbers stay invalid names."""
-    return _enum_name(common_pb2.PaymentMethodType, value, "PAYMENT_METHOD_TYPE_")
-
-
-def client_type_name(value: int) -> str:
-    return _enum_name(common_pb2.ClientType, value, "CLIENT_TYPE_")
-
-
-def _enum_name(enum: object, value: int, prefix: str) -> str:
-    try:
-        return str(enum.Name(value)).removeprefix(prefix)  # type: ignore[attr-defined]
-    except ValueError:
-        return f"UNKNOWN_{value}"
-
-
-def method_value(name: str) -> common_pb2.PaymentMethodType.ValueType:
-    return common_pb2.PaymentMethodType.Value(f"PAYMENT_METHOD_TYPE_{name}")
-
-
-def client_type_value(name: str) -> common_pb2.ClientType.ValueType:
-    return common_pb2.ClientType.Value(f"CLIENT_TYPE_{name}")
-
-
 def state_value(state: MerchantState) -> pb.MerchantState.ValueType:
     return pb.MerchantState.Value(f"MERCHANT_STATE_{state.value}")
 
 
 def state_from(value: int) -> MerchantState | None:
     """The list filter: None for MERCHANT_STATE_UNSPECIFIED (every state)."""
-    name = _enum_name(pb.MerchantState, value, "MERCHANT_STATE_")
-    if name == "UNSPECIFIED":
+    name = enum_name(pb.MerchantState, value, "MERCHANT_STATE_")
+    if not name:
         return None
     if name not in MerchantState.__members__:
         raise InvalidArgument.field("state", "is not a MerchantState value")

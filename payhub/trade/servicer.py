@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from payhub.common.v1 import common_pb2
 from payhub.trade.v1 import trade_pb2, trade_pb2_grpc
 
@@ -18,6 +16,7 @@ from payhub.channel.types import ChannelUpdate
 from payhub.kernel.errors import InvalidArgument
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
+from payhub.kernel.protobuf import enum_name, from_timestamp, money, timestamp
 from payhub.trade.domain import (
     Attempt,
     CloseReason,
@@ -59,29 +58,9 @@ def parse_payment(name: str, field: str = "name") -> tuple[str, str]:
     return merchant, payment
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
-
-
-def _dt(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def _money(currency: str, amount: int) -> common_pb2.Money:
-    return common_pb2.Money(currency_code=currency, amount_minor=amount)
-
-
 def _val(enum: Any, name: str) -> Any:
     """The enum number of `name`, 0 (UNSPECIFIED) when the domain value is empty."""
     return enum.Value(name) if not name.endswith("_") else 0
-
-
-def _enum_name(enum: Any, value: int, prefix: str) -> str:
-    return str(enum.Name(value)).removeprefix(prefix) if value else ""
 
 
 # -- domain -> proto -------------------------------------------------------------------------------
@@ -120,20 +99,20 @@ def next_action_pb(action: dict[str, Any] | None) -> pb.NextAction | None:
 def attempt_pb(a: Attempt) -> pb.Attempt:
     return pb.Attempt(id=a.id, channel=a.channel, state=pb.AttemptState.Value(f"ATTEMPT_STATE_{a.state.value}"),
                       channel_reference=a.channel_reference, failure=failure_pb(a.failure),
-                      payment_method=method_pb(a.method), create_time=_ts(a.create_time),
-                      update_time=_ts(a.update_time))
+                      payment_method=method_pb(a.method), create_time=timestamp(a.create_time),
+                      update_time=timestamp(a.update_time))
 
 
 def payment_pb(p: Payment) -> pb.Payment:
     return pb.Payment(
-        name=p.name, merchant_order_no=p.merchant_order_no, amount=_money(p.currency, p.amount_minor),
-        amount_captured=_money(p.currency, p.amount_captured),
-        amount_refunded=_money(p.currency, p.amount_refunded), subject=p.subject, description=p.description,
+        name=p.name, merchant_order_no=p.merchant_order_no, amount=money(p.amount_minor, p.currency),
+        amount_captured=money(p.amount_captured, p.currency),
+        amount_refunded=money(p.amount_refunded, p.currency), subject=p.subject, description=p.description,
         capture_method=pb.CaptureMethod.Value(f"CAPTURE_METHOD_{p.capture_method.value}"),
         installments=(pb.Installments(count=p.installment_count, fee_bearer=_val(
             pb.FeeBearer, f"FEE_BEARER_{p.installment_fee_bearer}"))
             if p.installment_count else None),
-        expire_time=_ts(p.expire_time), metadata=p.metadata,
+        expire_time=timestamp(p.expire_time), metadata=p.metadata,
         customer=pb.Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
                              email=p.customer.email, phone=p.customer.phone),
         state=pb.PaymentState.Value(f"PAYMENT_STATE_{p.state.value}"), next_action=next_action_pb(p.next_action),
@@ -142,22 +121,22 @@ def payment_pb(p: Payment) -> pb.Payment:
         close_reason=_val(pb.CloseReason, f"CLOSE_REASON_{p.close_reason.value}"),
         splits=[pb.SplitInstruction(receiver=s.receiver, description=s.description,
                                     ratio_basis_points=s.ratio_basis_points,
-                                    amount=_money(p.currency, s.amount_minor) if s.amount_minor else None)
+                                    amount=money(s.amount_minor, p.currency) if s.amount_minor else None)
                 for s in p.splits],
-        authorization_expire_time=_ts(p.authorization_expire_time),
-        create_time=_ts(p.create_time), update_time=_ts(p.update_time))
+        authorization_expire_time=timestamp(p.authorization_expire_time),
+        create_time=timestamp(p.create_time), update_time=timestamp(p.update_time))
 
 
 def refund_pb(r: Refund) -> pb.Refund:
-    return pb.Refund(name=r.name, amount=_money(r.currency, r.amount_minor), reason=r.reason,
+    return pb.Refund(name=r.name, amount=money(r.amount_minor, r.currency), reason=r.reason,
                      merchant_refund_no=r.merchant_refund_no,
                      state=pb.RefundState.Value(f"REFUND_STATE_{r.visible_state.value}"),
                      failure=failure_pb(r.failure), channel_reference=r.channel_reference,
-                     create_time=_ts(r.create_time), update_time=_ts(r.update_time))
+                     create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
 
 
 def event_pb(e: Event) -> pb.Event:
-    message = pb.Event(event_id=e.event_id, sequence=e.position, type=e.type, create_time=_ts(e.create_time),
+    message = pb.Event(event_id=e.event_id, sequence=e.position, type=e.type, create_time=timestamp(e.create_time),
                        merchant=f"merchants/{e.merchant_id}" if e.merchant_id else "",
                        payload_json=json.dumps(e.payload, sort_keys=True, separators=(",", ":")))
     try:
@@ -176,9 +155,9 @@ def delivery_pb(d: Any) -> pb.WebhookDelivery:
         name=f"merchants/{d.merchant_id}/webhookDeliveries/{d.id}", event_id=d.event_id,
         event_type=d.event_type, url=d.url,
         state=pb.WebhookDeliveryState.Value(f"WEBHOOK_DELIVERY_STATE_{state}"),
-        attempt_count=d.attempt_count, next_attempt_time=_ts(d.next_attempt_time),
+        attempt_count=d.attempt_count, next_attempt_time=timestamp(d.next_attempt_time),
         last_http_status=d.last_http_status or 0, last_error=d.last_error or "",
-        create_time=_ts(d.create_time), deliver_time=_ts(d.deliver_time))
+        create_time=timestamp(d.create_time), deliver_time=timestamp(d.deliver_time))
 
 
 # -- proto -> domain -------------------------------------------------------------------------------
@@ -187,11 +166,11 @@ def draft_from(p: pb.Payment) -> PaymentDraft:
     return PaymentDraft(
         merchant_order_no=p.merchant_order_no, currency=p.amount.currency_code, amount_minor=p.amount.amount_minor,
         subject=p.subject, description=p.description,
-        capture_method=_enum_name(pb.CaptureMethod, p.capture_method, "CAPTURE_METHOD_") or "AUTOMATIC",
+        capture_method=enum_name(pb.CaptureMethod, p.capture_method, "CAPTURE_METHOD_") or "AUTOMATIC",
         installment_count=p.installments.count,
-        installment_fee_bearer=_enum_name(pb.FeeBearer, p.installments.fee_bearer, "FEE_BEARER_")
+        installment_fee_bearer=enum_name(pb.FeeBearer, p.installments.fee_bearer, "FEE_BEARER_")
         or ("CONSUMER" if p.installments.count else ""),
-        expire_time=_dt(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata),
+        expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata),
         customer=Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
                           email=p.customer.email, phone=p.customer.phone),
         splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
@@ -200,8 +179,8 @@ def draft_from(p: pb.Payment) -> PaymentDraft:
 
 def method_from(m: pb.PaymentMethod) -> MethodInput:
     return MethodInput(
-        type=_enum_name(common_pb2.PaymentMethodType, m.type, "PAYMENT_METHOD_TYPE_"),
-        client_type=_enum_name(common_pb2.ClientType, m.client_type, "CLIENT_TYPE_"),
+        type=enum_name(common_pb2.PaymentMethodType, m.type, "PAYMENT_METHOD_TYPE_"),
+        client_type=enum_name(common_pb2.ClientType, m.client_type, "CLIENT_TYPE_"),
         card_number=m.card.number if m.HasField("card") else "",
         exp_month=m.card.exp_month if m.HasField("card") else 0,
         exp_year=m.card.exp_year if m.HasField("card") else 0,
@@ -227,7 +206,7 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         changes = PaymentChanges(
             fields=frozenset(request.update_mask.paths), currency=p.amount.currency_code,
             amount_minor=p.amount.amount_minor, subject=p.subject, description=p.description,
-            expire_time=_dt(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata))
+            expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata))
         payment = self.service.update_payment(merchant, payment_id, changes, request.request_id)
         return pb.UpdatePaymentResponse(payment=payment_pb(payment))
 
@@ -243,9 +222,9 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
 
     def ListPayments(self, request: pb.ListPaymentsRequest, context: Any) -> pb.ListPaymentsResponse:
         merchant = parse_merchant(request.parent, allow_all=True)
-        state = _enum_name(pb.PaymentState, request.state, "PAYMENT_STATE_")
-        start = _dt(request.start_time) if request.HasField("start_time") else None
-        end = _dt(request.end_time) if request.HasField("end_time") else None
+        state = enum_name(pb.PaymentState, request.state, "PAYMENT_STATE_")
+        start = from_timestamp(request.start_time) if request.HasField("start_time") else None
+        end = from_timestamp(request.end_time) if request.HasField("end_time") else None
         filters = [request.parent, state, str(start), str(end), request.merchant_order_no]
         page = parse_page(request.page_size, request.page_token, filters)
         rows, token = self.service.list_payments(merchant, state=state, start=start, end=end,
@@ -302,7 +281,7 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         else:
             from payhub.identity.principal import current_principal
             merchant = current_principal().list_scope()
-        state = _enum_name(pb.WebhookDeliveryState, request.state, "WEBHOOK_DELIVERY_STATE_")
+        state = enum_name(pb.WebhookDeliveryState, request.state, "WEBHOOK_DELIVERY_STATE_")
         from payhub.trade.webhooks import list_filter
         page = parse_page(request.page_size, request.page_token, list_filter(merchant, request.event_id, state))
         rows, token = self.webhooks.list_deliveries(merchant, request.event_id, state, page)

@@ -16,6 +16,7 @@ from payhub.channel.types import ActionKind, ChannelResult, NextAction, Outcome
 from payhub.kernel.config import Settings
 from payhub.kernel.db import Database
 from payhub.kernel.errors import NotFound
+from payhub.kernel.protobuf import client_type_name, client_type_value, method_name, method_value
 from tests.unit.channel.helpers import ScriptedAdapter, instruction
 
 ENV = AdapterEnvironment(Settings(public_base_url="https://pay.example.com"), Database("sqlite:///unused.db"))
@@ -73,6 +74,6 @@ def test_a_channel_result_survives_the_wire(result: ChannelResult) -> None:
 
 
 def test_enum_names_map_both_ways() -> None:
-    assert convert.method_name(convert.method_value("WECHAT_PAY")) == "WECHAT_PAY"
-    assert convert.client_type_name(convert.client_type_value("NATIVE_QR")) == "NATIVE_QR"
-    assert convert.method_name(0) == "" and convert.method_name(999) == ""
+    assert method_name(method_value("WECHAT_PAY")) == "WECHAT_PAY"
+    assert client_type_name(client_type_value("NATIVE_QR")) == "NATIVE_QR"
+    assert method_name(0) == "" and method_name(999) == "UNKNOWN_999"
