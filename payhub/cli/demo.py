@@ -106,6 +106,10 @@ def instructions(settings: Settings, state: DemoState, admin_token: str) -> str:
     payment = json.dumps({"parent": f"merchants/{state.merchant_id}", "payment": {
         "merchantOrderNo": "demo-1", "amount": {"currencyCode": "CNY", "amountMinor": "1234"}, "subject": "Demo"},
         "requestId": "demo-1"}, separators=(",", ":"))
+    confirm = json.dumps({"name": "<payment name>", "paymentMethod": {
+        "type": "PAYMENT_METHOD_TYPE_CARD", "clientType": "CLIENT_TYPE_PC", "card": {
+            "number": "4242424242424242", "expMonth": 12, "expYear": 2030, "cvc": "123"}},
+        "requestId": "demo-1-pay"}, separators=(",", ":"))
     return "\n".join([
         "payhub demo",
         f"  admin token:   {admin_token}",
@@ -118,6 +122,9 @@ def instructions(settings: Settings, state: DemoState, admin_token: str) -> str:
         f"{url}/payhub.merchant.v1.MerchantService/GetMerchant",
         f"  {buf} -H 'authorization: Bearer {state.api_key}' -d '{payment}' "
         f"{url}/payhub.trade.v1.TradeService/CreatePayment",
+        "  # then pay it with the sandbox's approving card (the name is in CreatePayment's answer):",
+        f"  {buf} -H 'authorization: Bearer {state.api_key}' -d '{confirm}' "
+        f"{url}/payhub.trade.v1.TradeService/ConfirmPayment",
     ])
 
 

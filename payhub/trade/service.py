@@ -231,7 +231,7 @@ class TradeService:
                 v.add(f"payment.splits[{i}]", "set exactly one of amount and ratio_basis_points")
             if s.amount_minor < 0 or not 0 <= s.ratio_basis_points <= 10000:
                 v.add(f"payment.splits[{i}]", "amount must be positive, ratio 1-10000 basis points")
-        if sum(s.amount_minor for s in d.splits) > d.amount_minor:
+        if d.splits and sum(s.amount_minor for s in d.splits) > max(d.amount_minor, 0):
             v.add("payment.splits", "fixed split amounts exceed the payment amount")
         v.raise_if_any()
 

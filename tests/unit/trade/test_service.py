@@ -227,3 +227,10 @@ def test_list_filters_and_pages(trade: TradeService, merchant: str) -> None:
     assert [p.merchant_order_no for p in only] == ["o-3"]
     created, _ = trade.list_payments(None, state="CREATED", page=parse_page(0, ""))
     assert len(created) == 5
+
+
+def test_bad_amount_names_only_the_amount_and_writes_nothing(trade: TradeService, merchant: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        trade.create_payment(merchant, draft(amount=-5), "neg")
+    assert [v.field for v in err.value.violations] == ["payment.amount.amount_minor"]
+    assert trade.list_payments(merchant, page=parse_page(10, ""))[0] == []
