@@ -1,0 +1,161 @@
+"""What one operation of each scenario is, and what it nominally costs (for the ceilings).
+
+An operation raises on any failure, including a payment that does not end SUCCEEDED.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from payhub.common.v1.common_pb2 import CLIENT_TYPE_PC, PAYMENT_METHOD_TYPE_CARD, Money
+
+PAY_AMOUNT_MINOR = 10_000     # CNY 100.00
+REFUND_AMOUNT_MINOR = 100     # partial refunds: up to 100 per payment
+CURRENCY = "CNY"
+SANDBOX_APPROVED_CARD = "4242424242424242"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rpcs_per_op: float
+    commits_per_op: float      # nominal: one transaction per state-changing RPC
+    needs_pool: bool
+    description: str
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("health", 1, 0, False, "grpc.health.v1.Health/Check (near-empty RPC)"),
+    Scenario("pay", 2, 2, False, "CreatePayment + ConfirmPayment, sandbox card, automatic capture"),
+    Scenario("get", 1, 0, True, "GetPayment"),
+    Scenario("refund", 1, 1, True, "CreateRefund (partial) on succeeded payments"),
+    Scenario("list", 1, 0, True, "ListPayments, page_size 20"),
+    Scenario("mixed", 0.7 * 2 + 0.2 + 0.1, 0.7 * 2 + 0.1, True, "70 % pay, 20 % get, 10 % refund"),
+]}
+PAYMENT_SCENARIOS = ("pay", "get", "refund", "list", "mixed")
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    api_key: str = ""
+    parent: str = ""          # "merchants/{id}"
+
+
+class UnexpectedState(Exception):
+    pass
+
+
+def trade_stubs_available() -> bool:
+    try:
+        from payhub.trade.v1 import trade_pb2, trade_pb2_grpc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Operations:
+    """The calls of one client process; `operation(task)` gives a task its closure."""
+
+    def __init__(self, scenario: str, target: Target, channels: list[grpc.aio.Channel], pool: tuple[str, ...], *,
+                 worker: int, workers: int, tasks: int, tag: str, keep_created: int) -> None:
+        self.scenario, self.target, self.tag = scenario, target, tag
+        self.metadata = (("authorization", f"Bearer {target.api_key}"),)
+        self.health: Iterator[Any] = itertools.cycle([health_pb2_grpc.HealthStub(c) for c in channels])
+        self.pool, self.worker, self.workers, self.tasks = pool, worker, workers, tasks
+        self.keep_created = keep_created
+        self.created: list[str] = []
+        self.rng = random.Random(worker)
+        self.serial = itertools.count()
+        self.prefix = f"{tag}-{uuid.uuid4().hex[:10]}-{worker}"  # unique per run and process
+        if scenario != "health":
+            from payhub.trade.v1 import trade_pb2, trade_pb2_grpc
+            self.pb: Any = trade_pb2
+            self.trade: Iterator[Any] = itertools.cycle([trade_pb2_grpc.TradeServiceStub(c) for c in channels])
+
+    def operation(self, task: int) -> Callable[[], Awaitable[None]]:
+        if self.scenario == "health":
+            return self.check_health
+        if self.scenario == "pay":
+            return self.pay
+        if self.scenario == "get":
+            return self.get
+        if self.scenario == "list":
+            return self.list
+        # Refunds: each task works through its own slice of the pool (and, in `mixed`, the payments
+        # it made itself), so two calls do not race for the same payment unless the pool is smaller
+        # than the number of tasks.
+        slot = self.worker * self.tasks + task
+        mine: deque[str] = deque(self.pool[slot::self.workers * self.tasks])
+        if not mine and self.pool:
+            mine.append(self.pool[slot % len(self.pool)])
+        if self.scenario == "refund":
+            return lambda: self.refund(mine)
+        return lambda: self.mixed(mine)
+
+    async def check_health(self) -> None:
+        await next(self.health).Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+    async def pay(self) -> None:
+        name = await self.create_and_confirm()
+        if len(self.created) < self.keep_created:
+            self.created.append(name)
+
+    async def create_and_confirm(self) -> str:
+        pb, stub = self.pb, next(self.trade)
+        created = await stub.CreatePayment(pb.CreatePaymentRequest(
+            parent=self.target.parent, request_id=uuid.uuid4().hex,
+            payment=pb.Payment(merchant_order_no=self.unique_no(), subject="bench",
+                               amount=Money(currency_code=CURRENCY, amount_minor=PAY_AMOUNT_MINOR),
+                               capture_method=pb.CAPTURE_METHOD_AUTOMATIC)),
+            metadata=self.metadata, timeout=10)
+        confirmed = await stub.ConfirmPayment(pb.ConfirmPaymentRequest(
+            name=created.payment.name, request_id=uuid.uuid4().hex,
+            payment_method=pb.PaymentMethod(
+                type=PAYMENT_METHOD_TYPE_CARD, client_type=CLIENT_TYPE_PC,
+                card=pb.CardDetails(number=SANDBOX_APPROVED_CARD, exp_month=12, exp_year=2034, cvc="123"))),
+            metadata=self.metadata, timeout=10)
+        if confirmed.payment.state != pb.PAYMENT_STATE_SUCCEEDED:
+            raise UnexpectedState(f"payment ended {pb.PaymentState.Name(confirmed.payment.state)}")
+        return str(confirmed.payment.name)
+
+    def unique_no(self) -> str:
+        return f"{self.prefix}-{next(self.serial)}"
+
+    async def get(self) -> None:
+        await next(self.trade).GetPayment(self.pb.GetPaymentRequest(name=self.rng.choice(self.pool)),
+                                          metadata=self.metadata, timeout=10)
+
+    async def list(self) -> None:
+        reply = await next(self.trade).ListPayments(
+            self.pb.ListPaymentsRequest(parent=self.target.parent, page_size=20), metadata=self.metadata, timeout=10)
+        if not reply.payments:
+            raise UnexpectedState("ListPayments returned no payments")
+
+    async def refund(self, mine: deque[str]) -> None:
+        if not mine:
+            raise UnexpectedState("no payment left to refund")
+        payment = mine[0]
+        mine.rotate(-1)
+        await next(self.trade).CreateRefund(self.pb.CreateRefundRequest(
+            parent=payment, request_id=str(uuid.uuid4()),
+            refund=self.pb.Refund(amount=Money(currency_code=CURRENCY, amount_minor=REFUND_AMOUNT_MINOR),
+                                  merchant_refund_no=self.unique_no(), reason="bench")),
+            metadata=self.metadata, timeout=10)
+
+    async def mixed(self, mine: deque[str]) -> None:
+        roll = self.rng.random()
+        if roll < 0.7:
+            mine.append(await self.create_and_confirm())
+        elif roll < 0.9:
+            await self.get()
+        else:
+            await self.refund(mine)
