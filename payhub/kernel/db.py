@@ -8,6 +8,7 @@ enforced by constraints, so the isolation level never carries correctness on its
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,8 +69,12 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 16) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite has one writer. Writers in this process queue on a lock taken BEFORE a connection is
+        # checked out, so a waiting writer never holds a pooled connection that the lock holder (or a
+        # reader) needs; BEGIN IMMEDIATE's busy timeout then only arbitrates between processes.
+        self._write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=4 * pool_size,
                                         connect_args={"check_same_thread": False, "timeout": 30})
             _configure_sqlite(self.engine)
         else:
@@ -83,8 +88,20 @@ class Database:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with _unavailable_on_connection_loss(), self.engine.begin() as conn:
+        with self._writer(), _unavailable_on_connection_loss(), self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        if not self._write_lock.acquire(timeout=30):
+            raise Unavailable("the database is busy; retry with the same request_id", reason="DATABASE_BUSY")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
