@@ -691,15 +691,23 @@ class TradeService:
             idempotency.save(conn, scope, request_id, fp, _encode(final))
         return final
 
-    def void_payment(self, merchant_id: str | None, payment_id: str, request_id: str | None) -> Payment:
+    def _begin_operation(self, rpc: str, merchant_id: str | None, payment_id: str,
+                         request_id: str | None) -> tuple[str, str, Payment | None]:
+        """The shared start of void and close (also run by jobs, with no merchant or request_id):
+        scope check, request_id validation, and the stored answer of a replayed request."""
         if merchant_id is not None:
             self.scope(merchant_id)
         if request_id is not None:
             v = Violations()
             idempotency.validate_request_id(v, request_id)
             v.raise_if_any()
-        scope, fp = f"trade.VoidPayment:{merchant_id}", _fp([payment_id])
-        if request_id and (done := self._replay(scope, request_id, fp)) is not None:
+        scope, fp = f"trade.{rpc}:{merchant_id}", _fp([payment_id])
+        done = self._replay(scope, request_id, fp) if request_id else None
+        return scope, fp, done
+
+    def void_payment(self, merchant_id: str | None, payment_id: str, request_id: str | None) -> Payment:
+        scope, fp, done = self._begin_operation("VoidPayment", merchant_id, payment_id, request_id)
+        if done is not None:
             return done
         with self.db.begin() as conn:
             payment = self._claim(conn, merchant_id, payment_id, (PaymentState.AUTHORIZED,), "void",
@@ -730,14 +738,8 @@ class TradeService:
 
     def close_payment(self, merchant_id: str | None, payment_id: str, request_id: str | None,
                       reason: CloseReason = CloseReason.CANCELLED) -> Payment:
-        if merchant_id is not None:
-            self.scope(merchant_id)
-        if request_id is not None:
-            v = Violations()
-            idempotency.validate_request_id(v, request_id)
-            v.raise_if_any()
-        scope, fp = f"trade.ClosePayment:{merchant_id}", _fp([payment_id])
-        if request_id and (done := self._replay(scope, request_id, fp)) is not None:
+        scope, fp, done = self._begin_operation("ClosePayment", merchant_id, payment_id, request_id)
+        if done is not None:
             return done
         now = clock.now()
         closed = {"state": PaymentState.CLOSED.value, "close_reason": reason.value, "next_action": None,
