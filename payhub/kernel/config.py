@@ -32,10 +32,11 @@ class Settings:
     threads: int = _setting(32, "gRPC handler threads per process.")
     metrics_listen: str = _setting("127.0.0.1:9464", "HTTP address of the Prometheus /metrics endpoint; "
                                                      "empty disables it. Worker N listens on port + N.")
-    http_listen: str = _setting("127.0.0.1:8080", "HTTP address for channel callbacks and the sandbox's "
-                                                  "consumer actions; empty disables it.")
-    public_base_url: str = _setting("", "Base URL under which payhub's HTTP endpoint is reachable by "
-                                        "channels and browsers. Default: http://<http_listen>.")
+    http_listen: str = _setting("127.0.0.1:8080", "Address of the HTTP endpoint for channel callbacks. Not "
+                                                  "served yet (it arrives with the real channel adapters); "
+                                                  "today it only forms the notify URLs given to channels.")
+    public_base_url: str = _setting("", "Base URL under which channels reach payhub's callback endpoint "
+                                        "(notify URLs). Default: http://<http_listen>.")
     admin_token: str = _setting("", "Bootstrap admin bearer token (role admin). Empty: no bootstrap token.")
     internal_token: str = _setting("", "Bearer token services use to call each other when run apart.")
     encryption_keys: str = _setting("", "Key ring for secrets at rest: `kid:base64(32 bytes)` entries "
