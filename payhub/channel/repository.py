@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +13,7 @@ from payhub.channel.domain import ChannelStatus, MaintenanceWindow
 from payhub.channel.tables import channel_attempts, channel_refunds, channel_states
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
+from payhub.kernel.ttl_cache import TtlCache
 
 # Routing reads channel states on every payment; a short cache keeps that off the database. An
 # operator's change reaches the other replicas within this many seconds.
@@ -33,20 +32,15 @@ class SentAmount:
 class ChannelStateRepository:
     def __init__(self, db: Database, cache_seconds: float = STATE_CACHE_SECONDS) -> None:
         self._db = db
-        self._cache_seconds = cache_seconds
-        self._cached: tuple[float, dict[str, ChannelStatus]] | None = None
-        self._lock = threading.Lock()
+        self._cache = TtlCache(cache_seconds)
 
     def all(self) -> dict[str, ChannelStatus]:
         """Every channel state ever set (a channel without a row is enabled), cached briefly."""
-        with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < self._cache_seconds:
-                return self._cached[1]
+        return self._cache.get("all", self._load)
+
+    def _load(self) -> dict[str, ChannelStatus]:
         with self._db.read() as conn:
-            statuses = {row.channel: _status(row) for row in conn.execute(select(channel_states))}
-        with self._lock:
-            self._cached = (time.monotonic(), statuses)
-        return statuses
+            return {row.channel: _status(row) for row in conn.execute(select(channel_states))}
 
     def get(self, channel: str) -> ChannelStatus:
         return self.all().get(channel) or ChannelStatus(channel)
@@ -64,8 +58,7 @@ class ChannelStateRepository:
         self.invalidate()
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._cached = None
+        self._cache.invalidate()
 
 
 def _status(row: Any) -> ChannelStatus:

@@ -7,8 +7,6 @@ CACHE_SECONDS.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +19,7 @@ from payhub.kernel.crypto import constant_time_equal, hash_secret
 from payhub.kernel.db import Database
 from payhub.kernel.errors import NotFound
 from payhub.kernel.ids import new_id, new_secret
+from payhub.kernel.ttl_cache import TtlCache
 
 STAFF_TOKEN_PREFIX = "phs"  # noqa: S105 - a public prefix, not a secret
 API_KEY_PREFIX = "phk"
@@ -50,8 +49,7 @@ class CredentialStore:
         self._db = db
         self._admin_token = admin_token
         self._internal_token = internal_token
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
-        self._lock = threading.Lock()
+        self._cache = TtlCache(CACHE_SECONDS, max_entries=10_000)
 
     # -- staff tokens -------------------------------------------------------------------------
     def create_staff_token(self, roles: set[Role], description: str = "",
@@ -91,8 +89,7 @@ class CredentialStore:
                                                       api_keys.c.merchant_id == merchant_id)).first()
         if row is None:
             raise NotFound(f"merchants/{merchant_id}/apiKeys/{key_id} not found")
-        with self._lock:
-            self._cache = {h: v for h, v in self._cache.items() if not (v[1] and v[1].subject == key_id)}
+        self._cache.invalidate(lambda _digest, principal: principal is not None and principal.subject == key_id)
         return _api_key(row)
 
     # -- resolution ---------------------------------------------------------------------------
@@ -103,17 +100,7 @@ class CredentialStore:
         if self._internal_token and constant_time_equal(token, self._internal_token):
             return Principal(PrincipalKind.SERVICE, "internal", frozenset({Role.ADMIN}))
         digest = hash_secret(token)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached and cached[0] > now:
-            return cached[1]
-        principal = self._lookup(token, digest)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + CACHE_SECONDS, principal)
-        return principal
+        return self._cache.get(digest, lambda: self._lookup(token, digest))
 
     def _lookup(self, token: str, digest: str) -> Principal | None:
         now = clock.now()

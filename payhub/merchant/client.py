@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -13,6 +10,7 @@ from payhub.merchant.v1 import merchant_pb2 as pb
 from payhub.merchant.v1 import merchant_pb2_grpc
 
 from payhub.kernel.errors import NotFound, Unavailable
+from payhub.kernel.ttl_cache import TtlCache
 from payhub.merchant import convert
 from payhub.merchant.domain import ChannelConfig, FeePlan, SettlementPolicy
 from payhub.merchant.service import MerchantCenter
@@ -64,30 +62,6 @@ CACHE_SECONDS = 2.0
 REMOTE_TIMEOUT_SECONDS = 5.0
 
 
-class _TtlCache:
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, kind: str, merchant_id: str, load: Callable[[], T]) -> T:
-        now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get((kind, merchant_id))
-        if entry is not None and entry[0] > now:
-            return entry[1]  # type: ignore[no-any-return]
-        value = load()  # errors (NotFound) are not cached
-        with self._lock:
-            if len(self._entries) > 50_000:
-                self._entries.clear()
-            self._entries[(kind, merchant_id)] = (now + self._seconds, value)
-        return value
-
-    def invalidate(self, merchant_id: str) -> None:
-        with self._lock:
-            self._entries = {k: v for k, v in self._entries.items() if k[1] != merchant_id}
-
-
 def _info(config: ChannelConfig, credentials: dict[str, str]) -> ChannelConfigInfo:
     return ChannelConfigInfo(config.merchant_id, config.channel, config.enabled, config.methods,
                              config.client_types, config.priority, config.weight, dict(credentials))
@@ -99,34 +73,34 @@ class LocalMerchantClient:
 
     def __init__(self, center: MerchantCenter, cache_seconds: float = CACHE_SECONDS) -> None:
         self._center = center
-        self._cache = _TtlCache(cache_seconds)
+        self._cache = TtlCache(cache_seconds)
 
     def invalidate(self, merchant_id: str) -> None:
-        self._cache.invalidate(merchant_id)
+        self._cache.invalidate(lambda key, _value: key[1] == merchant_id)  # type: ignore[index]
 
     def get_merchant(self, merchant_id: str) -> MerchantInfo:
         def load() -> MerchantInfo:
             m = self._center.merchant_of(merchant_id)
             return MerchantInfo(m.id, m.state.value, m.display_name, m.country_code)
-        return self._cache.get("merchant", merchant_id, load)
+        return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:
         def load() -> list[ChannelConfigInfo]:
             return [_info(c, creds) for c, creds in self._center.channel_credentials_of(merchant_id)]
-        return list(self._cache.get("channels", merchant_id, load))
+        return list(self._cache.get(("channels", merchant_id), load))
 
     def webhook_target(self, merchant_id: str) -> WebhookTarget | None:
         def load() -> WebhookTarget | None:
             target = self._center.webhook_target_of(merchant_id)
             return None if target is None else WebhookTarget(target[0], tuple(target[1]))
-        return self._cache.get("webhook", merchant_id, load)
+        return self._cache.get(("webhook", merchant_id), load)
 
     def fee_plan(self, merchant_id: str) -> FeePlan:
         """The merchant's fee plan (no rules: no fee); use FeePlan.fee / domain.compute_fee."""
-        return self._cache.get("fees", merchant_id, lambda: self._center.fee_plan_of(merchant_id))
+        return self._cache.get(("fees", merchant_id), lambda: self._center.fee_plan_of(merchant_id))
 
     def settlement_policy(self, merchant_id: str) -> SettlementPolicy:
-        return self._cache.get("settlement", merchant_id, lambda: self._center.settlement_policy_of(merchant_id))
+        return self._cache.get(("settlement", merchant_id), lambda: self._center.settlement_policy_of(merchant_id))
 
 
 class RemoteMerchantClient:
@@ -135,7 +109,7 @@ class RemoteMerchantClient:
 
     def __init__(self, channel: grpc.Channel, cache_seconds: float = CACHE_SECONDS) -> None:
         self._stub = merchant_pb2_grpc.MerchantServiceStub(channel)
-        self._cache = _TtlCache(cache_seconds)
+        self._cache = TtlCache(cache_seconds)
 
     def _call(self, method: str, request: Any) -> Any:
         try:
@@ -153,7 +127,7 @@ class RemoteMerchantClient:
             m = self._call("GetMerchant", pb.GetMerchantRequest(name=f"merchants/{merchant_id}")).merchant
             state = pb.MerchantState.Name(m.state).removeprefix("MERCHANT_STATE_")
             return MerchantInfo(merchant_id, state, m.display_name, m.country_code)
-        return self._cache.get("merchant", merchant_id, load)
+        return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:
 
@@ -162,7 +136,7 @@ class RemoteMerchantClient:
             reply = self._call("GetChannelCredentials", request)
             return [_info(convert.channel_config_from(c.channel_config, merchant_id), dict(c.credentials))
                     for c in reply.channel_credentials]
-        return list(self._cache.get("channels", merchant_id, load))
+        return list(self._cache.get(("channels", merchant_id), load))
 
     def webhook_target(self, merchant_id: str) -> WebhookTarget | None:
 
@@ -174,14 +148,14 @@ class RemoteMerchantClient:
                 self.get_merchant(merchant_id)  # an unknown merchant stays NotFound
                 return None
             return WebhookTarget(reply.url, tuple(reply.signing_secrets))
-        return self._cache.get("webhook", merchant_id, load)
+        return self._cache.get(("webhook", merchant_id), load)
 
     def fee_plan(self, merchant_id: str) -> FeePlan:
 
         def load() -> FeePlan:
             reply = self._call("GetFeePlan", pb.GetFeePlanRequest(name=f"merchants/{merchant_id}/feePlan"))
             return convert.fee_plan_from(reply.fee_plan, merchant_id)
-        return self._cache.get("fees", merchant_id, load)
+        return self._cache.get(("fees", merchant_id), load)
 
     def settlement_policy(self, merchant_id: str) -> SettlementPolicy:
 
@@ -189,7 +163,7 @@ class RemoteMerchantClient:
             name = f"merchants/{merchant_id}/settlementPolicy"
             reply = self._call("GetSettlementPolicy", pb.GetSettlementPolicyRequest(name=name))
             return convert.settlement_policy_from(reply.settlement_policy, merchant_id)
-        return self._cache.get("settlement", merchant_id, load)
+        return self._cache.get(("settlement", merchant_id), load)
 
 
 def remote_client(channel: grpc.Channel) -> MerchantClient:
