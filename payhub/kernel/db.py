@@ -8,6 +8,7 @@ enforced by constraints, so the isolation level never carries correctness on its
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,8 +79,10 @@ class Database:
                                         connect_args={"check_same_thread": False, "timeout": 30})
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                        pool_pre_ping=True, pool_timeout=10,
+            # No pool_pre_ping: it costs a round trip on every checkout. A connection found dead is
+            # answered UNAVAILABLE (below), and SQLAlchemy then drops every pooled connection older
+            # than the failure, so the pool recovers by itself once PostgreSQL is back.
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10,
                                         connect_args={"connect_timeout": 5})
 
     @property
@@ -152,6 +155,13 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on either database; True when the row was inserted."""
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+    result = conn.execute(_insert_ignore_statement(table, conn.dialect.name), values)
     return bool(result.rowcount)
+
+
+@functools.cache
+def _insert_ignore_statement(table: Table, dialect: str) -> Any:
+    # Built once per table: the columns come from the parameters at execution, and SQLAlchemy's
+    # compiled cache is keyed on them, so hot paths skip statement construction entirely.
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return dialect_insert(table).on_conflict_do_nothing()

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import Column, Connection, Index, LargeBinary, String, Table, delete, insert, select
+from sqlalchemy import Column, Connection, Index, LargeBinary, String, Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from payhub.kernel import clock
@@ -46,6 +46,11 @@ idempotency_keys = Table(
 )
 Index("ix_idempotency_keys_create_time", idempotency_keys.c.create_time)
 
+# Every mutating RPC runs these two: built once (see payhub.kernel.db.insert_ignore for why).
+_SELECT_KEY = select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
+    idempotency_keys.c.scope == bindparam("b_scope"), idempotency_keys.c.key == bindparam("b_key"))
+_INSERT_KEY = insert(idempotency_keys)
+
 
 def fingerprint(serialized_request: bytes) -> str:
     """SHA-256 hex of a request; serialize protobuf with `SerializeToString(deterministic=True)`
@@ -65,8 +70,7 @@ def check(conn: Connection, scope: str, key: str, fingerprint: str) -> bytes | N
     """The stored response of an earlier request with this key, or None for a new key.
 
     Raises AlreadyExists (reason REQUEST_ID_REUSED) when the key was used with other parameters."""
-    row = conn.execute(select(idempotency_keys.c.fingerprint, idempotency_keys.c.response)
-                       .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)).first()
+    row = conn.execute(_SELECT_KEY, {"b_scope": scope, "b_key": key}).first()
     if row is None:
         return None
     if row.fingerprint != fingerprint:
@@ -80,8 +84,8 @@ def save(conn: Connection, scope: str, key: str, fingerprint: str, response: byt
     """Remember the response; call in the transaction that did the work. A concurrent request
     with the same key makes this raise IntegrityError (a unique violation): let the transaction
     roll back and retry, and `check` will return the winner's response."""
-    conn.execute(insert(idempotency_keys).values(scope=scope, key=key, fingerprint=fingerprint,
-                                                 response=response, create_time=clock.now()))
+    conn.execute(_INSERT_KEY, {"scope": scope, "key": key, "fingerprint": fingerprint, "response": response,
+                               "create_time": clock.now()})
 
 
 def run_once(db: Database, scope: str, key: str, fingerprint: str,

@@ -64,6 +64,10 @@ outbox_cursors = Table(
     Column("update_time", UtcDateTime, nullable=False),
 )
 
+# Every state change writes events: the statements are built once (see payhub.kernel.db.insert_ignore).
+_INSERT_EVENT = insert(outbox_events)
+_INSERT_EVENT_PG = insert(outbox_events).values(txid=literal_column("pg_current_xact_id()::text::bigint"))
+
 # Arbitrary constant naming the sequencer's advisory lock.
 _SEQUENCER_LOCK = 0x7061796875620001
 
@@ -84,15 +88,12 @@ def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_
                  merchant_id: str | None, payload: dict[str, Any]) -> str:
     """Write one domain event inside the caller's transaction; returns its stable event id."""
     event_id = new_id("evt")
-    values: dict[str, Any] = {
+    conn.execute(_INSERT_EVENT_PG if conn.dialect.name == "postgresql" else _INSERT_EVENT, {
         "event_id": event_id, "type": type, "aggregate_type": aggregate_type,
         "aggregate_id": aggregate_id, "merchant_id": merchant_id,
         "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
         "create_time": clock.now(),
-    }
-    if conn.dialect.name == "postgresql":
-        values["txid"] = literal_column("pg_current_xact_id()::text::bigint")
-    conn.execute(insert(outbox_events).values(**values))
+    })
     return event_id
 
 

@@ -12,7 +12,8 @@ Money is always integer minor units. State machines:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -166,9 +167,14 @@ class Payment:
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON payload of this payment's events and webhooks (never a card number)."""
-        data = asdict(self)
-        data.pop("attempts")
+        data = {name: getattr(self, name) for name in _PAYMENT_FIELDS}
         data["name"] = self.name
+        data["metadata"] = dict(self.metadata)
+        data["customer"] = _plain(self.customer)
+        data["splits"] = [_plain(s) for s in self.splits]
+        data["next_action"] = json.loads(json.dumps(self.next_action)) if self.next_action else self.next_action
+        data["failure"] = _plain(self.failure)
+        data["method"] = _plain(self.method)
         for key in ("expire_time", "authorization_expire_time", "create_time", "update_time"):
             value = data[key]
             data[key] = value.isoformat() if value else None
@@ -203,13 +209,25 @@ class Refund:
         return RefundState.PENDING if self.state is RefundState.SUBMITTING else self.state
 
     def snapshot(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _REFUND_FIELDS}
+        data["failure"] = _plain(self.failure)
         data["name"] = self.name
         data["state"] = self.visible_state.value
         for key in ("create_time", "update_time"):
             value = data[key]
             data[key] = value.isoformat() if value else None
         return data
+
+
+# Snapshots run several times per payment: plain field reads instead of dataclasses.asdict, whose
+# recursive deep copy was a tenth of a payment's CPU. The nested values are flat frozen dataclasses.
+_PAYMENT_FIELDS = tuple(f.name for f in fields(Payment) if f.name != "attempts")
+_REFUND_FIELDS = tuple(f.name for f in fields(Refund))
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
+
+
+def _plain(value: Failure | MethodSummary | Customer | Split | None) -> dict[str, Any] | None:
+    return dict(vars(value)) if value is not None else None
 
 
 def payment_name(merchant_id: str, payment_id: str) -> str:
@@ -266,7 +284,9 @@ def _failure_from(data: Any) -> Failure | None:
 
 
 def attempt_snapshot(a: Attempt) -> dict[str, Any]:
-    data = asdict(a)
+    data = {name: getattr(a, name) for name in _ATTEMPT_FIELDS}
+    data["method"] = _plain(a.method)
+    data["failure"] = _plain(a.failure)
     data["create_time"] = a.create_time.isoformat() if a.create_time else None
     data["update_time"] = a.update_time.isoformat() if a.update_time else None
     return data

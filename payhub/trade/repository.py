@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
@@ -45,7 +45,7 @@ def failure_values(failure: Failure | None) -> dict[str, Any]:
 
 
 def method_json(method: MethodSummary | None) -> str | None:
-    return _dumps(asdict(method)) if method else None
+    return _dumps(vars(method)) if method else None
 
 
 def payment_from_row(row: Any) -> Payment:
@@ -73,8 +73,8 @@ def payment_values(p: Payment) -> dict[str, Any]:
         "amount_refunded": p.amount_refunded, "subject": p.subject, "description": p.description,
         "capture_method": p.capture_method.value, "installment_count": p.installment_count,
         "installment_fee_bearer": p.installment_fee_bearer, "expire_time": p.expire_time,
-        "metadata": _dumps(p.metadata), "customer": _dumps(asdict(p.customer)),
-        "splits": _dumps([asdict(s) for s in p.splits]), "state": p.state.value,
+        "metadata": _dumps(p.metadata), "customer": _dumps(vars(p.customer)),
+        "splits": _dumps([vars(s) for s in p.splits]), "state": p.state.value,
         "close_reason": p.close_reason.value,
         "next_action": _dumps(p.next_action) if p.next_action else None,
         **failure_values(p.failure), "method": method_json(p.method), "channel": p.channel,
@@ -103,15 +103,39 @@ def refund_from_row(row: Any) -> Refund:
 
 # -- payments ---------------------------------------------------------------------------------------
 
+# The statements every payment runs are built once, with bound parameters; an UPDATE without
+# .values() takes its SET columns from the execution parameters (the where-clause parameters are
+# prefixed `b_` so they never collide with a column). This keeps SQLAlchemy's statement building and
+# cache-key work off the hot path; SQLAlchemy's compiled cache then serves each shape.
+_INSERT_PAYMENT = insert(payments)
+_GET_PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
+_GET_PAYMENT_FOR_UPDATE = _GET_PAYMENT.with_for_update()
+_INSERT_ATTEMPT = insert(payment_attempts)
+_GET_ATTEMPT = select(payment_attempts).where(payment_attempts.c.id == bindparam("b_id"))
+_ATTEMPTS_OF = (select(payment_attempts).where(payment_attempts.c.payment_id == bindparam("b_payment_id"))
+                .order_by(payment_attempts.c.create_time, payment_attempts.c.id))
+_CAS_ATTEMPT = update(payment_attempts).where(payment_attempts.c.id == bindparam("b_id"),
+                                              payment_attempts.c.state == bindparam("b_state"))
+
+
+@functools.cache
+def _cas_payment_statement(by_attempt: bool, no_operation: bool, returning: bool) -> Any:
+    cond = [payments.c.id == bindparam("b_id"), payments.c.state.in_(bindparam("b_states", expanding=True))]
+    if by_attempt:
+        cond.append(payments.c.current_attempt_id == bindparam("b_attempt_id"))
+    if no_operation:
+        cond.append(payments.c.pending_operation.is_(None))
+    stmt = update(payments).where(*cond)
+    return stmt.returning(*payments.c) if returning else stmt
+
+
 def insert_payment(conn: Connection, p: Payment) -> None:
-    conn.execute(insert(payments).values(**payment_values(p)))
+    conn.execute(_INSERT_PAYMENT, payment_values(p))
 
 
 def get_payment(conn: Connection, payment_id: str, *, for_update: bool = False) -> Payment | None:
-    query = select(payments).where(payments.c.id == payment_id)
-    if for_update and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    locking = for_update and conn.dialect.name == "postgresql"
+    row = conn.execute(_GET_PAYMENT_FOR_UPDATE if locking else _GET_PAYMENT, {"b_id": payment_id}).first()
     return payment_from_row(row) if row else None
 
 
@@ -127,15 +151,9 @@ def cas_payment(conn: Connection, payment_id: str, expected: tuple[PaymentState,
     """UPDATE payments … WHERE state IN expected [AND current_attempt_id = …]; returns the new row
     (returning=True) or the rowcount."""
     states = (expected,) if isinstance(expected, PaymentState) else expected
-    cond = [payments.c.id == payment_id, payments.c.state.in_([s.value for s in states])]
-    if attempt_id is not None:
-        cond.append(payments.c.current_attempt_id == attempt_id)
-    if no_operation:
-        cond.append(payments.c.pending_operation.is_(None))
-    stmt = update(payments).where(*cond).values(**values)
-    if returning:
-        return conn.execute(stmt.returning(*payments.c)).first()
-    return conn.execute(stmt).rowcount
+    params = {**values, "b_id": payment_id, "b_states": [s.value for s in states], "b_attempt_id": attempt_id}
+    result = conn.execute(_cas_payment_statement(attempt_id is not None, no_operation, returning), params)
+    return result.first() if returning else result.rowcount
 
 
 def claim_operation(conn: Connection, payment_id: str, expected: tuple[PaymentState, ...],
@@ -179,27 +197,24 @@ def list_payments(conn: Connection, merchant_id: str | None, state: str, start: 
 # -- attempts ---------------------------------------------------------------------------------------
 
 def insert_attempt(conn: Connection, a: Attempt, request_id: str, next_query_time: datetime) -> None:
-    conn.execute(insert(payment_attempts).values(
-        id=a.id, payment_id=a.payment_id, merchant_id=a.merchant_id, request_id=request_id,
-        channel=a.channel, state=a.state.value, method=method_json(a.method), currency=a.currency,
-        amount_minor=a.amount_minor, channel_reference="", query_count=0,
-        next_query_time=next_query_time, create_time=a.create_time, update_time=a.update_time,
-        **failure_values(None)))
+    conn.execute(_INSERT_ATTEMPT, {
+        "id": a.id, "payment_id": a.payment_id, "merchant_id": a.merchant_id, "request_id": request_id,
+        "channel": a.channel, "state": a.state.value, "method": method_json(a.method), "currency": a.currency,
+        "amount_minor": a.amount_minor, "channel_reference": "", "query_count": 0,
+        "next_query_time": next_query_time, "create_time": a.create_time, "update_time": a.update_time,
+        **failure_values(None)})
 
 
 def get_attempt_row(conn: Connection, attempt_id: str) -> Any:
-    return conn.execute(select(payment_attempts).where(payment_attempts.c.id == attempt_id)).first()
+    return conn.execute(_GET_ATTEMPT, {"b_id": attempt_id}).first()
 
 
 def attempts_of(conn: Connection, payment_id: str) -> list[Attempt]:
-    rows = conn.execute(select(payment_attempts).where(payment_attempts.c.payment_id == payment_id)
-                        .order_by(payment_attempts.c.create_time, payment_attempts.c.id))
-    return [attempt_from_row(r) for r in rows]
+    return [attempt_from_row(r) for r in conn.execute(_ATTEMPTS_OF, {"b_payment_id": payment_id})]
 
 
 def cas_attempt(conn: Connection, attempt_id: str, expected: str, values: dict[str, Any]) -> int:
-    return int(conn.execute(update(payment_attempts).where(
-        payment_attempts.c.id == attempt_id, payment_attempts.c.state == expected).values(**values)).rowcount)
+    return int(conn.execute(_CAS_ATTEMPT, {**values, "b_id": attempt_id, "b_state": expected}).rowcount)
 
 
 # -- refunds ----------------------------------------------------------------------------------------
