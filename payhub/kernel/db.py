@@ -163,5 +163,7 @@ def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> boo
 def _insert_ignore_statement(table: Table, dialect: str) -> Any:
     # Built once per table: the columns come from the parameters at execution, and SQLAlchemy's
     # compiled cache is keyed on them, so hot paths skip statement construction entirely.
+    # preserve_rowcount: without it SQLAlchemy does not keep an INSERT's rowcount once the cursor is
+    # closed, and on psycopg every insert then read as "inserted" (-1).
     dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return dialect_insert(table).on_conflict_do_nothing()
+    return dialect_insert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
