@@ -431,8 +431,8 @@ class TradeService:
         for _ in range(3):
             try:
                 with self.db.begin() as conn:
-                    followups = self._apply_attempt_result(conn, attempt_id, result, confirming=True)
-                    final = self._with_attempts(conn, self._load(conn, merchant_id, payment_id))
+                    followups, final = self._apply_attempt_result(conn, attempt_id, result, confirming=True)
+                    self._with_attempts(conn, final)
                     idempotency.save(conn, scope, request_id, fp, _encode(final))
                 self._run_followups(followups)
                 return final
@@ -483,7 +483,7 @@ class TradeService:
                                                   (RefundState.SUBMITTING, RefundState.PENDING))
                         followups: list[tuple[str, Attempt]] = []
                     else:
-                        followups = self._apply_attempt_result(conn, update_.attempt_id, update_.result)
+                        followups, _ = self._apply_attempt_result(conn, update_.attempt_id, update_.result)
                 self._run_followups(followups)
                 return
             except Aborted:
@@ -491,9 +491,11 @@ class TradeService:
         raise Aborted("the payment changed concurrently; the update will be re-applied by re-query")
 
     def _apply_attempt_result(self, conn: Connection, attempt_id: str, result: ChannelResult, *,  # noqa: PLR0915
-                              confirming: bool = False, queried: bool = False) -> list[tuple[str, Attempt]]:
+                              confirming: bool = False, queried: bool = False,
+                              ) -> tuple[list[tuple[str, Attempt]], Payment]:
         """Record a channel outcome on an attempt and its payment (CAS on both). Returns follow-ups to
-        run at the channel after the transaction (void of a late authorisation)."""
+        run at the channel after the transaction (void of a late authorisation) and the payment as
+        it now stands (without its attempts)."""
         row = repo.get_attempt_row(conn, attempt_id)
         if row is None:
             raise _not_found(f"attempt {attempt_id}")
@@ -519,11 +521,11 @@ class TradeService:
         if attempt.state not in ATTEMPT_OPEN:
             if outcome is Outcome.SUCCEEDED and attempt.state in (AttemptState.FAILED, AttemptState.CLOSED):
                 log.error("success reported for a failed/closed attempt", attempt=attempt_id)
-                return self._late_success(conn, payment, attempt, base, manual, now)
-            return []  # duplicate or stale: nothing to do
+                return self._late_success(conn, payment, attempt, base, manual, now), payment
+            return [], payment  # duplicate or stale: nothing to do
         if outcome is Outcome.SUCCEEDED:
             if not live:
-                return self._late_success(conn, payment, attempt, base, manual, now)
+                return self._late_success(conn, payment, attempt, base, manual, now), payment
             new_attempt = AttemptState.AUTHORIZED if manual else AttemptState.SUCCEEDED
             self._cas_attempt(conn, attempt, new_attempt, base | {"next_query_time": None})
             if manual:
@@ -536,7 +538,7 @@ class TradeService:
                 payment.amount_captured = payment.amount_minor
                 values = {"amount_captured": payment.amount_minor}
                 event = "payment.succeeded"
-            self._cas_live(conn, payment, attempt, values | {"next_action": None})
+            self._cas_live(conn, payment, attempt, values | {"next_action": None}, now)
             self._event(conn, event, self._set(payment, channel, now, next_action=None))
         elif outcome is Outcome.FAILED:
             failure = Failure(result.failure_code or "declined", result.failure_message, result.channel_code)
@@ -545,7 +547,7 @@ class TradeService:
             if live:
                 payment.state = PaymentState.FAILED
                 payment.failure = failure
-                self._cas_live(conn, payment, attempt, repo.failure_values(failure) | {"next_action": None})
+                self._cas_live(conn, payment, attempt, repo.failure_values(failure) | {"next_action": None}, now)
                 self._event(conn, "payment.failed", self._set(payment, channel, now, next_action=None))
         elif outcome is Outcome.REQUIRES_ACTION and result.next_action is not None:
             action = {"kind": result.next_action.kind.value, "data": dict(result.next_action.data)}
@@ -554,14 +556,14 @@ class TradeService:
             if live:
                 changed = payment.state is not PaymentState.REQUIRES_ACTION or payment.next_action != action
                 payment.state = PaymentState.REQUIRES_ACTION
-                self._cas_live(conn, payment, attempt, {"next_action": json.dumps(action)})
+                self._cas_live(conn, payment, attempt, {"next_action": json.dumps(action)}, now)
                 if changed:
                     self._event(conn, "payment.requires_action", self._set(payment, channel, now, action))
         else:  # PENDING / UNKNOWN: keep waiting, re-query on the back-off schedule
             self._cas_attempt(conn, attempt, attempt.state, base | {"next_query_time": now + requery_delay(count)})
             if live and (payment.channel != channel):
-                self._cas_live(conn, payment, attempt, {})
-        return []
+                self._cas_live(conn, payment, attempt, {}, now)
+        return [], payment
 
     @staticmethod
     def _set(payment: Payment, channel: str, now: datetime, next_action: Any) -> Payment:
@@ -575,13 +577,15 @@ class TradeService:
         attempt.state = state
 
     @staticmethod
-    def _cas_live(conn: Connection, payment: Payment, attempt: Attempt, values: dict[str, Any]) -> None:
+    def _cas_live(conn: Connection, payment: Payment, attempt: Attempt, values: dict[str, Any],
+                  now: datetime) -> None:
+        """CAS the payment of its live attempt; `payment` then holds the row as written."""
         values = {"state": payment.state.value, "channel": attempt.channel or payment.channel,
-                  "update_time": clock.now()} | values
-        if attempt.channel:
-            payment.channel = attempt.channel
-        if not repo.cas_payment(conn, payment.id, IN_FLIGHT, values, attempt_id=attempt.id):
+                  "update_time": now} | values
+        row = repo.cas_payment(conn, payment.id, IN_FLIGHT, values, attempt_id=attempt.id, returning=True)
+        if row is None:
             raise Aborted(f"{payment.name} changed concurrently")
+        vars(payment).update({k: v for k, v in vars(repo.payment_from_row(row)).items() if k != "attempts"})
 
     def _late_success(self, conn: Connection, payment: Payment, attempt: Attempt, base: dict[str, Any],
                       manual: bool, now: datetime) -> list[tuple[str, Attempt]]:
@@ -970,7 +974,7 @@ class TradeService:
                 continue
             try:
                 with self.db.begin() as conn:
-                    followups = self._apply_attempt_result(conn, row.id, result, queried=True)
+                    followups, _ = self._apply_attempt_result(conn, row.id, result, queried=True)
                 self._run_followups(followups)
                 done += 1
             except Aborted:

@@ -58,13 +58,10 @@ class SandboxAdapter(ChannelAdapter):
 
     # -- payments -------------------------------------------------------------------------------
     def pay(self, instruction: PaymentInstruction, credentials: ChannelCredentials) -> ChannelResult:
-        existing = self._book.find(instruction.attempt_id)
-        if existing is not None:
-            return self._replay_pay(existing, instruction)
         decision = self._decide(instruction)
-        if not self._book.open(_new_transaction(instruction, decision)):
-            return self._replay_pay(self._require(instruction.attempt_id), instruction)
-        txn = self._require(instruction.attempt_id)
+        txn, opened = self._book.open(_new_transaction(instruction, decision))
+        if not opened:
+            return self._replay_pay(txn, instruction)
         if decision.scenario is Scenario.UNKNOWN_THEN_SUCCESS:
             # The bank took the money but its answer was "lost": only a query tells.
             return ChannelResult(Outcome.UNKNOWN, NAME, txn.amount_minor, txn.currency,

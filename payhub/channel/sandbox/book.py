@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from payhub.channel.tables import sandbox_refunds, sandbox_transactions
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
 
 T, R = sandbox_transactions, sandbox_refunds
+_FIND = select(T).where(T.c.attempt_id == bindparam("b_attempt_id"))  # on every payment: built once
 
 
 @dataclass(frozen=True)
@@ -72,19 +73,19 @@ class SandboxBook:
     def find(self, attempt_id: str, merchant_id: str | None = None) -> SandboxTransaction | None:
         """The transaction; with `merchant_id`, only if it is that merchant's (a bank never shows
         one merchant another's trades)."""
-        query = select(T).where(T.c.attempt_id == attempt_id)
-        if merchant_id is not None:
-            query = query.where(T.c.merchant_id == merchant_id)
         with self._db.read() as conn:
-            row = conn.execute(query).first()
-        return _transaction(row) if row else None
+            row = conn.execute(_FIND, {"b_attempt_id": attempt_id}).first()
+        return _transaction(row) if row and merchant_id in (None, row.merchant_id) else None
 
-    def open(self, values: dict[str, Any]) -> bool:
-        """Record a new transaction; False when one with this attempt id exists already."""
+    def open(self, values: dict[str, Any]) -> tuple[SandboxTransaction, bool]:
+        """Record a new transaction, in one database transaction; returns the transaction booked under
+        this attempt id and whether it is new (False: the attempt was sent before)."""
         now = clock.now()
         with self._db.begin() as conn:
-            return insert_ignore(conn, T, {"captured_minor": 0, "refunded_minor": 0, "create_time": now,
-                                           "update_time": now, **values})
+            opened = insert_ignore(conn, T, {"captured_minor": 0, "refunded_minor": 0, "create_time": now,
+                                             "update_time": now, **values})
+            row = conn.execute(_FIND, {"b_attempt_id": values["attempt_id"]}).one()
+        return _transaction(row), opened
 
     def transition(self, attempt_id: str, expected_state: str, **changes: Any) -> bool:
         """Compare-and-set: apply `changes` only if the transaction is still in `expected_state`."""
