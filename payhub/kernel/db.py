@@ -22,12 +22,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    TextClause,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
+    text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -155,15 +156,18 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on either database; True when the row was inserted."""
-    result = conn.execute(_insert_ignore_statement(table, conn.dialect.name), values)
+    result = conn.execute(_insert_ignore_statement(table, tuple(values)), values)
     return bool(result.rowcount)
 
 
 @functools.cache
-def _insert_ignore_statement(table: Table, dialect: str) -> Any:
-    # Built once per table: the columns come from the parameters at execution, and SQLAlchemy's
-    # compiled cache is keyed on them, so hot paths skip statement construction entirely.
-    # preserve_rowcount: without it SQLAlchemy does not keep an INSERT's rowcount once the cursor is
-    # closed, and on psycopg every insert then read as "inserted" (-1).
-    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return dialect_insert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+def _insert_ignore_statement(table: Table, columns: tuple[str, ...]) -> TextClause:
+    # Both databases speak this statement. It is text because SQLAlchemy never caches the compiled
+    # form of its dialect-specific INSERTs (on_conflict_do_nothing), which then cost a full compile
+    # on every call; the typed bind parameters keep the column types' conversions. preserve_rowcount:
+    # SQLAlchemy otherwise drops an INSERT's rowcount once the cursor closes (psycopg then says -1).
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    binds = ", ".join(f":{name}" for name in columns)
+    statement = text(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({binds}) ON CONFLICT DO NOTHING')
+    return statement.bindparams(*(bindparam(name, type_=table.c[name].type) for name in columns)) \
+        .execution_options(preserve_rowcount=True)
