@@ -260,12 +260,11 @@ class TradeService:
             installment_count=draft.installment_count, installment_fee_bearer=draft.installment_fee_bearer,
             expire_time=draft.expire_time or now + DEFAULT_EXPIRY, metadata=dict(draft.metadata),
             customer=draft.customer, splits=list(draft.splits), create_time=now, update_time=now)
+        # No idempotency read up front: a replay fails on a unique key (the order number, or the
+        # request_id when only that repeats), the transaction rolls back, and the answer is found below.
         for _ in range(3):
             try:
                 with self.db.begin() as conn:
-                    stored = idempotency.check(conn, scope, request_id, fp)
-                    if stored is not None:
-                        return _decode_payment(stored)
                     repo.insert_payment(conn, payment)
                     self._event(conn, "payment.created", payment)
                     idempotency.save(conn, scope, request_id, fp, _encode(payment))
