@@ -1,0 +1,120 @@
+"""What every trade use case shares: the service's collaborators, scoping, loading, events, and
+the encoding of stored idempotent responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from payhub.identity.principal import current_principal
+from payhub.kernel import idempotency
+from payhub.kernel.crypto import KeyRing
+from payhub.kernel.db import Database
+from payhub.kernel.errors import (
+    FailedPrecondition,
+    NotFound,
+)
+from payhub.kernel.logging import get_logger
+from payhub.kernel.outbox import record_event
+from payhub.trade import repository as repo
+from payhub.trade.domain import (
+    Payment,
+    Refund,
+    attempt_snapshot,
+    payment_from_snapshot,
+    refund_from_snapshot,
+)
+from payhub.trade.vault import CardVault
+
+log = get_logger("payhub.trade")
+
+FIRST_QUERY_GRACE = timedelta(seconds=60)
+
+
+class Reply(Exception):
+    def __init__(self, payment: Payment) -> None:
+        super().__init__("reply")
+        self.payment = payment
+
+
+
+def request_fingerprint(data: Any) -> str:
+    return idempotency.fingerprint(json.dumps(data, sort_keys=True, default=str).encode())
+
+
+
+def encode(obj: Payment | Refund) -> bytes:
+    if isinstance(obj, Payment):
+        data = obj.snapshot()
+        data["attempts"] = [attempt_snapshot(a) for a in obj.attempts]
+        return json.dumps({"payment": data}).encode()
+    return json.dumps({"refund": obj.snapshot() | {"state": obj.state.value}}).encode()
+
+
+
+def decode_payment(raw: bytes) -> Payment:
+    return payment_from_snapshot(json.loads(raw)["payment"])
+
+
+
+def decode_refund(raw: bytes) -> Refund:
+    return refund_from_snapshot(json.loads(raw)["refund"])
+
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound(f"{name} not found", reason="NOT_FOUND", metadata={"name": name})
+
+
+
+def state_error(reason: str, payment: Payment, what: str) -> FailedPrecondition:
+    return FailedPrecondition(f"{payment.name} is {payment.state.value}: {what}", reason=reason,
+                              metadata={"state": payment.state.value, "payment": payment.name})
+
+
+
+class TradeBase:
+    """The trade center's collaborators and the helpers every use case needs."""
+
+    def __init__(self, db: Database, keyring: KeyRing, merchants: Callable[[], Any],
+                 channels: Callable[[], Any]) -> None:
+        self.db = db
+        self.vault = CardVault(keyring)
+        self._merchants = merchants
+        self._channels = channels
+
+    @staticmethod
+    def scope(merchant_id: str) -> str:
+        return current_principal().scope_merchant(merchant_id)
+
+    def _require_active(self, merchant_id: str) -> None:
+        info = self._merchants().get_merchant(merchant_id)
+        if info.state != "ACTIVE":
+            raise FailedPrecondition(f"merchants/{merchant_id} is {info.state}, not ACTIVE",
+                                     reason="MERCHANT_NOT_ACTIVE", metadata={"state": info.state})
+
+    @staticmethod
+    def _load(conn: Connection, merchant_id: str, payment_id: str) -> Payment:
+        payment = repo.get_payment(conn, payment_id)
+        if payment is None or payment.merchant_id != merchant_id:
+            raise not_found(f"merchants/{merchant_id}/payments/{payment_id}")
+        return payment
+
+    @staticmethod
+    def _with_attempts(conn: Connection, payment: Payment) -> Payment:
+        payment.attempts = repo.attempts_of(conn, payment.id)
+        return payment
+
+    @staticmethod
+    def _event(conn: Connection, type: str, obj: Payment | Refund) -> None:
+        record_event(conn, type=type, aggregate_type="payment" if isinstance(obj, Payment) else "refund",
+                     aggregate_id=obj.id, merchant_id=obj.merchant_id, payload=obj.snapshot())
+
+    def _replay(self, scope: str, request_id: str, fp: str) -> Payment | None:
+        with self.db.read() as conn:
+            stored = idempotency.check(conn, scope, request_id, fp)
+        return decode_payment(stored) if stored is not None else None

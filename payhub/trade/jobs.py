@@ -1,0 +1,125 @@
+"""The trade center's background work: re-query unknown outcomes, send and re-query refunds, close
+expired payments, void expired authorisations. Every replica runs it; rows are claimed by CAS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from payhub.kernel import clock
+from payhub.kernel.errors import (
+    Aborted,
+    PayhubError,
+)
+from payhub.trade import repository as repo
+from payhub.trade.base import (
+    FIRST_QUERY_GRACE,
+    log,
+)
+from payhub.trade.domain import (
+    ATTEMPT_OPEN,
+    UNPAID_OPEN,
+    CloseReason,
+    PaymentState,
+    RefundState,
+)
+from payhub.trade.operations import PaymentOperations
+from payhub.trade.tables import payment_attempts, payments, refunds
+
+
+class TradeJobs(PaymentOperations):
+    """The jobs' use cases (see component.py for their schedule)."""
+
+    def requery_attempts(self, limit: int = 50) -> int:
+        """Re-query attempts whose outcome is unknown, on the back-off schedule. Claimed by CAS."""
+        now = clock.now()
+        with self.db.read() as conn:
+            rows = conn.execute(select(payment_attempts).where(
+                payment_attempts.c.state.in_([s.value for s in ATTEMPT_OPEN]),
+                payment_attempts.c.next_query_time <= now).limit(limit)).all()
+        done = 0
+        for row in rows:
+            if not self._claim_query(payment_attempts, row, now):
+                continue
+            try:
+                result = self._channels().query(row.channel, row.merchant_id, row.id)
+            except Exception:
+                log.warning("re-query failed; tried again later", attempt=row.id)
+                continue
+            try:
+                with self.db.begin() as conn:
+                    followups, _ = self._apply_attempt_result(conn, row.id, result, queried=True)
+                self._run_followups(followups)
+                done += 1
+            except Aborted:
+                continue
+        return done
+
+    def _claim_query(self, table: Any, row: Any, now: datetime) -> bool:
+        lease = now + FIRST_QUERY_GRACE
+        with self.db.begin() as conn:
+            return bool(conn.execute(update(table).where(
+                table.c.id == row.id, table.c.state == row.state,
+                table.c.next_query_time == row.next_query_time).values(next_query_time=lease)).rowcount)
+
+    def process_refunds(self, limit: int = 50) -> int:
+        """Send SUBMITTING refunds that were never confirmed sent (crash, automatic refunds), and
+        re-query PENDING ones."""
+        now = clock.now()
+        with self.db.read() as conn:
+            rows = conn.execute(select(refunds).where(
+                refunds.c.state.in_([RefundState.SUBMITTING.value, RefundState.PENDING.value]),
+                refunds.c.next_query_time <= now).limit(limit)).all()
+        done = 0
+        for row in rows:
+            if not self._claim_query(refunds, row, now):
+                continue
+            refund = repo.refund_from_row(row)
+            try:
+                if refund.state is RefundState.SUBMITTING:
+                    result = self._channels().refund(refund.channel, refund.merchant_id, refund.attempt_id,
+                                                     refund.id, refund.amount_minor, refund.currency)
+                else:
+                    result = self._channels().query_refund(refund.channel, refund.merchant_id,
+                                                           refund.attempt_id, refund.id)
+            except Exception:
+                log.warning("refund send/query failed; tried again later", refund=refund.id)
+                continue
+            try:
+                with self.db.begin() as conn:
+                    self._apply_refund_result(conn, refund.id, result, (refund.state,), queried=True)
+                done += 1
+            except Aborted:
+                continue
+        return done
+
+    def close_expired(self, limit: int = 100) -> int:
+        now = clock.now()
+        with self.db.read() as conn:
+            ids = conn.execute(select(payments.c.id).where(
+                payments.c.state.in_([s.value for s in UNPAID_OPEN]), payments.c.expire_time <= now,
+                payments.c.pending_operation.is_(None)).limit(limit)).scalars().all()
+        return self._each(ids, lambda pid: self.close_payment(None, pid, None, CloseReason.EXPIRED))
+
+    def void_expired_authorizations(self, limit: int = 100) -> int:
+        now = clock.now()
+        with self.db.read() as conn:
+            ids = conn.execute(select(payments.c.id).where(
+                payments.c.state == PaymentState.AUTHORIZED.value,
+                payments.c.authorization_expire_time <= now,
+                payments.c.pending_operation.is_(None)).limit(limit)).scalars().all()
+        return self._each(ids, lambda pid: self.void_payment(None, pid, None))
+
+    @staticmethod
+    def _each(ids: Any, fn: Callable[[str], Any]) -> int:
+        done = 0
+        for pid in ids:
+            try:
+                fn(pid)
+                done += 1
+            except PayhubError as exc:
+                log.info("job skipped a payment", payment=pid, reason=exc.reason)
+        return done

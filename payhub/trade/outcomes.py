@@ -1,0 +1,236 @@
+"""Recording channel outcomes on attempts, payments and refunds: every answer, whether it comes from
+the confirming call, a re-query or a notification, goes through here (compare-and-set on each row)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
+from payhub.kernel import clock
+from payhub.kernel.errors import (
+    Aborted,
+)
+from payhub.kernel.ids import new_id
+from payhub.kernel.outbox import record_event
+from payhub.trade import repository as repo
+from payhub.trade.base import (
+    TradeBase,
+    log,
+    not_found,
+)
+from payhub.trade.domain import (
+    ATTEMPT_OPEN,
+    AUTHORIZATION_TTL,
+    IN_FLIGHT,
+    Attempt,
+    AttemptState,
+    CaptureMethod,
+    Failure,
+    Payment,
+    PaymentState,
+    Refund,
+    RefundState,
+    requery_delay,
+)
+from payhub.trade.tables import payments, refunds
+
+
+class OutcomeRecorder(TradeBase):
+    """Applies channel results; idempotent (a duplicate or stale result changes nothing)."""
+
+    def apply_channel_update(self, update_: ChannelUpdate) -> None:
+        """Apply an asynchronous outcome; idempotent (a duplicate or stale update changes nothing)."""
+        for _ in range(3):
+            try:
+                with self.db.begin() as conn:
+                    if update_.refund_id:
+                        self._apply_refund_result(conn, update_.refund_id, update_.result,
+                                                  (RefundState.SUBMITTING, RefundState.PENDING))
+                        followups: list[tuple[str, Attempt]] = []
+                    else:
+                        followups, _ = self._apply_attempt_result(conn, update_.attempt_id, update_.result)
+                self._run_followups(followups)
+                return
+            except Aborted:
+                continue
+        raise Aborted("the payment changed concurrently; the update will be re-applied by re-query")
+
+    def _apply_attempt_result(self, conn: Connection, attempt_id: str, result: ChannelResult, *,  # noqa: PLR0915
+                              confirming: bool = False, queried: bool = False,
+                              ) -> tuple[list[tuple[str, Attempt]], Payment]:
+        """Record a channel outcome on an attempt and its payment (CAS on both). Returns follow-ups to
+        run at the channel after the transaction (void of a late authorisation) and the payment as
+        it now stands (without its attempts)."""
+        row = repo.get_attempt_row(conn, attempt_id)
+        if row is None:
+            raise not_found(f"attempt {attempt_id}")
+        attempt = repo.attempt_from_row(row)
+        now = clock.now()
+        outcome = result.outcome
+        if outcome in (Outcome.SUCCEEDED,) and (result.amount_minor != attempt.amount_minor
+                                                or result.currency != attempt.currency):
+            log.error("channel amount/currency mismatch: not treated as success", attempt=attempt_id,
+                      expected=f"{attempt.amount_minor} {attempt.currency}",
+                      got=f"{result.amount_minor} {result.currency}")
+            outcome = Outcome.UNKNOWN
+        payment = repo.get_payment(conn, attempt.payment_id)
+        assert payment is not None
+        manual = payment.capture_method is CaptureMethod.MANUAL
+        channel = result.channel or attempt.channel
+        attempt.channel = channel  # routing picks the channel: the attempt learns it from the answer
+        count = row.query_count + 1 if queried else row.query_count
+        base: dict[str, Any] = {"channel": channel, "update_time": now, "query_count": count,
+                                "channel_reference": result.channel_reference or attempt.channel_reference}
+        live = payment.current_attempt_id == attempt.id and payment.state in IN_FLIGHT
+
+        if attempt.state not in ATTEMPT_OPEN:
+            if outcome is Outcome.SUCCEEDED and attempt.state in (AttemptState.FAILED, AttemptState.CLOSED):
+                log.error("success reported for a failed/closed attempt", attempt=attempt_id)
+                return self._late_success(conn, payment, attempt, base, manual, now), payment
+            return [], payment  # duplicate or stale: nothing to do
+        if outcome is Outcome.SUCCEEDED:
+            if not live:
+                return self._late_success(conn, payment, attempt, base, manual, now), payment
+            new_attempt = AttemptState.AUTHORIZED if manual else AttemptState.SUCCEEDED
+            self._cas_attempt(conn, attempt, new_attempt, base | {"next_query_time": None})
+            if manual:
+                payment.state = PaymentState.AUTHORIZED
+                payment.authorization_expire_time = now + AUTHORIZATION_TTL
+                values: dict[str, Any] = {"authorization_expire_time": payment.authorization_expire_time}
+                event = "payment.authorized"
+            else:
+                payment.state = PaymentState.SUCCEEDED
+                payment.amount_captured = payment.amount_minor
+                values = {"amount_captured": payment.amount_minor}
+                event = "payment.succeeded"
+            self._cas_live(conn, payment, attempt, values | {"next_action": None}, now)
+            self._event(conn, event, self._set(payment, channel, now, next_action=None))
+        elif outcome is Outcome.FAILED:
+            failure = Failure(result.failure_code or "declined", result.failure_message, result.channel_code)
+            self._cas_attempt(conn, attempt, AttemptState.FAILED,
+                              base | repo.failure_values(failure) | {"next_query_time": None})
+            if live:
+                payment.state = PaymentState.FAILED
+                payment.failure = failure
+                self._cas_live(conn, payment, attempt, repo.failure_values(failure) | {"next_action": None}, now)
+                self._event(conn, "payment.failed", self._set(payment, channel, now, next_action=None))
+        elif outcome is Outcome.REQUIRES_ACTION and result.next_action is not None:
+            action = {"kind": result.next_action.kind.value, "data": dict(result.next_action.data)}
+            self._cas_attempt(conn, attempt, AttemptState.REQUIRES_ACTION,
+                              base | {"next_query_time": now + requery_delay(count)})
+            if live:
+                changed = payment.state is not PaymentState.REQUIRES_ACTION or payment.next_action != action
+                payment.state = PaymentState.REQUIRES_ACTION
+                self._cas_live(conn, payment, attempt, {"next_action": json.dumps(action)}, now)
+                if changed:
+                    self._event(conn, "payment.requires_action", self._set(payment, channel, now, action))
+        else:  # PENDING / UNKNOWN: keep waiting, re-query on the back-off schedule
+            self._cas_attempt(conn, attempt, attempt.state, base | {"next_query_time": now + requery_delay(count)})
+            if live and (payment.channel != channel):
+                self._cas_live(conn, payment, attempt, {}, now)
+        return [], payment
+
+    @staticmethod
+    def _set(payment: Payment, channel: str, now: datetime, next_action: Any) -> Payment:
+        payment.channel, payment.update_time, payment.next_action = channel, now, next_action
+        return payment
+
+    @staticmethod
+    def _cas_attempt(conn: Connection, attempt: Attempt, state: AttemptState, values: dict[str, Any]) -> None:
+        if not repo.cas_attempt(conn, attempt.id, attempt.state.value, values | {"state": state.value}):
+            raise Aborted(f"attempt {attempt.id} changed concurrently")
+        attempt.state = state
+
+    @staticmethod
+    def _cas_live(conn: Connection, payment: Payment, attempt: Attempt, values: dict[str, Any],
+                  now: datetime) -> None:
+        """CAS the payment of its live attempt; `payment` then holds the row as written."""
+        values = {"state": payment.state.value, "channel": attempt.channel or payment.channel,
+                  "update_time": now} | values
+        row = repo.cas_payment(conn, payment.id, IN_FLIGHT, values, attempt_id=attempt.id, returning=True)
+        if row is None:
+            raise Aborted(f"{payment.name} changed concurrently")
+        vars(payment).update({k: v for k, v in vars(repo.payment_from_row(row)).items() if k != "attempts"})
+
+    def _late_success(self, conn: Connection, payment: Payment, attempt: Attempt, base: dict[str, Any],
+                      manual: bool, now: datetime) -> list[tuple[str, Attempt]]:
+        """Money arrived for a payment that is closed or was paid by another attempt: never lose it."""
+        state = AttemptState.AUTHORIZED if manual else AttemptState.SUCCEEDED
+        self._cas_attempt(conn, attempt, state, base | {"next_query_time": None, **repo.failure_values(None)})
+        attempt.channel = base["channel"]
+        payload = payment.snapshot() | {"attempt_id": attempt.id, "policy": "void" if manual else "auto_refund",
+                                        "attempt_amount_minor": attempt.amount_minor}
+        record_event(conn, type="payment.paid_after_close", aggregate_type="payment", aggregate_id=payment.id,
+                     merchant_id=payment.merchant_id, payload=payload)
+        log.warning("payment paid after close", payment=payment.id, attempt=attempt.id,
+                    policy=payload["policy"])
+        if manual:
+            return [("void", attempt)]
+        refund = Refund(id=new_id("re"), payment_id=payment.id, merchant_id=payment.merchant_id,
+                        attempt_id=attempt.id, channel=attempt.channel, currency=attempt.currency,
+                        amount_minor=attempt.amount_minor, merchant_refund_no=f"auto-{attempt.id}",
+                        reason="paid_after_close", automatic=True, state=RefundState.SUBMITTING,
+                        create_time=now, update_time=now)
+        repo.insert_refund(conn, refund, next_query_time=now)  # sent by the refund job at once
+        return []
+
+    def _run_followups(self, followups: list[tuple[str, Attempt]]) -> None:
+        for kind, attempt in followups:
+            try:
+                if kind == "void":
+                    result = self._channels().void(attempt.channel, attempt.merchant_id, attempt.id)
+                    if result.outcome is Outcome.SUCCEEDED:
+                        with self.db.begin() as conn:
+                            repo.cas_attempt(conn, attempt.id, AttemptState.AUTHORIZED.value,
+                                             {"state": AttemptState.CLOSED.value, "update_time": clock.now()})
+            except Exception:
+                log.exception("follow-up at the channel failed; the authorisation expires at the channel",
+                              attempt=attempt.id)
+
+    def _apply_refund_result(self, conn: Connection, refund_id: str, result: ChannelResult,
+                             expected: tuple[RefundState, ...], *, queried: bool = False) -> None:
+        refund = repo.get_refund(conn, refund_id)
+        if refund is None:
+            raise not_found(f"refund {refund_id}")
+        if refund.state not in expected:
+            return  # duplicate or stale
+        now = clock.now()
+        outcome = result.outcome
+        if outcome is Outcome.SUCCEEDED and (result.amount_minor != refund.amount_minor
+                                             or result.currency != refund.currency):
+            log.error("refund amount/currency mismatch: not treated as success", refund=refund_id)
+            outcome = Outcome.UNKNOWN
+        refund.update_time = now
+        refund.channel_reference = result.channel_reference or refund.channel_reference
+        values: dict[str, Any] = {"update_time": now, "channel_reference": refund.channel_reference}
+        if outcome is Outcome.SUCCEEDED:
+            refund.state, event = RefundState.SUCCEEDED, "refund.succeeded"
+            values["next_query_time"] = None
+        elif outcome is Outcome.FAILED:
+            refund.state, event = RefundState.FAILED, "refund.failed"
+            refund.failure = Failure(result.failure_code or "refund_failed", result.failure_message,
+                                     result.channel_code)
+            values |= repo.failure_values(refund.failure) | {"next_query_time": None}
+            if not refund.automatic:  # release the reservation
+                conn.execute(update(payments).where(payments.c.id == refund.payment_id)
+                             .values(amount_refunded=payments.c.amount_refunded - refund.amount_minor,
+                                     update_time=now))
+        else:
+            count = refunds_query_count(conn, refund_id) + (1 if queried else 0)
+            values |= {"next_query_time": now + requery_delay(count), "query_count": count}
+            if refund.state is RefundState.PENDING:
+                repo.cas_refund(conn, refund_id, (RefundState.PENDING,), values)
+                return
+            refund.state, event = RefundState.PENDING, "refund.pending"
+        if not repo.cas_refund(conn, refund_id, expected, values | {"state": refund.state.value}):
+            raise Aborted(f"refund {refund_id} changed concurrently")
+        self._event(conn, event, refund)
+
+
+def refunds_query_count(conn: Connection, refund_id: str) -> int:
+    return int(conn.execute(select(refunds.c.query_count).where(refunds.c.id == refund_id)).scalar() or 0)
+
