@@ -23,7 +23,8 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--warmup", type=float, help="warm-up seconds per scenario (default 2)")
     p.add_argument("--scenarios", help=f"comma-separated subset of {','.join(PAYMENT_SCENARIOS)} "
                                        "(empty: ceilings only)")
-    p.add_argument("--rate", type=float, help="open-loop rate of the fixed-rate `pay` run (default 800, 0: off)")
+    p.add_argument("--rate", type=float, help="open-loop rate of the paced `pay` run, followed by one at half "
+                   "the closed-loop `pay` rate (default 800; 0: no paced runs)")
     p.add_argument("--profile", metavar="DIR", help="py-spy the server workers during `pay`, summary into DIR")
     p.add_argument("--output", default="bench-results", help="directory for the Markdown table ('' : none)")
     args = p.parse_args(argv)

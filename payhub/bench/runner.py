@@ -143,14 +143,27 @@ def _scenarios(kind: str, options: Options, report: Report, base: LoadSpec, targ
         report.add(_row(kind, name, result, scenario, empty_rpc_rate, commit.rate))
         _note_errors(report, kind, name, result)
     if "pay" in order and options.fixed_rate:
-        label = f"pay @{options.fixed_rate:g}/s"
-        say(f"[{kind}] {label}: open loop")
-        spec = replace(base, scenario="pay", duration=options.duration, rate=options.fixed_rate)
-        result = _measure(kind, label, spec, target, meter, None, report)
-        row = _row(kind, label, result, SCENARIOS["pay"], empty_rpc_rate, commit.rate)
-        row.note = "open loop; latency from the scheduled start" + (row.note and f"; {row.note}")
-        report.add(row)
-        _note_errors(report, kind, label, result)
+        # The target's rate, then half of what the closed loop reached: latency when not saturated.
+        half = round(pay_rate / 2) if (pay_rate := _rate_of(report, kind, "pay")) else 0
+        for rate in (options.fixed_rate, half):
+            if rate:
+                _paced_pay(kind, rate, options, report, base, target, meter, empty_rpc_rate, commit)
+
+
+def _rate_of(report: Report, kind: str, scenario: str) -> float:
+    return next((row.rate or 0.0 for row in report.rows if (row.db, row.name) == (kind, scenario)), 0.0)
+
+
+def _paced_pay(kind: str, rate: float, options: Options, report: Report, base: LoadSpec, target: Target,
+               meter: ServerMeter, empty_rpc_rate: float, commit: CommitCeiling) -> None:
+    label = f"pay @{rate:g}/s"
+    say(f"[{kind}] {label}: open loop")
+    spec = replace(base, scenario="pay", duration=options.duration, rate=rate)
+    result = _measure(kind, label, spec, target, meter, None, report)
+    row = _row(kind, label, result, SCENARIOS["pay"], empty_rpc_rate, commit.rate)
+    row.note = "open loop; latency from the scheduled start" + (row.note and f"; {row.note}")
+    report.add(row)
+    _note_errors(report, kind, label, result)
 
 
 def _measure(kind: str, label: str, spec: LoadSpec, target: Target, meter: ServerMeter, profile: Path | None,

@@ -27,6 +27,8 @@ def test_quick_bench_produces_the_table_with_throughput_and_no_errors(tmp_path: 
         assert rows[name].errors == 0, report.text()
     assert rows["pay"].rpc_ceiling and rows["pay"].commit_ceiling and rows["pay"].ceiling_ratio
     assert rows["ceiling: 1-row commits x8"].rate
+    half = f"pay @{round(rows['pay'].rate / 2):g}/s"  # type: ignore[operator]
+    assert half in rows and rows[half].rate, report.text()  # latency when not saturated
 
     text = report.text()
     assert text.splitlines()[0].split()[:3] == ["db", "scenario", "ops/s"]
