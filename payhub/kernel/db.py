@@ -68,7 +68,7 @@ class UtcDateTime(TypeDecorator[Any]):
 class Database:
     """Owns the engine. `begin()` is a transaction; `read()` is a connection for queries."""
 
-    def __init__(self, url: str, *, pool_size: int = 16) -> None:
+    def __init__(self, url: str, *, pool_size: int = 24) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # SQLite has one writer. Writers in this process queue on a lock taken BEFORE a connection is
@@ -83,7 +83,7 @@ class Database:
             # No pool_pre_ping: it costs a round trip on every checkout. A connection found dead is
             # answered UNAVAILABLE (below), and SQLAlchemy then drops every pooled connection older
             # than the failure, so the pool recovers by itself once PostgreSQL is back.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10,
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10,
                                         connect_args={"connect_timeout": 5})
 
     @property
@@ -111,6 +111,10 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with _unavailable_on_connection_loss(), self.engine.connect() as conn:
             yield conn.execution_options(payhub_readonly=True)
+            # End with COMMIT, not the ROLLBACK of closing: psycopg forgets every statement it has
+            # prepared on each ROLLBACK, and reads are frequent enough that nothing stayed prepared
+            # (every statement measured ~30 % slower on PostgreSQL).
+            conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()
