@@ -7,6 +7,7 @@ CACHE_SECONDS.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from sqlalchemy import insert, select, update
 from payhub.identity.principal import Principal, PrincipalKind, Role
 from payhub.identity.tables import api_keys, staff_tokens
 from payhub.kernel import clock
-from payhub.kernel.crypto import constant_time_equal, hash_secret
+from payhub.kernel.crypto import hash_secret
 from payhub.kernel.db import Database
 from payhub.kernel.errors import NotFound
 from payhub.kernel.ids import new_id, new_secret
@@ -49,6 +50,11 @@ class CredentialStore:
         self._db = db
         self._admin_token = admin_token
         self._internal_token = internal_token
+        # Resolution runs on every call: the fixed tokens' bytes and principals are made once.
+        self._admin_token_bytes = admin_token.encode()
+        self._internal_token_bytes = internal_token.encode()
+        self._admin = Principal(PrincipalKind.STAFF, "bootstrap-admin", frozenset({Role.ADMIN}))
+        self._internal = Principal(PrincipalKind.SERVICE, "internal", frozenset({Role.ADMIN}))
         self._cache = TtlCache(CACHE_SECONDS, max_entries=10_000)
 
     # -- staff tokens -------------------------------------------------------------------------
@@ -95,10 +101,12 @@ class CredentialStore:
     # -- resolution ---------------------------------------------------------------------------
     def resolve(self, token: str) -> Principal | None:
         """The principal a bearer token stands for, or None when it is unknown or revoked."""
-        if self._admin_token and constant_time_equal(token, self._admin_token):
-            return Principal(PrincipalKind.STAFF, "bootstrap-admin", frozenset({Role.ADMIN}))
-        if self._internal_token and constant_time_equal(token, self._internal_token):
-            return Principal(PrincipalKind.SERVICE, "internal", frozenset({Role.ADMIN}))
+        if self._admin_token or self._internal_token:
+            raw = token.encode()  # compared in constant time, as constant_time_equal does
+            if self._admin_token and secrets.compare_digest(raw, self._admin_token_bytes):
+                return self._admin
+            if self._internal_token and secrets.compare_digest(raw, self._internal_token_bytes):
+                return self._internal
         digest = hash_secret(token)
         return self._cache.get(digest, lambda: self._lookup(token, digest))
 

@@ -10,15 +10,14 @@ import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+# Two base32 digits (10 bits) per lookup: ids are made several times per payment.
+_DIGIT_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_PAIR_SHIFTS = tuple(range(120, -1, -10))  # 13 pairs = 26 digits of the 130-bit value, most significant first
 
 
 def new_id(prefix: str) -> str:
     value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return prefix + "_" + "".join([_DIGIT_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_secret(prefix: str, nbytes: int = 32) -> str:

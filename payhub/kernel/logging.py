@@ -18,14 +18,42 @@ _PAN = re.compile(r"\b(?:\d[ -]?){9,15}(\d{4})\b")
 # Bearer secrets payhub issues carry a recognisable prefix.
 _ISSUED_SECRET = re.compile(r"\b(phk|phs|whsec)_[A-Za-z0-9_\-]{8,}")
 
+# Cheap exact pre-checks, so most values (codes, names, ids) skip the regular expressions: a card
+# number needs at least 13 characters and four digits in a row, an issued secret at least 12 and its prefix.
+_MIN_SENSITIVE_LENGTH = 12
+_FOUR_DIGITS = re.compile(r"\d{4}")
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))  # ASCII digit -> "0"
+# Whether a key names a secret, by key (log keys are few and repeat on every line).
+_SECRET_KEY_VERDICTS: dict[str, bool] = {}
+_MAX_KEY_VERDICTS = 4096
+
+
+def _has_four_digits(value: str) -> bool:
+    if value.isascii():
+        return b"0000" in value.encode("ascii").translate(_DIGITS_TO_ZERO)
+    return _FOUR_DIGITS.search(value) is not None
+
 
 def redact_text(value: str) -> str:
-    value = _PAN.sub(lambda m: "****" + m.group(1), value)
-    return _ISSUED_SECRET.sub(lambda m: m.group(1) + "_[REDACTED]", value)
+    if len(value) >= _MIN_SENSITIVE_LENGTH:
+        if _has_four_digits(value):
+            value = _PAN.sub(lambda m: "****" + m.group(1), value)
+        if "phk_" in value or "phs_" in value or "whsec_" in value:
+            value = _ISSUED_SECRET.sub(lambda m: m.group(1) + "_[REDACTED]", value)
+    return value if type(value) is str else str.__str__(value)  # always a plain str, as re.sub gives
+
+
+def _is_secret_key(key: str) -> bool:
+    verdict = _SECRET_KEY_VERDICTS.get(key)
+    if verdict is None:
+        verdict = _SECRET_KEYS.search(key) is not None
+        if len(_SECRET_KEY_VERDICTS) < _MAX_KEY_VERDICTS:
+            _SECRET_KEY_VERDICTS[key] = verdict
+    return verdict
 
 
 def _redact(value: Any, key: str = "") -> Any:
-    if key and _SECRET_KEYS.search(key):
+    if key and _is_secret_key(key):
         return "[REDACTED]"
     if isinstance(value, str):
         return redact_text(value)
@@ -36,10 +64,37 @@ def _redact(value: Any, key: str = "") -> Any:
     return value
 
 
-def redaction_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in list(event_dict):
-        event_dict[key] = _redact(event_dict[key], key)
+_PLAIN_TYPES = (int, float, bool)
+
+
+def _redact_event(event_dict: MutableMapping[str, Any], skip: frozenset[str]) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        if type(value) is str:  # the common case, without the isinstance chain
+            if key in skip:
+                continue
+            redacted = "[REDACTED]" if _is_secret_key(key) else redact_text(value)
+            if redacted is not value:
+                event_dict[key] = redacted
+        elif value is None or type(value) in _PLAIN_TYPES:
+            if _is_secret_key(key):
+                event_dict[key] = "[REDACTED]"
+        else:
+            event_dict[key] = _redact(value, key)
     return event_dict
+
+
+def redaction_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return _redact_event(event_dict, frozenset())
+
+
+# Set by the processors before redaction in configure_logging (add_log_level, TimeStamper), always
+# to a level name or an ISO time: nothing to redact there.
+_STAMPED = frozenset({"level", "timestamp"})
+
+
+def _redaction_after_stamps(_logger: Any, _name: str,
+                            event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return _redact_event(event_dict, _STAMPED)
 
 
 class _CurrentStderr:
@@ -61,7 +116,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            redaction_processor,
+            _redaction_after_stamps,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -3,6 +3,12 @@ error mapping, structured access log and Prometheus metrics.
 
 One interceptor does all of it so each call is wrapped once (this is on the hot path); the pieces it
 uses live in their own modules (permissions, errors, identity).
+
+Hot-path notes (measured; keep them when changing this file):
+- `intercept_service` runs on gRPC's single polling thread, so it only looks up the handler wrapped
+  for the method the first time it was called; metadata is read in the worker thread, in one pass.
+- What depends only on the method (public or not, the Prometheus children) is worked out once per
+  method and kept in a `_Method`; label children are created on first use, as `.labels()` would.
 """
 
 from __future__ import annotations
@@ -32,29 +38,57 @@ RPC_LATENCY = Histogram("payhub_rpc_seconds", "RPC latency", ["method"],
 
 log = get_logger("payhub.rpc")
 
+_bind_contextvars = structlog.contextvars.bind_contextvars
+_clear_contextvars = structlog.contextvars.clear_contextvars
+_perf_counter = time.perf_counter
+_OK = grpc.StatusCode.OK
+_MAX_CACHED_METHODS = 4096  # registered methods are a few hundred; never grow without bound
 
-def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
+def _scan_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tuple[str | None, str | None]:
+    """(bearer token, caller's request id): the first acceptable `authorization: Bearer …` and
+    `x-request-id` (1-128 characters) entries, in one pass."""
+    token = request_id = None
     for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
-            return value[7:].strip()
-    return None
+        if token is None and key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
+            token = value[7:].strip()
+        elif request_id is None and key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
+            request_id = value
+        else:
+            continue
+        if token is not None and request_id is not None:
+            break
+    return token, request_id
 
 
-def _request_id(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
-    for key, value in metadata or ():
-        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
-            return value
-    return new_id("req")
+class _Method:
+    """What the pipeline needs to know about one RPC method, worked out on its first call."""
+
+    __slots__ = ("_counts", "_latency", "name", "public")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.public = name.startswith(PUBLIC_PREFIXES)
+        self._latency: Any = None
+        self._counts: dict[str, Any] = {}
+
+    def record(self, code: str, elapsed: float) -> None:
+        counter = self._counts.get(code)
+        if counter is None:
+            counter = self._counts[code] = RPC_COUNT.labels(self.name, code)
+        counter.inc()
+        latency = self._latency
+        if latency is None:
+            latency = self._latency = RPC_LATENCY.labels(self.name)
+        latency.observe(elapsed)
 
 
 class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, credentials: CredentialStore) -> None:
         self._credentials = credentials
+        # method -> (the handler gRPC gave us, the wrapped handler we give back)
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
-    def _authenticate(self, method: str, metadata: Any) -> Principal | None:
-        if method.startswith(PUBLIC_PREFIXES):
-            return None
-        token = _bearer(metadata)
+    def _authorize(self, method: str, token: str | None) -> Principal:
         if not token:
             raise Unauthenticated("missing `authorization: Bearer <token>` metadata")
         principal = self._credentials.resolve(token)
@@ -67,28 +101,48 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
         handler = continuation(details)
         if handler is None:
             return None
-        method, metadata = details.method, details.invocation_metadata
+        method = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, _Method(method))
+        if len(self._wrapped) < _MAX_CACHED_METHODS:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: _Method) -> Any:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, metadata),
+                self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, metadata),
+                self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
         return handler
 
-    def _wrap_unary(self, behavior: Callable[[Any, Any], Any], method: str, metadata: Any) -> Any:
+    def _wrap_unary(self, behavior: Callable[[Any, Any], Any], method: _Method) -> Any:
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
-            with _CallScope(self, method, metadata, context) as scope:
-                return scope.run(lambda: behavior(request, context))
+            scope = _CallScope(self, method, context)
+            try:
+                scope.authenticate()
+                return behavior(request, context)
+            except PayhubError as exc:
+                scope.abort(exc)
+            except Exception:
+                if scope.aborted_by_servicer():
+                    raise
+                scope.internal_error()
+            finally:
+                scope.finish()
+            return None
         return unary
 
-    def _wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]], method: str, metadata: Any) -> Any:
+    def _wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]], method: _Method) -> Any:
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with _CallScope(self, method, metadata, context) as scope:
+            with _CallScope(self, method, context) as scope:
                 iterator = scope.run(lambda: iter(behavior(request, context)))
                 while iterator is not None:
                     item = scope.run(lambda: next(iterator, _END))
@@ -104,55 +158,76 @@ _END = object()
 class _CallScope:
     """Everything that brackets one call: context vars, auth, error mapping, log and metrics."""
 
-    def __init__(self, pipeline: CallPipeline, method: str, metadata: Any, context: grpc.ServicerContext):
-        self.pipeline, self.method, self.metadata, self.context = pipeline, method, metadata, context
-        self.code = grpc.StatusCode.OK
-        self.principal: Principal | None = None
+    __slots__ = ("_bearer", "authenticated", "code", "context", "method", "pipeline", "principal", "request_id",
+                 "start", "token")
 
-    def __enter__(self) -> _CallScope:
-        self.start = time.perf_counter()
-        self.request_id = _request_id(self.metadata)
-        structlog.contextvars.bind_contextvars(request_id=self.request_id, method=self.method)
+    def __init__(self, pipeline: CallPipeline, method: _Method, context: grpc.ServicerContext):
+        self.start = _perf_counter()
+        self.pipeline, self.method, self.context = pipeline, method, context
+        self.code = _OK
+        self.principal: Principal | None = None
         self.token: Any = None
         self.authenticated = False
+        self._bearer, request_id = _scan_metadata(context.invocation_metadata())
+        self.request_id = request_id or new_id("req")
+        _bind_contextvars(request_id=self.request_id, method=method.name)
+
+    def __enter__(self) -> _CallScope:
         return self
 
-    def _authenticate(self) -> None:
+    def authenticate(self) -> None:
         self.authenticated = True
-        self.principal = self.pipeline._authenticate(self.method, self.metadata)
-        if self.principal is not None:
-            self.token = set_current_principal(self.principal)
+        if self.method.public:
+            return
+        self.principal = self.pipeline._authorize(self.method.name, self._bearer)
+        self.token = set_current_principal(self.principal)
 
     def run(self, fn: Callable[[], Any]) -> Any:
         try:
             if not self.authenticated:
-                self._authenticate()
+                self.authenticate()
             return fn()
         except PayhubError as exc:
-            self._abort(exc)
+            self.abort(exc)
         except Exception:
-            aborted = self.context.code()  # type: ignore[attr-defined]  # missing from the grpc stubs
-            if aborted not in (None, grpc.StatusCode.OK):  # the servicer aborted the call itself
-                self.code = aborted
+            if self.aborted_by_servicer():
                 raise
-            self.code = grpc.StatusCode.INTERNAL
-            log.exception("unhandled error")
-            self.context.abort_with_status(internal_status())
+            self.internal_error()
         return None
 
-    def _abort(self, exc: PayhubError) -> None:
+    def abort(self, exc: PayhubError) -> None:
         code, status = to_status(exc)
         self.code = code
         self.context.abort_with_status(status)
 
+    def aborted_by_servicer(self) -> bool:
+        """Whether the exception being handled is the servicer aborting the call itself (it passes
+        through with the servicer's code)."""
+        aborted = self.context.code()  # type: ignore[attr-defined]  # missing from the grpc stubs
+        if aborted not in (None, _OK):
+            self.code = aborted
+            return True
+        return False
+
+    def internal_error(self) -> None:
+        """Anything else is a bug: logged with its traceback (call from the `except` block) and
+        answered INTERNAL without internals."""
+        self.code = grpc.StatusCode.INTERNAL
+        log.exception("unhandled error")
+        self.context.abort_with_status(internal_status())
+
     def __exit__(self, *exc_info: Any) -> None:
-        elapsed = time.perf_counter() - self.start
+        self.finish()
+
+    def finish(self) -> None:
+        elapsed = _perf_counter() - self.start
         if self.token is not None:
             reset_current_principal(self.token)
         code = self.code.name if self.code else "UNKNOWN"
-        RPC_COUNT.labels(self.method, code).inc()
-        RPC_LATENCY.labels(self.method).observe(elapsed)
-        if not self.method.startswith(PUBLIC_PREFIXES):
-            who = f"{self.principal.kind.value}:{self.principal.subject}" if self.principal else "anonymous"
+        method = self.method
+        method.record(code, elapsed)
+        if not method.public:
+            principal = self.principal
+            who = f"{principal.kind.value}:{principal.subject}" if principal else "anonymous"
             log.info("rpc", code=code, latency_ms=round(elapsed * 1000, 2), principal=who)
-        structlog.contextvars.clear_contextvars()
+        _clear_contextvars()

@@ -16,7 +16,7 @@ from payhub.channel.types import ChannelUpdate
 from payhub.kernel.errors import InvalidArgument
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
-from payhub.kernel.protobuf import enum_name, from_timestamp, money, timestamp
+from payhub.kernel.protobuf import enum_name, from_timestamp, money_init, timestamp, timestamp_init
 from payhub.trade.domain import (
     Attempt,
     CloseReason,
@@ -63,21 +63,65 @@ def _val(enum: Any, name: str) -> Any:
     return enum.Value(name) if not name.endswith("_") else 0
 
 
+class _Numbers:
+    """A proto enum's numbers by domain value (its value names without `prefix`), looked up once:
+    the same numbers as `enum.Value(prefix + value)`, which still answers (and raises) for a value
+    the table does not hold."""
+
+    __slots__ = ("_enum", "_prefix", "_table")
+
+    def __init__(self, enum: Any, prefix: str) -> None:
+        self._enum, self._prefix = enum, prefix
+        self._table = {name[len(prefix):]: number for name, number in enum.items() if name.startswith(prefix)}
+
+    def required(self, value: str) -> int:
+        number = self._table.get(value)
+        return number if number is not None else int(self._enum.Value(f"{self._prefix}{value}"))
+
+    def optional(self, value: str) -> int:
+        """Like `_val`: 0 (UNSPECIFIED) for an empty domain value."""
+        if not value or value[-1] == "_":
+            return 0
+        return self.required(value)
+
+
+_PAYMENT_STATE = _Numbers(pb.PaymentState, "PAYMENT_STATE_")
+_ATTEMPT_STATE = _Numbers(pb.AttemptState, "ATTEMPT_STATE_")
+_REFUND_STATE = _Numbers(pb.RefundState, "REFUND_STATE_")
+_CAPTURE_METHOD = _Numbers(pb.CaptureMethod, "CAPTURE_METHOD_")
+_CLOSE_REASON = _Numbers(pb.CloseReason, "CLOSE_REASON_")
+_FEE_BEARER = _Numbers(pb.FeeBearer, "FEE_BEARER_")
+_METHOD_TYPE = _Numbers(common_pb2.PaymentMethodType, "PAYMENT_METHOD_TYPE_")
+_CLIENT_TYPE = _Numbers(common_pb2.ClientType, "CLIENT_TYPE_")
+
+
 # -- domain -> proto -------------------------------------------------------------------------------
+# The `*_init` functions give the keyword arguments of a message constructor, with nested messages as
+# dicts: one constructor call builds the whole message (building nested messages first and passing
+# them in copies each of them again). GetPayment and the other hot RPCs use them directly.
+
+# A dict of constructor arguments, passed where a message field is set: the protobuf runtime takes
+# one in place of a message (its stubs only know messages, hence Any).
+MessageInit = Any
 
 def failure_pb(f: Failure | None) -> pb.Failure | None:
-    return pb.Failure(code=f.code, message=f.message, channel_code=f.channel_code) if f else None
+    return pb.Failure(**_failure_init(f)) if f else None
+
+
+def _failure_init(f: Failure) -> dict[str, Any]:
+    return {"code": f.code, "message": f.message, "channel_code": f.channel_code}
 
 
 def method_pb(m: MethodSummary | None) -> pb.PaymentMethodSummary | None:
-    if m is None:
-        return None
-    card = (pb.CardSummary(brand=m.card_brand, last4=m.card_last4, token=m.card_token,
-                           exp_month=m.card_exp_month, exp_year=m.card_exp_year) if m.card_token else None)
-    return pb.PaymentMethodSummary(
-        type=_val(common_pb2.PaymentMethodType, f"PAYMENT_METHOD_TYPE_{m.type}"),
-        client_type=_val(common_pb2.ClientType, f"CLIENT_TYPE_{m.client_type}"),
-        card=card)
+    return None if m is None else pb.PaymentMethodSummary(**_method_init(m))
+
+
+def _method_init(m: MethodSummary) -> dict[str, Any]:
+    init: dict[str, Any] = {"type": _METHOD_TYPE.optional(m.type), "client_type": _CLIENT_TYPE.optional(m.client_type)}
+    if m.card_token:
+        init["card"] = {"brand": m.card_brand, "last4": m.card_last4, "token": m.card_token,
+                        "exp_month": m.card_exp_month, "exp_year": m.card_exp_year}
+    return init
 
 
 def next_action_pb(action: dict[str, Any] | None) -> pb.NextAction | None:
@@ -97,42 +141,92 @@ def next_action_pb(action: dict[str, Any] | None) -> pb.NextAction | None:
 
 
 def attempt_pb(a: Attempt) -> pb.Attempt:
-    return pb.Attempt(id=a.id, channel=a.channel, state=pb.AttemptState.Value(f"ATTEMPT_STATE_{a.state.value}"),
-                      channel_reference=a.channel_reference, failure=failure_pb(a.failure),
-                      payment_method=method_pb(a.method), create_time=timestamp(a.create_time),
-                      update_time=timestamp(a.update_time))
+    return pb.Attempt(**_attempt_init(a))
+
+
+def _attempt_init(a: Attempt) -> dict[str, Any]:
+    init: dict[str, Any] = {
+        "id": a.id, "channel": a.channel, "state": _ATTEMPT_STATE.required(a.state),
+        "channel_reference": a.channel_reference}
+    if a.method is not None:
+        init["payment_method"] = _method_init(a.method)
+    if a.failure:
+        init["failure"] = _failure_init(a.failure)
+    if a.create_time is not None:
+        init["create_time"] = timestamp_init(a.create_time)
+    if a.update_time is not None:
+        init["update_time"] = timestamp_init(a.update_time)
+    return init
 
 
 def payment_pb(p: Payment) -> pb.Payment:
-    return pb.Payment(
-        name=p.name, merchant_order_no=p.merchant_order_no, amount=money(p.amount_minor, p.currency),
-        amount_captured=money(p.amount_captured, p.currency),
-        amount_refunded=money(p.amount_refunded, p.currency), subject=p.subject, description=p.description,
-        capture_method=pb.CaptureMethod.Value(f"CAPTURE_METHOD_{p.capture_method.value}"),
-        installments=(pb.Installments(count=p.installment_count, fee_bearer=_val(
-            pb.FeeBearer, f"FEE_BEARER_{p.installment_fee_bearer}"))
-            if p.installment_count else None),
-        expire_time=timestamp(p.expire_time), metadata=p.metadata,
-        customer=pb.Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
-                             email=p.customer.email, phone=p.customer.phone),
-        state=pb.PaymentState.Value(f"PAYMENT_STATE_{p.state.value}"), next_action=next_action_pb(p.next_action),
-        failure=failure_pb(p.failure), payment_method=method_pb(p.method), channel=p.channel,
-        attempts=[attempt_pb(a) for a in p.attempts],
-        close_reason=_val(pb.CloseReason, f"CLOSE_REASON_{p.close_reason.value}"),
-        splits=[pb.SplitInstruction(receiver=s.receiver, description=s.description,
-                                    ratio_basis_points=s.ratio_basis_points,
-                                    amount=money(s.amount_minor, p.currency) if s.amount_minor else None)
-                for s in p.splits],
-        authorization_expire_time=timestamp(p.authorization_expire_time),
-        create_time=timestamp(p.create_time), update_time=timestamp(p.update_time))
+    return pb.Payment(**payment_init(p))
+
+
+def payment_init(p: Payment) -> MessageInit:
+    """`payment_pb(p)` as constructor arguments: `pb.GetPaymentResponse(payment=payment_init(p))`."""
+    currency = p.currency
+    init: dict[str, Any] = {
+        "name": p.name, "merchant_order_no": p.merchant_order_no, "amount": money_init(p.amount_minor, currency),
+        "amount_captured": money_init(p.amount_captured, currency),
+        "amount_refunded": money_init(p.amount_refunded, currency), "subject": p.subject,
+        "description": p.description, "capture_method": _CAPTURE_METHOD.required(p.capture_method),
+        "customer": _customer_init(p.customer), "state": _PAYMENT_STATE.required(p.state),
+        "channel": p.channel, "close_reason": _CLOSE_REASON.optional(p.close_reason)}
+    if p.installment_count:
+        init["installments"] = {"count": p.installment_count,
+                                "fee_bearer": _FEE_BEARER.optional(p.installment_fee_bearer)}
+    if p.expire_time is not None:
+        init["expire_time"] = timestamp_init(p.expire_time)
+    if p.metadata:
+        init["metadata"] = p.metadata
+    if p.next_action:
+        init["next_action"] = next_action_pb(p.next_action)
+    if p.failure:
+        init["failure"] = _failure_init(p.failure)
+    if p.method is not None:
+        init["payment_method"] = _method_init(p.method)
+    if p.attempts:
+        init["attempts"] = [_attempt_init(a) for a in p.attempts]
+    if p.splits:
+        init["splits"] = [_split_init(s, currency) for s in p.splits]
+    if p.authorization_expire_time is not None:
+        init["authorization_expire_time"] = timestamp_init(p.authorization_expire_time)
+    if p.create_time is not None:
+        init["create_time"] = timestamp_init(p.create_time)
+    if p.update_time is not None:
+        init["update_time"] = timestamp_init(p.update_time)
+    return init
+
+
+def _customer_init(c: Customer) -> dict[str, Any]:
+    return {"id": c.id, "ip": c.ip, "device_id": c.device_id, "email": c.email, "phone": c.phone}
+
+
+def _split_init(s: Split, currency: str) -> dict[str, Any]:
+    init: dict[str, Any] = {"receiver": s.receiver, "description": s.description,
+                            "ratio_basis_points": s.ratio_basis_points}
+    if s.amount_minor:
+        init["amount"] = money_init(s.amount_minor, currency)
+    return init
 
 
 def refund_pb(r: Refund) -> pb.Refund:
-    return pb.Refund(name=r.name, amount=money(r.amount_minor, r.currency), reason=r.reason,
-                     merchant_refund_no=r.merchant_refund_no,
-                     state=pb.RefundState.Value(f"REFUND_STATE_{r.visible_state.value}"),
-                     failure=failure_pb(r.failure), channel_reference=r.channel_reference,
-                     create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
+    return pb.Refund(**refund_init(r))
+
+
+def refund_init(r: Refund) -> MessageInit:
+    init: dict[str, Any] = {
+        "name": r.name, "amount": money_init(r.amount_minor, r.currency), "reason": r.reason,
+        "merchant_refund_no": r.merchant_refund_no, "state": _REFUND_STATE.required(r.visible_state),
+        "channel_reference": r.channel_reference}
+    if r.failure:
+        init["failure"] = _failure_init(r.failure)
+    if r.create_time is not None:
+        init["create_time"] = timestamp_init(r.create_time)
+    if r.update_time is not None:
+        init["update_time"] = timestamp_init(r.update_time)
+    return init
 
 
 def event_pb(e: Event) -> pb.Event:
@@ -198,7 +292,7 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         merchant = parse_merchant(request.parent)
         assert merchant is not None
         payment = self.service.create_payment(merchant, draft_from(request.payment), request.request_id)
-        return pb.CreatePaymentResponse(payment=payment_pb(payment))
+        return pb.CreatePaymentResponse(payment=payment_init(payment))
 
     def UpdatePayment(self, request: pb.UpdatePaymentRequest, context: Any) -> pb.UpdatePaymentResponse:
         merchant, payment_id = parse_payment(request.payment.name, "payment.name")
@@ -208,17 +302,17 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
             amount_minor=p.amount.amount_minor, subject=p.subject, description=p.description,
             expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata))
         payment = self.service.update_payment(merchant, payment_id, changes, request.request_id)
-        return pb.UpdatePaymentResponse(payment=payment_pb(payment))
+        return pb.UpdatePaymentResponse(payment=payment_init(payment))
 
     def ConfirmPayment(self, request: pb.ConfirmPaymentRequest, context: Any) -> pb.ConfirmPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
         payment = self.service.confirm_payment(merchant, payment_id, method_from(request.payment_method),
                                                request.preferred_channel, request.request_id)
-        return pb.ConfirmPaymentResponse(payment=payment_pb(payment))
+        return pb.ConfirmPaymentResponse(payment=payment_init(payment))
 
     def GetPayment(self, request: pb.GetPaymentRequest, context: Any) -> pb.GetPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
-        return pb.GetPaymentResponse(payment=payment_pb(self.service.get_payment(merchant, payment_id)))
+        return pb.GetPaymentResponse(payment=payment_init(self.service.get_payment(merchant, payment_id)))
 
     def ListPayments(self, request: pb.ListPaymentsRequest, context: Any) -> pb.ListPaymentsResponse:
         merchant = parse_merchant(request.parent, allow_all=True)
@@ -230,7 +324,7 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         rows, token = self.service.list_payments(merchant, state=state, start=start, end=end,
                                                  merchant_order_no=request.merchant_order_no, page=page,
                                                  filters=filters)
-        return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in rows], next_page_token=token)
+        return pb.ListPaymentsResponse(payments=[payment_init(p) for p in rows], next_page_token=token)
 
     def CapturePayment(self, request: pb.CapturePaymentRequest, context: Any) -> pb.CapturePaymentResponse:
         merchant, payment_id = parse_payment(request.name)
@@ -238,16 +332,16 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         payment = self.service.capture_payment(
             merchant, payment_id, request.amount.amount_minor if has_amount else None,
             request.amount.currency_code, request.request_id)
-        return pb.CapturePaymentResponse(payment=payment_pb(payment))
+        return pb.CapturePaymentResponse(payment=payment_init(payment))
 
     def VoidPayment(self, request: pb.VoidPaymentRequest, context: Any) -> pb.VoidPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
-        return pb.VoidPaymentResponse(payment=payment_pb(
+        return pb.VoidPaymentResponse(payment=payment_init(
             self.service.void_payment(merchant, payment_id, request.request_id)))
 
     def ClosePayment(self, request: pb.ClosePaymentRequest, context: Any) -> pb.ClosePaymentResponse:
         merchant, payment_id = parse_payment(request.name)
-        return pb.ClosePaymentResponse(payment=payment_pb(
+        return pb.ClosePaymentResponse(payment=payment_init(
             self.service.close_payment(merchant, payment_id, request.request_id, CloseReason.CANCELLED)))
 
     def CreateRefund(self, request: pb.CreateRefundRequest, context: Any) -> pb.CreateRefundResponse:
@@ -255,17 +349,17 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         r = request.refund
         refund = self.service.create_refund(merchant, payment_id, r.amount.amount_minor, r.amount.currency_code,
                                             r.reason, r.merchant_refund_no, request.request_id)
-        return pb.CreateRefundResponse(refund=refund_pb(refund))
+        return pb.CreateRefundResponse(refund=refund_init(refund))
 
     def GetRefund(self, request: pb.GetRefundRequest, context: Any) -> pb.GetRefundResponse:
         merchant, payment_id, refund_id = _parts(request.name, "name", ("merchants", "payments", "refunds"))
-        return pb.GetRefundResponse(refund=refund_pb(self.service.get_refund(merchant, payment_id, refund_id)))
+        return pb.GetRefundResponse(refund=refund_init(self.service.get_refund(merchant, payment_id, refund_id)))
 
     def ListRefunds(self, request: pb.ListRefundsRequest, context: Any) -> pb.ListRefundsResponse:
         merchant, payment_id = parse_payment(request.parent, "parent")
         page = parse_page(request.page_size, request.page_token, [request.parent])
         rows, token = self.service.list_refunds(merchant, payment_id, page, [request.parent])
-        return pb.ListRefundsResponse(refunds=[refund_pb(r) for r in rows], next_page_token=token)
+        return pb.ListRefundsResponse(refunds=[refund_init(r) for r in rows], next_page_token=token)
 
     def WatchEvents(self, request: pb.WatchEventsRequest, context: Any) -> Iterator[pb.WatchEventsResponse]:
         merchant = parse_merchant(request.parent, allow_all=True)

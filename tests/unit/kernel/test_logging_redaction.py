@@ -25,3 +25,49 @@ def test_log_lines_never_carry_secrets_or_pans(capsys: pytest.CaptureFixture[str
     assert line["credentials"] == "[REDACTED]"
     assert line["nested"] == {"cvc": "[REDACTED]"}
     assert "4000000000000002" not in json.dumps(line)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("4000000000000002", "****0002"),            # the shortest run that still looks like a card: 13+ digits
+    ("4000-0000-0000-0002 paid", "****0002 paid"),
+    ("card 4111 1111 1111 1111", "card ****1111"),
+    ("٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢", "****٤٢٤٢"),            # any script's digits, as the pattern always matched
+    ("order 123456789012", "order 123456789012"),  # 12 digits: not a card number
+    ("secret whsec_abcdefgh1", "secret whsec_[REDACTED]"),
+    ("phs_12345678", "phs_[REDACTED]"),
+    ("phk_short", "phk_short"),                    # too short to be an issued secret
+    ("2026-11-25T06:37:31.123456Z", "2026-11-25T06:37:31.123456Z"),
+    ("/payhub.trade.v1.TradeService/GetPayment", "/payhub.trade.v1.TradeService/GetPayment"),
+    ("", ""),
+])
+def test_redaction_of_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_enum_values_and_other_str_subclasses_are_logged_as_plain_strings(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from enum import StrEnum
+
+    class State(StrEnum):
+        PAID = "PAID"
+
+    assert type(redact_text(State.PAID)) is str
+    configure_logging("info", "console")
+    structlog.get_logger("t").info("call", state=State.PAID)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.endswith("state=PAID")
+
+
+def test_every_log_line_keeps_its_fields_and_redacts_by_key_at_any_depth(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    structlog.get_logger("t").info("rpc", code="OK", latency_ms=1.5, principal="merchant:key_1", api_key=12345,
+                                   attempts=[{"card_number": "4242424242424242", "note": "4242424242424242"}],
+                                   pair=("phk_abcdefghijkl", 7), nothing=None)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert list(line) == ["code", "latency_ms", "principal", "api_key", "attempts", "pair", "nothing", "event",
+                          "level", "timestamp"]
+    assert (line["event"], line["level"], line["code"], line["latency_ms"]) == ("rpc", "info", "OK", 1.5)
+    assert line["api_key"] == "[REDACTED]"
+    assert line["attempts"] == [{"card_number": "[REDACTED]", "note": "****4242"}]
+    assert line["pair"] == ["phk_[REDACTED]", 7]
+    assert line["nothing"] is None
