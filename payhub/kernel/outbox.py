@@ -12,6 +12,7 @@ position and keep their own cursors.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,8 +81,13 @@ class Event:
     aggregate_type: str
     aggregate_id: str
     merchant_id: str | None
-    payload: dict[str, Any]
+    payload_json: str
     create_time: datetime
+
+    @functools.cached_property
+    def payload(self) -> dict[str, Any]:
+        """Parsed on first use: consumers skip most events (other merchants, no endpoint)."""
+        return json.loads(self.payload_json)  # type: ignore[no-any-return]
 
 
 def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_id: str,
@@ -126,7 +132,7 @@ def sequence_events(db: Database, limit: int = 5000) -> int:
 def _to_event(row: Any) -> Event:
     return Event(position=row.position, event_id=row.event_id, type=row.type,
                  aggregate_type=row.aggregate_type, aggregate_id=row.aggregate_id,
-                 merchant_id=row.merchant_id, payload=json.loads(row.payload), create_time=row.create_time)
+                 merchant_id=row.merchant_id, payload_json=row.payload, create_time=row.create_time)
 
 
 def read_events(conn: Connection, after: int, *, merchant_id: str | None = None,

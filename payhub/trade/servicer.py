@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -232,7 +231,7 @@ def refund_init(r: Refund) -> MessageInit:
 def event_pb(e: Event) -> pb.Event:
     message = pb.Event(event_id=e.event_id, sequence=e.position, type=e.type, create_time=timestamp(e.create_time),
                        merchant=f"merchants/{e.merchant_id}" if e.merchant_id else "",
-                       payload_json=json.dumps(e.payload, sort_keys=True, separators=(",", ":")))
+                       payload_json=e.payload_json)
     try:
         if e.aggregate_type == "payment":
             message.payment.CopyFrom(payment_pb(payment_from_snapshot(e.payload)))

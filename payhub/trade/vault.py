@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from payhub.kernel import clock
 from payhub.kernel.crypto import KeyRing
@@ -35,6 +35,11 @@ class VaultCard:
 
     def __repr__(self) -> str:  # never print the PAN
         return f"VaultCard(token={self.token!r}, brand={self.brand!r}, last4={self.last4!r})"
+
+
+# On the confirm path: built once (see payhub.trade.repository).
+_INSERT_CARD = insert(card_vault)
+_FIND_CARD = select(card_vault).where(card_vault.c.token == bindparam("b_token"))
 
 
 def _fingerprint_key(keyring: KeyRing) -> bytes:
@@ -73,16 +78,16 @@ class CardVault:
         token = new_id("card")
         card = VaultCard(token=token, pan=number, brand=card_brand(number), last4=number[-4:],
                          exp_month=exp_month, exp_year=exp_year)
-        conn.execute(insert(card_vault).values(
-            token=token, merchant_id=merchant_id,
-            pan_encrypted=self._keyring.encrypt_text(number, f"card_vault:{token}"),
-            fingerprint=self.fingerprint(number), brand=card.brand, last4=card.last4,
-            exp_month=exp_month, exp_year=exp_year, create_time=clock.now()))
+        conn.execute(_INSERT_CARD, {
+            "token": token, "merchant_id": merchant_id,
+            "pan_encrypted": self._keyring.encrypt_text(number, f"card_vault:{token}"),
+            "fingerprint": self.fingerprint(number), "brand": card.brand, "last4": card.last4,
+            "exp_month": exp_month, "exp_year": exp_year, "create_time": clock.now()})
         return card
 
     def detokenize(self, conn: Connection, merchant_id: str, token: str,
                    field: str = "payment_method.card_token") -> VaultCard:
-        row = conn.execute(select(card_vault).where(card_vault.c.token == token)).first()
+        row = conn.execute(_FIND_CARD, {"b_token": token}).first()
         if row is None or row.merchant_id != merchant_id:
             raise InvalidArgument.field(field, "is not a card token of this merchant")
         if card_expired(row.exp_month, row.exp_year, clock.now()):
