@@ -32,7 +32,8 @@ class Settings:
                                     f"({', '.join(SERVICE_NAMES)}) or `all`.")
     workers: int = _setting(1, "Server processes sharing the listen port (SO_REUSEPORT).")
     threads: int = _setting(16, "gRPC handler threads per process. On a 2-core machine 16 served more than "
-                                "32 (less switching). Each open WatchEvents stream holds one.")
+                                "32 (less switching). A WatchEvents stream holds one for its whole life, so a "
+                                "process serves at most threads/2 streams (RESOURCE_EXHAUSTED beyond).")
     metrics_listen: str = _setting("127.0.0.1:9464", "HTTP address of the Prometheus /metrics endpoint; "
                                                      "empty disables it. Worker N listens on port + N.")
     http_listen: str = _setting("127.0.0.1:8080", "Address of the HTTP endpoint for channel callbacks. Not "

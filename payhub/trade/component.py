@@ -40,7 +40,8 @@ class TradeComponent:
             return self._webhooks
 
     def add_to_server(self, server: grpc.Server) -> None:
-        add_to_server(TradeServicer(self.service, _LazyWebhooks(self), self.stopping), server)
+        add_to_server(TradeServicer(self.service, _LazyWebhooks(self), self.stopping,
+                                    max_watch_streams=max(1, self.ctx.settings.threads // 2)), server)
 
     def jobs(self) -> list[Job]:
         svc = self.service

@@ -12,7 +12,7 @@ from payhub.trade.v1 import trade_pb2, trade_pb2_grpc
 
 from payhub.channel.convert import result_from_pb
 from payhub.channel.types import ChannelUpdate
-from payhub.kernel.errors import InvalidArgument
+from payhub.kernel.errors import InvalidArgument, ResourceExhausted
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
 from payhub.kernel.protobuf import enum_name, from_timestamp, money_init, timestamp, timestamp_init
@@ -282,10 +282,15 @@ def method_from(m: pb.PaymentMethod) -> MethodInput:
 
 
 class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
-    def __init__(self, service: TradeService, webhooks: Any, stopping: threading.Event) -> None:
+    def __init__(self, service: TradeService, webhooks: Any, stopping: threading.Event,
+                 max_watch_streams: int = 8) -> None:
         self.service = service
         self.webhooks = webhooks
         self.stopping = stopping
+        # Each WatchEvents stream holds a handler thread for its whole life: past this many, new
+        # streams are refused so that unary calls always find a thread.
+        self.max_watch_streams = max_watch_streams
+        self._watch_slots = threading.BoundedSemaphore(max_watch_streams)
 
     def CreatePayment(self, request: pb.CreatePaymentRequest, context: Any) -> pb.CreatePaymentResponse:
         merchant = parse_merchant(request.parent)
@@ -362,9 +367,17 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
 
     def WatchEvents(self, request: pb.WatchEventsRequest, context: Any) -> Iterator[pb.WatchEventsResponse]:
         merchant = parse_merchant(request.parent, allow_all=True)
-        for event in self.service.watch_events(merchant, request.after_sequence, context.is_active,
-                                               self.stopping):
-            yield pb.WatchEventsResponse(event=event_pb(event))
+        if not self._watch_slots.acquire(blocking=False):
+            raise ResourceExhausted(
+                f"this server already serves {self.max_watch_streams} WatchEvents streams; retry later, "
+                "from another replica, or receive events by webhook", reason="TOO_MANY_WATCH_STREAMS",
+                metadata={"limit": str(self.max_watch_streams)})
+        try:
+            for event in self.service.watch_events(merchant, request.after_sequence, context.is_active,
+                                                   self.stopping):
+                yield pb.WatchEventsResponse(event=event_pb(event))
+        finally:
+            self._watch_slots.release()
 
     def ListWebhookDeliveries(self, request: pb.ListWebhookDeliveriesRequest,
                               context: Any) -> pb.ListWebhookDeliveriesResponse:

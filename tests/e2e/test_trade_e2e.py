@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from payhub.merchant.v1 import merchant_pb2, merchant_pb2_grpc
 from payhub.trade.v1 import trade_pb2 as pb
 from payhub.trade.v1 import trade_pb2_grpc
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 
 pytestmark = pytest.mark.e2e
 CNY = "CNY"
@@ -176,3 +177,34 @@ def test_watch_events_resumes_from_a_sequence(api: Api) -> None:
     assert [e.sequence for e in resumed] == [e.sequence for e in everything[1:3]]
     assert payment.name  # its events carry a snapshot of the payment, never a card number
     assert all("4242424242424242" not in e.payload_json for e in everything)
+
+
+def test_watch_streams_past_the_cap_are_refused_and_unary_calls_still_served(tmp_path: Path) -> None:
+    # With 2 handler threads a server takes 1 WatchEvents stream; the next is refused instead of
+    # taking the thread every other call needs.
+    server = start_server(tmp_path, extra_env={"PAYHUB_THREADS": "2"})
+    try:
+        api = Api(server)
+        first = api.trade.WatchEvents(pb.WatchEventsRequest(parent=api.merchant), metadata=api.md, timeout=30)
+        api.confirm(api.create().name)
+        assert next(first).event.sequence > 0  # the stream is open and holds its thread
+
+        with pytest.raises(grpc.RpcError) as refused:
+            next(api.trade.WatchEvents(pb.WatchEventsRequest(parent=api.merchant), metadata=api.md, timeout=10))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert api.create().name  # unary calls still find a thread
+
+        first.cancel()
+        deadline = time.monotonic() + 10  # the server notices the cancelled stream within a poll
+        while True:
+            try:
+                again = api.trade.WatchEvents(pb.WatchEventsRequest(parent=api.merchant), metadata=api.md, timeout=10)
+                assert next(again).event.sequence > 0
+                again.cancel()
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+                time.sleep(0.2)
+        api.channel.close()
+    finally:
+        server.stop()

@@ -543,7 +543,9 @@ class TradeServiceStub(typing.Generic[_TradeServiceCreatePaymentType, _TradeServ
     shuts down. Delivery is at least once: resume with the last sequence seen.
 
     Callers: merchant keys (own merchant, also read-only); every staff role.
-    Errors: INVALID_ARGUMENT for a negative `after_sequence`; NOT_FOUND for another merchant.
+    Errors: INVALID_ARGUMENT for a negative `after_sequence`; NOT_FOUND for another merchant;
+    RESOURCE_EXHAUSTED (reason TOO_MANY_WATCH_STREAMS) when the server already serves its maximum of
+    open streams (retry later or on another replica, or receive events by webhook).
     """
 
     ListWebhookDeliveries: _TradeServiceListWebhookDeliveriesType
@@ -842,7 +844,9 @@ class TradeServiceServicer(metaclass=abc.ABCMeta):
         shuts down. Delivery is at least once: resume with the last sequence seen.
 
         Callers: merchant keys (own merchant, also read-only); every staff role.
-        Errors: INVALID_ARGUMENT for a negative `after_sequence`; NOT_FOUND for another merchant.
+        Errors: INVALID_ARGUMENT for a negative `after_sequence`; NOT_FOUND for another merchant;
+        RESOURCE_EXHAUSTED (reason TOO_MANY_WATCH_STREAMS) when the server already serves its maximum of
+        open streams (retry later or on another replica, or receive events by webhook).
         """
 
     @abc.abstractmethod
