@@ -1,10 +1,14 @@
 """Database helpers behave the same on SQLite and PostgreSQL."""
 
+import psycopg
+import pytest
 from sqlalchemy import select, text
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
+from payhub.kernel.errors import Unavailable
 from payhub.kernel.idempotency import idempotency_keys
+from tests.conftest import PG_ADMIN_URL, new_postgres_database
 
 
 def test_insert_ignore_tells_an_inserted_row_from_an_ignored_one(db: Database) -> None:
@@ -33,3 +37,25 @@ def test_reads_keep_the_statements_prepared_on_postgresql(pg_db: Database) -> No
         assert prepared, "the read statement is no longer prepared"
     finally:
         db.dispose()
+
+
+def test_connections_killed_by_postgresql_answer_unavailable_then_recover() -> None:
+    # No pre-ping on checkout (it cost a round trip per transaction): a pooled connection that
+    # PostgreSQL dropped fails its call as UNAVAILABLE, never INTERNAL, and the pool then replaces
+    # every connection older than the failure, so the next call works without anyone stepping in.
+    with new_postgres_database() as url:  # its own database: every session on it is terminated
+        db = Database(url)
+        try:
+            for _ in range(3):
+                with db.read() as conn:
+                    conn.execute(text("SELECT 1"))
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                              (db.engine.url.database,))
+            with pytest.raises(Unavailable), db.begin() as conn:
+                conn.execute(text("SELECT 1"))
+            for _ in range(3):
+                with db.begin() as conn:
+                    assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            db.dispose()
