@@ -170,7 +170,11 @@ def _insert_ignore_statement(table: Table, columns: tuple[str, ...]) -> TextClau
     # form of its dialect-specific INSERTs (on_conflict_do_nothing), which then cost a full compile
     # on every call; the typed bind parameters keep the column types' conversions. preserve_rowcount:
     # SQLAlchemy otherwise drops an INSERT's rowcount once the cursor closes (psycopg then says -1).
-    quoted = ", ".join(f'"{name}"' for name in columns)
+    # Text knows no column defaults: every column with a Python-side default must be given.
+    missing = [c.name for c in table.columns if c.default is not None and c.key not in columns]
+    if missing:
+        raise ValueError(f"insert_ignore into {table.name} must give {missing} (column defaults do not apply)")
+    quoted = ", ".join(f'"{table.c[name].name}"' for name in columns)
     binds = ", ".join(f":{name}" for name in columns)
     statement = text(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({binds}) ON CONFLICT DO NOTHING')
     return statement.bindparams(*(bindparam(name, type_=table.c[name].type) for name in columns)) \

@@ -83,17 +83,13 @@ def _redact_event(event_dict: MutableMapping[str, Any], skip: frozenset[str]) ->
     return event_dict
 
 
-def redaction_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return _redact_event(event_dict, frozenset())
-
-
 # Set by the processors before redaction in configure_logging (add_log_level, TimeStamper), always
 # to a level name or an ISO time: nothing to redact there.
 _STAMPED = frozenset({"level", "timestamp"})
 
 
-def _redaction_after_stamps(_logger: Any, _name: str,
-                            event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redaction_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Redact card numbers and secrets from every field; runs after the level and time stamps."""
     return _redact_event(event_dict, _STAMPED)
 
 
@@ -116,7 +112,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            _redaction_after_stamps,
+            redaction_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

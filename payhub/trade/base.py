@@ -14,20 +14,11 @@ from payhub.identity.principal import current_principal
 from payhub.kernel import idempotency
 from payhub.kernel.crypto import KeyRing
 from payhub.kernel.db import Database
-from payhub.kernel.errors import (
-    FailedPrecondition,
-    NotFound,
-)
+from payhub.kernel.errors import FailedPrecondition, NotFound
 from payhub.kernel.logging import get_logger
 from payhub.kernel.outbox import record_event
 from payhub.trade import repository as repo
-from payhub.trade.domain import (
-    Payment,
-    Refund,
-    attempt_snapshot,
-    payment_from_snapshot,
-    refund_from_snapshot,
-)
+from payhub.trade.domain import Payment, Refund, attempt_snapshot, payment_from_snapshot, refund_from_snapshot
 from payhub.trade.vault import CardVault
 
 log = get_logger("payhub.trade")
@@ -41,10 +32,8 @@ class Reply(Exception):
         self.payment = payment
 
 
-
 def request_fingerprint(data: Any) -> str:
     return idempotency.fingerprint(json.dumps(data, sort_keys=True, default=str).encode())
-
 
 
 def encode(obj: Payment | Refund) -> bytes:
@@ -55,26 +44,21 @@ def encode(obj: Payment | Refund) -> bytes:
     return json.dumps({"refund": obj.snapshot() | {"state": obj.state.value}}).encode()
 
 
-
 def decode_payment(raw: bytes) -> Payment:
     return payment_from_snapshot(json.loads(raw)["payment"])
-
 
 
 def decode_refund(raw: bytes) -> Refund:
     return refund_from_snapshot(json.loads(raw)["refund"])
 
 
-
 def not_found(name: str) -> NotFound:
     return NotFound(f"{name} not found", reason="NOT_FOUND", metadata={"name": name})
-
 
 
 def state_error(reason: str, payment: Payment, what: str) -> FailedPrecondition:
     return FailedPrecondition(f"{payment.name} is {payment.state.value}: {what}", reason=reason,
                               metadata={"state": payment.state.value, "payment": payment.name})
-
 
 
 class TradeBase:

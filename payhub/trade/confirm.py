@@ -10,12 +10,7 @@ from sqlalchemy import Connection, select
 
 from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction
 from payhub.kernel import clock, idempotency
-from payhub.kernel.errors import (
-    Aborted,
-    PayhubError,
-    Unavailable,
-    Violations,
-)
+from payhub.kernel.errors import Aborted, PayhubError, Unavailable, Violations
 from payhub.kernel.ids import new_id
 from payhub.trade import repository as repo
 from payhub.trade.base import (
@@ -46,7 +41,6 @@ METHOD_TYPES = ("CARD", "ALIPAY", "WECHAT_PAY", "UNIONPAY", "WALLET")
 CLIENT_TYPES = ("PC", "H5", "APP", "NATIVE_QR", "JSAPI", "BARCODE")
 
 
-
 @dataclass(frozen=True)
 class MethodInput:
     type: str
@@ -57,7 +51,6 @@ class MethodInput:
     cvc: str = field(default="", repr=False)
     card_token: str = ""
     channel_input: dict[str, str] = field(default_factory=dict)
-
 
 
 class Confirmation(OutcomeRecorder):

@@ -10,22 +10,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from payhub.kernel import clock
-from payhub.kernel.errors import (
-    Aborted,
-    PayhubError,
-)
+from payhub.kernel.errors import Aborted, PayhubError
 from payhub.trade import repository as repo
-from payhub.trade.base import (
-    FIRST_QUERY_GRACE,
-    log,
-)
-from payhub.trade.domain import (
-    ATTEMPT_OPEN,
-    UNPAID_OPEN,
-    CloseReason,
-    PaymentState,
-    RefundState,
-)
+from payhub.trade.base import FIRST_QUERY_GRACE, log
+from payhub.trade.domain import ATTEMPT_OPEN, UNPAID_OPEN, CloseReason, PaymentState, RefundState
 from payhub.trade.operations import PaymentOperations
 from payhub.trade.tables import payment_attempts, payments, refunds
 

@@ -9,22 +9,10 @@ from sqlalchemy import Connection
 
 from payhub.channel.types import ChannelUpdate, Outcome
 from payhub.kernel import clock, idempotency
-from payhub.kernel.errors import (
-    Aborted,
-    FailedPrecondition,
-    InvalidArgument,
-    Unavailable,
-    Violations,
-)
+from payhub.kernel.errors import Aborted, FailedPrecondition, InvalidArgument, Unavailable, Violations
 from payhub.kernel.money import validate_money
 from payhub.trade import repository as repo
-from payhub.trade.base import (
-    encode,
-    log,
-    not_found,
-    request_fingerprint,
-    state_error,
-)
+from payhub.trade.base import encode, log, not_found, request_fingerprint, state_error
 from payhub.trade.domain import (
     ATTEMPT_OPEN,
     IN_FLIGHT,

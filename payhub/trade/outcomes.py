@@ -11,17 +11,11 @@ from sqlalchemy import Connection, select, update
 
 from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
 from payhub.kernel import clock
-from payhub.kernel.errors import (
-    Aborted,
-)
+from payhub.kernel.errors import Aborted
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox import record_event
 from payhub.trade import repository as repo
-from payhub.trade.base import (
-    TradeBase,
-    log,
-    not_found,
-)
+from payhub.trade.base import TradeBase, log, not_found
 from payhub.trade.domain import (
     ATTEMPT_OPEN,
     AUTHORIZATION_TTL,

@@ -15,24 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from payhub.identity.principal import current_principal
 from payhub.kernel import clock, idempotency
 from payhub.kernel.db import is_unique_violation
-from payhub.kernel.errors import (
-    Aborted,
-    AlreadyExists,
-    InvalidArgument,
-    Violations,
-)
+from payhub.kernel.errors import Aborted, AlreadyExists, InvalidArgument, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
 from payhub.kernel.outbox import Event, read_events
 from payhub.kernel.pagination import PageRequest, next_token
 from payhub.trade import repository as repo
-from payhub.trade.base import (
-    TradeBase,
-    decode_payment,
-    encode,
-    request_fingerprint,
-    state_error,
-)
+from payhub.trade.base import TradeBase, decode_payment, encode, request_fingerprint, state_error
 from payhub.trade.domain import (
     ALLOWED_INSTALLMENTS,
     DEFAULT_EXPIRY,
@@ -62,7 +51,6 @@ class PaymentDraft:
     splits: tuple[Split, ...] = ()
 
 
-
 @dataclass(frozen=True)
 class PaymentChanges:
     """UpdatePayment: only the fields named in `fields` are applied."""
@@ -74,7 +62,6 @@ class PaymentChanges:
     description: str = ""
     expire_time: datetime | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-
 
 
 class PaymentRecords(TradeBase):

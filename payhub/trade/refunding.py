@@ -11,12 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from payhub.channel.types import ChannelResult
 from payhub.kernel import clock, idempotency
 from payhub.kernel.db import is_unique_violation
-from payhub.kernel.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    Violations,
-)
+from payhub.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
 from payhub.kernel.pagination import PageRequest, next_token
@@ -30,11 +25,7 @@ from payhub.trade.base import (
     request_fingerprint,
     state_error,
 )
-from payhub.trade.domain import (
-    PaymentState,
-    Refund,
-    RefundState,
-)
+from payhub.trade.domain import PaymentState, Refund, RefundState
 from payhub.trade.outcomes import OutcomeRecorder
 from payhub.trade.tables import payments
 

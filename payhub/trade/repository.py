@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
 
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
@@ -109,13 +109,22 @@ def refund_from_row(row: Any) -> Refund:
 # cache-key work off the hot path; SQLAlchemy's compiled cache then serves each shape.
 _INSERT_PAYMENT = insert(payments)
 _GET_PAYMENT = select(payments).where(payments.c.id == bindparam("b_id"))
-_GET_PAYMENT_FOR_UPDATE = _GET_PAYMENT.with_for_update()
 _INSERT_ATTEMPT = insert(payment_attempts)
 _GET_ATTEMPT = select(payment_attempts).where(payment_attempts.c.id == bindparam("b_id"))
 _ATTEMPTS_OF = (select(payment_attempts).where(payment_attempts.c.payment_id == bindparam("b_payment_id"))
                 .order_by(payment_attempts.c.create_time, payment_attempts.c.id))
 _CAS_ATTEMPT = update(payment_attempts).where(payment_attempts.c.id == bindparam("b_id"),
                                               payment_attempts.c.state == bindparam("b_state"))
+
+
+def _require_columns(table: Table, values: dict[str, Any]) -> None:
+    # The prebuilt UPDATEs take their SET columns from the parameters and would silently skip a
+    # misspelt key (.values() refused it): refuse it here. Values are plain data, never SQL.
+    if not values.keys() <= _COLUMN_KEYS[table.name]:
+        raise ValueError(f"not columns of {table.name}: {sorted(values.keys() - _COLUMN_KEYS[table.name])}")
+
+
+_COLUMN_KEYS = {t.name: frozenset(t.c.keys()) for t in (payments, payment_attempts)}
 
 
 @functools.cache
@@ -133,9 +142,8 @@ def insert_payment(conn: Connection, p: Payment) -> None:
     conn.execute(_INSERT_PAYMENT, payment_values(p))
 
 
-def get_payment(conn: Connection, payment_id: str, *, for_update: bool = False) -> Payment | None:
-    locking = for_update and conn.dialect.name == "postgresql"
-    row = conn.execute(_GET_PAYMENT_FOR_UPDATE if locking else _GET_PAYMENT, {"b_id": payment_id}).first()
+def get_payment(conn: Connection, payment_id: str) -> Payment | None:
+    row = conn.execute(_GET_PAYMENT, {"b_id": payment_id}).first()
     return payment_from_row(row) if row else None
 
 
@@ -150,6 +158,7 @@ def cas_payment(conn: Connection, payment_id: str, expected: tuple[PaymentState,
                 no_operation: bool = False, returning: bool = False) -> Any:
     """UPDATE payments … WHERE state IN expected [AND current_attempt_id = …]; returns the new row
     (returning=True) or the rowcount."""
+    _require_columns(payments, values)
     states = (expected,) if isinstance(expected, PaymentState) else expected
     params = {**values, "b_id": payment_id, "b_states": [s.value for s in states], "b_attempt_id": attempt_id}
     result = conn.execute(_cas_payment_statement(attempt_id is not None, no_operation, returning), params)
@@ -214,6 +223,7 @@ def attempts_of(conn: Connection, payment_id: str) -> list[Attempt]:
 
 
 def cas_attempt(conn: Connection, attempt_id: str, expected: str, values: dict[str, Any]) -> int:
+    _require_columns(payment_attempts, values)
     return int(conn.execute(_CAS_ATTEMPT, {**values, "b_id": attempt_id, "b_state": expected}).rowcount)
 
 

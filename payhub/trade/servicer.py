@@ -57,11 +57,6 @@ def parse_payment(name: str, field: str = "name") -> tuple[str, str]:
     return merchant, payment
 
 
-def _val(enum: Any, name: str) -> Any:
-    """The enum number of `name`, 0 (UNSPECIFIED) when the domain value is empty."""
-    return enum.Value(name) if not name.endswith("_") else 0
-
-
 class _Numbers:
     """A proto enum's numbers by domain value (its value names without `prefix`), looked up once:
     the same numbers as `enum.Value(prefix + value)`, which still answers (and raises) for a value
@@ -78,7 +73,7 @@ class _Numbers:
         return number if number is not None else int(self._enum.Value(f"{self._prefix}{value}"))
 
     def optional(self, value: str) -> int:
-        """Like `_val`: 0 (UNSPECIFIED) for an empty domain value."""
+        """`required`, but 0 (UNSPECIFIED) for an empty domain value."""
         if not value or value[-1] == "_":
             return 0
         return self.required(value)
@@ -103,16 +98,9 @@ _CLIENT_TYPE = _Numbers(common_pb2.ClientType, "CLIENT_TYPE_")
 # one in place of a message (its stubs only know messages, hence Any).
 MessageInit = Any
 
-def failure_pb(f: Failure | None) -> pb.Failure | None:
-    return pb.Failure(**_failure_init(f)) if f else None
-
 
 def _failure_init(f: Failure) -> dict[str, Any]:
     return {"code": f.code, "message": f.message, "channel_code": f.channel_code}
-
-
-def method_pb(m: MethodSummary | None) -> pb.PaymentMethodSummary | None:
-    return None if m is None else pb.PaymentMethodSummary(**_method_init(m))
 
 
 def _method_init(m: MethodSummary) -> dict[str, Any]:
@@ -137,10 +125,6 @@ def next_action_pb(action: dict[str, Any] | None) -> pb.NextAction | None:
                                               length=int(data.get("length", "6") or 6),
                                               challenge_id=data.get("challenge_id", "")))
     return pb.NextAction(sdk_params=pb.SdkParams(params=data))
-
-
-def attempt_pb(a: Attempt) -> pb.Attempt:
-    return pb.Attempt(**_attempt_init(a))
 
 
 def _attempt_init(a: Attempt) -> dict[str, Any]:

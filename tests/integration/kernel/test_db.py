@@ -59,3 +59,10 @@ def test_connections_killed_by_postgresql_answer_unavailable_then_recover() -> N
                     assert conn.execute(text("SELECT 1")).scalar() == 1
         finally:
             db.dispose()
+
+
+def test_insert_ignore_refuses_to_skip_a_column_default(db: Database) -> None:
+    # Its statement is text, which knows no Python-side defaults: a missing one is an error, not NULL.
+    from payhub.trade.tables import payments
+    with db.begin() as conn, pytest.raises(ValueError, match="column defaults"):
+        insert_ignore(conn, payments, {"id": "pay_x", "merchant_id": "m"})
