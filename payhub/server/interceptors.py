@@ -125,19 +125,8 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap_unary(self, behavior: Callable[[Any, Any], Any], method: _Method) -> Any:
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
-            scope = _CallScope(self, method, context)
-            try:
-                scope.authenticate()
-                return behavior(request, context)
-            except PayhubError as exc:
-                scope.abort(exc)
-            except Exception:
-                if scope.aborted_by_servicer():
-                    raise
-                scope.internal_error()
-            finally:
-                scope.finish()
-            return None
+            with _CallScope(self, method, context) as scope:
+                return scope.run(lambda: behavior(request, context))
         return unary
 
     def _wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]], method: _Method) -> Any:
