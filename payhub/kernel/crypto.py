@@ -59,6 +59,12 @@ class KeyRing:
         raw = base64.b64decode(b64)
         return self._keys[kid].decrypt(raw[:12], raw[12:], associated_data)
 
+    def derive_key(self, label: bytes) -> bytes:
+        """A 32-byte key for one purpose, derived deterministically from the primary key: AES-GCM of
+        the label under a fixed nonce is a keyed pseudo-random function of the label (that nonce is
+        never used to encrypt data)."""
+        return hashlib.sha256(self._keys[self.primary_kid].encrypt(b"\x00" * 12, label, b"")).digest()
+
     def encrypt_text(self, text: str, associated_data: str = "") -> str:
         return self.encrypt(text.encode(), associated_data.encode())
 

@@ -10,14 +10,12 @@ rotation differ from those made after it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, insert, select
 
 from payhub.kernel import clock
-from payhub.kernel.crypto import KeyRing
+from payhub.kernel.crypto import KeyRing, hmac_sha256_hex
 from payhub.kernel.errors import InvalidArgument, Violations
 from payhub.kernel.ids import new_id
 from payhub.trade.domain import card_brand, card_expired, luhn_ok
@@ -42,20 +40,13 @@ _INSERT_CARD = insert(card_vault)
 _FIND_CARD = select(card_vault).where(card_vault.c.token == bindparam("b_token"))
 
 
-def _fingerprint_key(keyring: KeyRing) -> bytes:
-    # Deterministic derivation from the primary key: AES-GCM of a fixed label under a fixed nonce is a
-    # keyed pseudo-random function of the label (the nonce is never used for anything else).
-    aes = keyring._keys[keyring.primary_kid]
-    return hashlib.sha256(aes.encrypt(b"\x00" * 12, b"payhub card fingerprint v1", b"")).digest()
-
-
 class CardVault:
     def __init__(self, keyring: KeyRing) -> None:
         self._keyring = keyring
-        self._fp_key = _fingerprint_key(keyring)
+        self._fp_key = keyring.derive_key(b"payhub card fingerprint v1")
 
     def fingerprint(self, pan: str) -> str:
-        return hmac.new(self._fp_key, pan.encode(), hashlib.sha256).hexdigest()
+        return hmac_sha256_hex(self._fp_key, pan.encode())
 
     @staticmethod
     def validate(number: str, exp_month: int, exp_year: int, cvc: str, prefix: str = "payment_method.card") -> None:

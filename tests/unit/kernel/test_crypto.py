@@ -44,3 +44,14 @@ def test_development_ring_is_created_once_with_private_permissions(tmp_path: os.
 def test_secret_hash_is_one_way_and_stable() -> None:
     assert hash_secret("phk_abc") == hash_secret("phk_abc")
     assert "phk_abc" not in hash_secret("phk_abc")
+
+
+def test_derived_keys_are_stable_per_key_ring_and_label() -> None:
+    # Card fingerprints are looked up later by the key derived here: it must not change between
+    # processes, and different purposes must not share a key.
+    spec = f"k1:{base64.b64encode(os.urandom(32)).decode()}"
+    ring, same = KeyRing.parse(spec), KeyRing.parse(spec)
+    assert ring.derive_key(b"a") == same.derive_key(b"a")
+    assert len(ring.derive_key(b"a")) == 32
+    assert ring.derive_key(b"a") != ring.derive_key(b"b")
+    assert ring.derive_key(b"a") != KeyRing.parse(f"k1:{base64.b64encode(os.urandom(32)).decode()}").derive_key(b"a")
