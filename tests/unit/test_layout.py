@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APP, GEN = ROOT / "payhub", ROOT / "gen" / "payhub"
+APP, GEN, CMD = ROOT / "payhub", ROOT / "gen" / "payhub", ROOT / "cmd" / "payhub"
 
 
 def test_no_init_in_shared_namespace_directories() -> None:
@@ -27,3 +27,15 @@ def test_generated_module_imports_beside_application(proto: Path) -> None:
     app_dirs = [d.name for d in APP.iterdir() if (d / "component.py").exists()]
     for name in app_dirs:
         importlib.import_module(f"payhub.{name}.component")
+
+
+def test_command_line_lives_in_cmd_and_cmd_stays_the_stdlib_module() -> None:
+    import cmd
+    import sysconfig
+
+    import payhub.cli.main
+
+    assert Path(payhub.cli.main.__file__).resolve().is_relative_to(CMD)
+    assert not (APP / "cli").exists()
+    assert not (ROOT / "cmd" / "__init__.py").exists() and not (CMD / "__init__.py").exists()
+    assert Path(cmd.__file__).resolve().parent == Path(sysconfig.get_paths()["stdlib"]).resolve()

@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from payhub.cli.demo import seed
+
 from payhub.identity.principal import PrincipalKind
 from payhub.kernel.config import Settings, load_settings
 from payhub.kernel.migrate import upgrade

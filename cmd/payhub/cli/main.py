@@ -38,6 +38,11 @@ def _demo_seed(_args: argparse.Namespace) -> int:
     return seed(load_settings())
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from payhub.cli.simulate import run_simulator
+    return run_simulator(args.channel, args.simulator_args)
+
+
 def _config_doc(_args: argparse.Namespace) -> int:
     print(settings_table())
     return 0
@@ -64,6 +69,14 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
     demo.add_parser("seed", help="create the demo merchant and print its credentials").set_defaults(func=_demo_seed)
+
+    simulate = sub.add_parser(
+        "simulate", help="run a channel's local protocol simulator (e.g. `payhub simulate alipay --help`)",
+        description="Run the local simulator of a channel's server side. Every channel package that ships a "
+                    "`simulator` module has one; the arguments after the channel go to it.")
+    simulate.add_argument("channel", help="registered channel name, e.g. alipay, wechatpay")
+    simulate.add_argument("simulator_args", nargs=argparse.REMAINDER, help="the simulator's own options")
+    simulate.set_defaults(func=_simulate)
 
     sub.add_parser("config-doc", help="print the settings table").set_defaults(func=_config_doc)
     return root
