@@ -45,6 +45,21 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class CredentialKey:
+    """One key of a channel's credentials, named exactly as the channel names it (e.g. Alipay's
+    `app_private_key`), so operators and other tools configure payhub with the channel's own words.
+    `kind` says how ConfigureChannel checks the value: "text", "url" (http(s); plain http is for a
+    simulator on loopback), "private_key" (PEM, PKCS#8 or PKCS#1), "public_key" (PEM),
+    "certificate" (PEM), "key_and_certificate" (PEM private key + certificate), "secret" (opaque).
+    Credentials are write-only whatever the kind: ListChannels shows names, never values."""
+
+    name: str
+    required: bool = True
+    kind: str = "text"
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class ChannelCredentials:
     """One merchant's account at a channel: the decrypted credentials of its channel configuration
     (never logged: repr hides them) and where the channel should send notifications."""
@@ -101,6 +116,16 @@ class ChannelAdapter(ABC):
 
     @abstractmethod
     def capabilities(self) -> Capabilities: ...
+
+    def credential_keys(self) -> tuple[CredentialKey, ...]:
+        """The credential keys a merchant's configuration of this channel holds (none by default)."""
+        return ()
+
+    def validate_credentials(self, values: Mapping[str, str]) -> dict[str, str]:
+        """Problems with a configuration's credentials, by key (empty: valid). The default checks that
+        every required key is present; adapters add format checks (PEM parses, URL is a URL)."""
+        return {key.name: "is required" for key in self.credential_keys()
+                if key.required and not values.get(key.name, "").strip()}
 
     @abstractmethod
     def pay(self, instruction: PaymentInstruction, credentials: ChannelCredentials) -> ChannelResult:
