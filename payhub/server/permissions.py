@@ -3,6 +3,10 @@
 `admin` and the internal service principal may call everything. Merchant API keys act only on their
 own merchant (enforced again in each use case, where another merchant's resource is NOT_FOUND);
 read-only keys may call only the RPCs marked `read_only_key`.
+
+The contract is each RPC's "Callers:" comment in protos/: every row must say what that comment says,
+and tests/unit/server/test_permissions_contract.py compares them for every RPC (its docstring gives
+the small grammar those comments keep to). Change the comment and the row together.
 """
 
 from __future__ import annotations
@@ -89,11 +93,11 @@ _TABLE: dict[str, dict[str, Access]] = {
         "CompleteSandboxAction": write(OPS),
     },
     "payhub.cashier.v1.CashierService": {
-        "CreateCheckoutSession": write(BIZ),
-        "GetCheckoutSession": read(),
-        "ListPaymentMethods": read(),
-        "SubmitPaymentMethod": write(BIZ),
-        "VerifyCheckoutChallenge": write(BIZ),
+        "CreateCheckoutSession": write(),
+        "GetCheckoutSession": read(OPS, BIZ),
+        "ListPaymentMethods": read(OPS, BIZ),
+        "SubmitPaymentMethod": write(),
+        "VerifyCheckoutChallenge": write(),
         "GetCashierSettings": read(OPS, BIZ),
         "UpdateCashierSettings": write(OPS, BIZ),
     },
@@ -105,42 +109,42 @@ _TABLE: dict[str, dict[str, Access]] = {
         "ListRules": staff(OPS, BIZ),
         "AddBlocklistEntry": staff(OPS),
         "RemoveBlocklistEntry": staff(OPS),
-        "ListBlocklistEntries": staff(OPS),
-        "ListRiskEvents": staff(OPS, BIZ),
+        "ListBlocklistEntries": staff(OPS, BIZ),
+        "ListRiskEvents": staff(OPS, BIZ, FIN),
         "ReviewTransaction": staff(OPS),
-        "VerifyChallenge": write(OPS),
+        "VerifyChallenge": write(),
     },
     "payhub.settlement.v1.SettlementService": {
-        "GetBalance": read(FIN, OPS),
+        "GetBalance": read(FIN, BIZ),
         "ListLedgerAccounts": read(FIN),
         "ListLedgerEntries": read(FIN),
         "GetJournal": staff(FIN),
         "RunSettlement": staff(FIN),
-        "ListSettlementBatches": read(FIN),
-        "GetSettlementBatch": read(FIN),
-        "ListSettlementItems": read(FIN),
+        "ListSettlementBatches": read(FIN, BIZ),
+        "GetSettlementBatch": read(FIN, BIZ),
+        "ListSettlementItems": read(FIN, BIZ),
         "CreatePayout": write(FIN),
-        "ListPayouts": read(FIN),
+        "ListPayouts": read(FIN, BIZ),
         "SplitPayment": write(FIN),
-        "ListSplits": read(FIN),
+        "ListSplits": read(FIN, BIZ),
         "CreateSplitReceiver": write(FIN),
-        "ListSplitReceivers": read(FIN),
+        "ListSplitReceivers": read(FIN, BIZ),
         "ImportStatement": staff(FIN),
-        "GetStatement": staff(FIN),
-        "ListStatements": staff(FIN),
-        "ListDiscrepancies": staff(FIN),
+        "GetStatement": staff(FIN, OPS),
+        "ListStatements": staff(FIN, OPS),
+        "ListDiscrepancies": staff(FIN, OPS),
         "ResolveDiscrepancy": staff(FIN),
         "AuditLedger": staff(FIN),
-        "CreateWallet": write(FIN),
-        "GetWallet": read(FIN),
-        "ListWallets": read(FIN),
-        "TopUpWallet": write(FIN),
+        "CreateWallet": write(OPS),
+        "GetWallet": read(FIN, OPS),
+        "ListWallets": read(FIN, OPS),
+        "TopUpWallet": write(OPS),
     },
     "payhub.analytics.v1.AnalyticsService": {
         "GetPaymentMetrics": read(),
         "GetChannelPerformance": staff(OPS, FIN, BIZ),
         "GetConversionFunnel": read(),
-        "ExportReport": read(FIN, OPS),
+        "ExportReport": read(FIN, OPS, BIZ),
     },
 }
 

@@ -104,7 +104,8 @@ class AnalyticsServiceServicer(object):
         by currency: payment count, succeeded count, success rate, GMV, refunded amount and count,
         refund rate, fees and average ticket.
 
-        Callers: merchant keys (own data); staff `admin`, `operations`, `finance`, `business`.
+        Callers: merchant keys (own data, also read-only); staff `admin`, `operations`, `finance`,
+        `business`.
         Errors: INVALID_ARGUMENT for a range longer than 400 days, more than 3 `group_by` dimensions,
         a repeated dimension, DIMENSION_DAY together with DIMENSION_HOUR, DIMENSION_HOUR over more than
         31 days; NOT_FOUND when `filter.merchants` names another merchant (merchant keys) or no
@@ -132,7 +133,8 @@ class AnalyticsServiceServicer(object):
         submitted -> payment succeeded (and sessions expired), attributed to the session's creation
         time and optionally grouped.
 
-        Callers: merchant keys (own data); staff `admin`, `operations`, `finance`, `business`.
+        Callers: merchant keys (own data, also read-only); staff `admin`, `operations`, `finance`,
+        `business`.
         Errors: INVALID_ARGUMENT for a range longer than 400 days or a `group_by` dimension other than
         MERCHANT, CLIENT_TYPE, DAY or HOUR; NOT_FOUND when `filter.merchants` names another merchant
         (merchant keys) or no merchant.
@@ -149,9 +151,9 @@ class AnalyticsServiceServicer(object):
         stream ends normally after the last row; an error mid-stream means the file is incomplete. The
         same export is available as `payhub report export`.
 
-        Callers: merchant keys (own data; REPORT_KIND_LEDGER covers only the merchant's own ledger
-        accounts); staff `admin`, `finance` (all kinds), `operations`, `business` (all kinds except
-        REPORT_KIND_LEDGER, which answers them PERMISSION_DENIED).
+        Callers: merchant keys (own data, also read-only; REPORT_KIND_LEDGER covers only the merchant's
+        own ledger accounts); staff `admin`, `finance` (all kinds), `operations`, `business` (all
+        kinds except REPORT_KIND_LEDGER, which answers them PERMISSION_DENIED).
         Errors: INVALID_ARGUMENT for `kind` unspecified; NOT_FOUND when `filter.merchants` names
         another merchant (merchant keys) or no merchant.
         """

@@ -157,7 +157,8 @@ class AnalyticsServiceStub(typing.Generic[_AnalyticsServiceGetPaymentMetricsType
     by currency: payment count, succeeded count, success rate, GMV, refunded amount and count,
     refund rate, fees and average ticket.
 
-    Callers: merchant keys (own data); staff `admin`, `operations`, `finance`, `business`.
+    Callers: merchant keys (own data, also read-only); staff `admin`, `operations`, `finance`,
+    `business`.
     Errors: INVALID_ARGUMENT for a range longer than 400 days, more than 3 `group_by` dimensions,
     a repeated dimension, DIMENSION_DAY together with DIMENSION_HOUR, DIMENSION_HOUR over more than
     31 days; NOT_FOUND when `filter.merchants` names another merchant (merchant keys) or no
@@ -179,7 +180,8 @@ class AnalyticsServiceStub(typing.Generic[_AnalyticsServiceGetPaymentMetricsType
     submitted -> payment succeeded (and sessions expired), attributed to the session's creation
     time and optionally grouped.
 
-    Callers: merchant keys (own data); staff `admin`, `operations`, `finance`, `business`.
+    Callers: merchant keys (own data, also read-only); staff `admin`, `operations`, `finance`,
+    `business`.
     Errors: INVALID_ARGUMENT for a range longer than 400 days or a `group_by` dimension other than
     MERCHANT, CLIENT_TYPE, DAY or HOUR; NOT_FOUND when `filter.merchants` names another merchant
     (merchant keys) or no merchant.
@@ -193,9 +195,9 @@ class AnalyticsServiceStub(typing.Generic[_AnalyticsServiceGetPaymentMetricsType
     stream ends normally after the last row; an error mid-stream means the file is incomplete. The
     same export is available as `payhub report export`.
 
-    Callers: merchant keys (own data; REPORT_KIND_LEDGER covers only the merchant's own ledger
-    accounts); staff `admin`, `finance` (all kinds), `operations`, `business` (all kinds except
-    REPORT_KIND_LEDGER, which answers them PERMISSION_DENIED).
+    Callers: merchant keys (own data, also read-only; REPORT_KIND_LEDGER covers only the merchant's
+    own ledger accounts); staff `admin`, `finance` (all kinds), `operations`, `business` (all
+    kinds except REPORT_KIND_LEDGER, which answers them PERMISSION_DENIED).
     Errors: INVALID_ARGUMENT for `kind` unspecified; NOT_FOUND when `filter.merchants` names
     another merchant (merchant keys) or no merchant.
     """
@@ -252,7 +254,8 @@ class AnalyticsServiceServicer(metaclass=abc.ABCMeta):
         by currency: payment count, succeeded count, success rate, GMV, refunded amount and count,
         refund rate, fees and average ticket.
 
-        Callers: merchant keys (own data); staff `admin`, `operations`, `finance`, `business`.
+        Callers: merchant keys (own data, also read-only); staff `admin`, `operations`, `finance`,
+        `business`.
         Errors: INVALID_ARGUMENT for a range longer than 400 days, more than 3 `group_by` dimensions,
         a repeated dimension, DIMENSION_DAY together with DIMENSION_HOUR, DIMENSION_HOUR over more than
         31 days; NOT_FOUND when `filter.merchants` names another merchant (merchant keys) or no
@@ -284,7 +287,8 @@ class AnalyticsServiceServicer(metaclass=abc.ABCMeta):
         submitted -> payment succeeded (and sessions expired), attributed to the session's creation
         time and optionally grouped.
 
-        Callers: merchant keys (own data); staff `admin`, `operations`, `finance`, `business`.
+        Callers: merchant keys (own data, also read-only); staff `admin`, `operations`, `finance`,
+        `business`.
         Errors: INVALID_ARGUMENT for a range longer than 400 days or a `group_by` dimension other than
         MERCHANT, CLIENT_TYPE, DAY or HOUR; NOT_FOUND when `filter.merchants` names another merchant
         (merchant keys) or no merchant.
@@ -303,9 +307,9 @@ class AnalyticsServiceServicer(metaclass=abc.ABCMeta):
         stream ends normally after the last row; an error mid-stream means the file is incomplete. The
         same export is available as `payhub report export`.
 
-        Callers: merchant keys (own data; REPORT_KIND_LEDGER covers only the merchant's own ledger
-        accounts); staff `admin`, `finance` (all kinds), `operations`, `business` (all kinds except
-        REPORT_KIND_LEDGER, which answers them PERMISSION_DENIED).
+        Callers: merchant keys (own data, also read-only; REPORT_KIND_LEDGER covers only the merchant's
+        own ledger accounts); staff `admin`, `finance` (all kinds), `operations`, `business` (all
+        kinds except REPORT_KIND_LEDGER, which answers them PERMISSION_DENIED).
         Errors: INVALID_ARGUMENT for `kind` unspecified; NOT_FOUND when `filter.merchants` names
         another merchant (merchant keys) or no merchant.
         """

@@ -166,7 +166,8 @@ class CashierServiceServicer(object):
         merchant's hidden methods. Order: the recommended method first (if recommendation is enabled),
         then the merchant's configured order, then payhub's default order.
 
-        Callers: the session holder; merchant keys (own); staff `admin`, `operations`, `business`.
+        Callers: the session holder; merchant keys (own, read-only keys included); staff `admin`,
+        `operations`, `business`.
         Errors: NOT_FOUND when `checkout_session` names no session; FAILED_PRECONDITION when the
         session has ended (the message gives its state).
         """

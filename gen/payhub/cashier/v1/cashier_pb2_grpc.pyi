@@ -263,7 +263,8 @@ class CashierServiceStub(typing.Generic[_CashierServiceCreateCheckoutSessionType
     merchant's hidden methods. Order: the recommended method first (if recommendation is enabled),
     then the merchant's configured order, then payhub's default order.
 
-    Callers: the session holder; merchant keys (own); staff `admin`, `operations`, `business`.
+    Callers: the session holder; merchant keys (own, read-only keys included); staff `admin`,
+    `operations`, `business`.
     Errors: NOT_FOUND when `checkout_session` names no session; FAILED_PRECONDITION when the
     session has ended (the message gives its state).
     """
@@ -423,7 +424,8 @@ class CashierServiceServicer(metaclass=abc.ABCMeta):
         merchant's hidden methods. Order: the recommended method first (if recommendation is enabled),
         then the merchant's configured order, then payhub's default order.
 
-        Callers: the session holder; merchant keys (own); staff `admin`, `operations`, `business`.
+        Callers: the session holder; merchant keys (own, read-only keys included); staff `admin`,
+        `operations`, `business`.
         Errors: NOT_FOUND when `checkout_session` names no session; FAILED_PRECONDITION when the
         session has ended (the message gives its state).
         """

@@ -148,7 +148,8 @@ class ChannelRouterServiceServicer(object):
         tried, in which order, with every candidate's score and the reason each was kept or dropped.
         No channel is called and nothing is changed.
 
-        Callers: staff `admin`, `operations`, `business`; any merchant API key for its own merchant.
+        Callers: staff `admin`, `operations`, `business`; any merchant API key for its own merchant
+        (also read-only).
         Errors: INVALID_ARGUMENT (e.g. `merchant`, `amount.currency_code`, `amount.amount_minor`,
         `payment_method_type`, `client_type`, `installments`); NOT_FOUND when `merchant` names no
         merchant or another merchant than the calling key's.

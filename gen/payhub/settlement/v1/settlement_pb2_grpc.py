@@ -240,8 +240,8 @@ class SettlementServiceServicer(object):
         """Lists ledger accounts with their balances, e.g. to find the account names for
         `ListLedgerEntries`.
 
-        Callers: merchant keys (accounts owned by the merchant or its wallets and split receivers
-        only); staff `admin`, `finance`.
+        Callers: merchant keys (also read-only; accounts owned by the merchant or its wallets and
+        split receivers only); staff `admin`, `finance`.
         Errors: NOT_FOUND when a merchant key sets `owner` to a resource it does not own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -252,7 +252,7 @@ class SettlementServiceServicer(object):
         """Lists the entries posted to one ledger account, oldest first (ascending `sequence`), optionally
         within a time range of `post_time`.
 
-        Callers: merchant keys (own accounts only); staff `admin`, `finance`.
+        Callers: merchant keys (own accounts only, also read-only); staff `admin`, `finance`.
         Errors: NOT_FOUND when `parent` names no account, or an account the merchant does not own;
         INVALID_ARGUMENT when `end_time` is before `start_time`.
         """
