@@ -148,8 +148,10 @@ class RunningServer:
 
 
 def start_server(tmp: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> RunningServer:
-    """Start `payhub serve --migrate` as a real process and wait until health says SERVING."""
+                 args: tuple[str, ...] = (), own_process_group: bool = False) -> RunningServer:
+    """Start `payhub serve --migrate` as a real process and wait until health says SERVING.
+    `own_process_group`: in a session of its own, so a test can kill -9 it with all its workers
+    (os.killpg(server.process.pid, SIGKILL)) the way an orchestrator kills a pod."""
     extra_env = extra_env or {}
     listen = extra_env.get("PAYHUB_LISTEN", f"127.0.0.1:{free_port()}")
     admin = extra_env.get("PAYHUB_ADMIN_TOKEN", f"admin-{secrets.token_hex(16)}")
@@ -162,7 +164,8 @@ def start_server(tmp: Path, *, database_url: str | None = None, extra_env: dict[
     log_path = tmp / f"server-{listen.rsplit(':', 1)[1]}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "payhub.cli.main", "serve", "--migrate", *args],
-                                   env=env, stdout=log_file, stderr=subprocess.STDOUT)
+                                   env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=own_process_group)
     server = RunningServer(listen, admin, tmp, process, log_path, env)
     wait_serving(server)
     return server

@@ -12,9 +12,10 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from payhub.channel.v1 import channel_pb2, channel_pb2_grpc
+from sqlalchemy import Connection
 
 from payhub.channel import convert
-from payhub.channel.types import ChannelResult, PaymentInstruction
+from payhub.channel.types import ChannelResult, PaymentInstruction, RoutePlan
 from payhub.kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -38,7 +39,18 @@ if TYPE_CHECKING:
 
 class ChannelClient(Protocol):
     def pay(self, instruction: PaymentInstruction) -> ChannelResult:
-        """Route the payment to a channel and try it. Never fails over after UNKNOWN."""
+        """Route the payment to a channel and try it. Never fails over after UNKNOWN. With
+        `instruction.channel` set: send to exactly that channel (no routing, no failover)."""
+        ...
+
+    def plan(self, instruction: PaymentInstruction) -> RoutePlan:
+        """Route without sending: the eligible channels in try order."""
+        ...
+
+    def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
+        """Write the router's record of what is about to be sent to `instruction.channel` inside the
+        caller's transaction. True when written (in process: then set `sent_recorded` on the
+        instruction); False when the router is remote and records it itself when it sends."""
         ...
 
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult: ...
@@ -68,6 +80,15 @@ class LocalChannelClient:
     def pay(self, instruction: PaymentInstruction) -> ChannelResult:
         """Route and try; FAILED `no_channel_available` when no channel is eligible."""
         return self._router.pay(instruction)
+
+    def plan(self, instruction: PaymentInstruction) -> RoutePlan:
+        return self._router.plan(instruction)
+
+    def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
+        i = instruction
+        self._router.sent.record_attempt_in(conn, i.attempt_id, i.channel, i.merchant_id, i.payment_id,
+                                            i.amount_minor, i.currency)
+        return True
 
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
         return self._router.query(channel, merchant_id, attempt_id)
@@ -111,6 +132,18 @@ class RemoteChannelClient:
 
     def pay(self, instruction: PaymentInstruction) -> ChannelResult:
         return self._execute(channel_pb2.ExecuteChannelOperationRequest(pay=convert.instruction_to_pb(instruction)))
+
+    def plan(self, instruction: PaymentInstruction) -> RoutePlan:
+        request = channel_pb2.ExecuteChannelOperationRequest(plan=convert.instruction_to_pb(instruction),
+                                                             request_id=new_id("req"))
+        try:
+            response = self._stub.ExecuteChannelOperation(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        return RoutePlan(tuple(response.planned_channels), response.plan_explanation)
+
+    def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
+        return False  # another process's database transaction cannot be joined: the router records it
 
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
         op = channel_pb2.AttemptOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id)

@@ -77,9 +77,15 @@ class SentLog:
     def record_attempt(self, attempt_id: str, channel: str, merchant_id: str, payment_id: str,
                        amount_minor: int, currency: str) -> None:
         with self._db.begin() as conn:
-            insert_ignore(conn, channel_attempts, {
-                "attempt_id": attempt_id, "channel": channel, "merchant_id": merchant_id, "payment_id": payment_id,
-                "amount_minor": amount_minor, "currency": currency, "create_time": clock.now()})
+            self.record_attempt_in(conn, attempt_id, channel, merchant_id, payment_id, amount_minor, currency)
+
+    @staticmethod
+    def record_attempt_in(conn: Connection, attempt_id: str, channel: str, merchant_id: str, payment_id: str,
+                          amount_minor: int, currency: str) -> None:
+        """The same record inside the caller's transaction (an in-process caller's claim)."""
+        insert_ignore(conn, channel_attempts, {
+            "attempt_id": attempt_id, "channel": channel, "merchant_id": merchant_id, "payment_id": payment_id,
+            "amount_minor": amount_minor, "currency": currency, "create_time": clock.now()})
 
     def attempt(self, attempt_id: str, channel: str) -> SentAmount | None:
         t = channel_attempts

@@ -28,7 +28,7 @@ from payhub.channel.health import HealthTracker
 from payhub.channel.registry import ChannelRegistry
 from payhub.channel.repository import ChannelStateRepository, SentAmount, SentLog
 from payhub.channel.routing import Candidate, RouteDecision, RouteRequest, route
-from payhub.channel.types import ChannelResult, PaymentInstruction
+from payhub.channel.types import ChannelResult, PaymentInstruction, RoutePlan
 from payhub.identity.principal import current_principal
 from payhub.kernel import clock
 from payhub.kernel.errors import InvalidArgument, NotFound, Violations
@@ -76,8 +76,18 @@ class ChannelRouter:
         return self.decide(request)
 
     # -- operations -----------------------------------------------------------------------------
+    def plan(self, instruction: PaymentInstruction) -> RoutePlan:
+        """Route without sending: the eligible channels in try order. A caller that must know where
+        an attempt goes before it is sent (the trade center records it with its claim) plans, then
+        pays each channel with `instruction.channel` set."""
+        validate_instruction(instruction)
+        decision = self.decide(RouteRequest.of(instruction))
+        return RoutePlan(tuple(c.channel for c in decision.kept), decision.explanation)
+
     def pay(self, instruction: PaymentInstruction) -> ChannelResult:
         validate_instruction(instruction)
+        if instruction.channel:
+            return self._pay_at(instruction)
         decision = self.decide(RouteRequest.of(instruction))
         result = no_channel_result(instruction.amount_minor, instruction.currency, decision.explanation)
         for candidate in decision.kept:
@@ -88,10 +98,18 @@ class ChannelRouter:
                      failure_code=result.failure_code)
         return result
 
+    def _pay_at(self, instruction: PaymentInstruction) -> ChannelResult:
+        """Send to the channel the caller chose from `plan` (no routing, no failover). The channel
+        must still be configured for the merchant; its state is not re-checked (it was eligible when
+        planned, and the caller has recorded the choice)."""
+        return self._pay_with(Candidate(instruction.channel, self.config(instruction.merchant_id,
+                                                                         instruction.channel)), instruction)
+
     def _pay_with(self, candidate: Candidate, instruction: PaymentInstruction) -> ChannelResult:
         adapter = self.registry.get(candidate.channel)
-        self.sent.record_attempt(instruction.attempt_id, adapter.name, instruction.merchant_id,
-                                 instruction.payment_id, instruction.amount_minor, instruction.currency)
+        if not instruction.sent_recorded:
+            self.sent.record_attempt(instruction.attempt_id, adapter.name, instruction.merchant_id,
+                                     instruction.payment_id, instruction.amount_minor, instruction.currency)
         credentials = self._credentials(instruction.merchant_id, candidate.config)
         result = self._call(adapter, lambda: adapter.pay(instruction, credentials),
                             Expected(instruction.amount_minor, instruction.currency), instruction.attempt_id)

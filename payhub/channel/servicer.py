@@ -80,6 +80,10 @@ class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
 
     def ExecuteChannelOperation(self, request: pb.ExecuteChannelOperationRequest,
                                 context: Any) -> pb.ExecuteChannelOperationResponse:
+        if request.WhichOneof("operation") == "plan":
+            plan = self._router.plan(convert.instruction_from_pb(request.plan))
+            return pb.ExecuteChannelOperationResponse(planned_channels=plan.channels,
+                                                      plan_explanation=plan.explanation)
         return pb.ExecuteChannelOperationResponse(result=convert.result_to_pb(self._execute(request)))
 
     def _execute(self, request: pb.ExecuteChannelOperationRequest) -> ChannelResult:
@@ -100,8 +104,8 @@ class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
         if kind == "query_refund":
             q = request.query_refund
             return r.query_refund(q.channel, q.merchant_id, q.attempt_id, q.refund_id)
-        raise InvalidArgument.field("operation", "set exactly one of pay, query, capture, void, close, refund, "
-                                    "query_refund")
+        raise InvalidArgument.field("operation", "set exactly one of pay, plan, query, capture, void, close, "
+                                    "refund, query_refund")
 
     def CompleteSandboxAction(self, request: pb.CompleteSandboxActionRequest,
                               context: Any) -> pb.CompleteSandboxActionResponse:

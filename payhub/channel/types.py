@@ -61,6 +61,21 @@ class PaymentInstruction:
     preferred_channel: str = ""
     expire_time: datetime | None = None
     channel_input: dict[str, str] = field(default_factory=dict)  # e.g. {"openid": ...} for JSAPI
+    # Set by a caller that routed first (ChannelClient.plan) and recorded its choice durably: send to
+    # exactly this channel, no routing, no failover (the caller drives failover, recording each
+    # channel before it is tried, so a crash never leaves an attempt sent somewhere unrecorded).
+    channel: str = ""
+    # In-process only: the caller wrote the router's sent-record inside its own transaction
+    # (ChannelClient.record_sent returned True), so the router does not write it again.
+    sent_recorded: bool = False
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """Where a payment may go: the eligible channels in try order (empty: none), and why."""
+
+    channels: tuple[str, ...]
+    explanation: str = ""
 
 
 @dataclass(frozen=True)

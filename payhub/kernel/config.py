@@ -53,6 +53,10 @@ class Settings:
     log_format: str = _setting("json", "`json` (one object per line) or `console`.")
     background_workers: bool = _setting(True, "Run the background jobs (expiry, re-query, webhooks, "
                                               "outbox consumers) in this process.")
+    requery_grace_seconds: float = _setting(60.0, "Seconds after a confirmation claims a payment (or a refund "
+                                                  "is created) before the re-query job may ask the channel "
+                                                  "about it: the request that sent it answers first; after a "
+                                                  "crash, the job finds it then.")
     merchant_address: str = _setting("", "Address of MerchantService when it is not served here.")
     trade_address: str = _setting("", "Address of TradeService when it is not served here.")
     cashier_address: str = _setting("", "Address of CashierService when it is not served here.")

@@ -23,6 +23,8 @@ from payhub.trade.vault import CardVault
 
 log = get_logger("payhub.trade")
 
+# A new attempt (or refund) is first re-queried this long after it was claimed, so the request that
+# sent it answers first; after a crash, the re-query job finds it then (PAYHUB_REQUERY_GRACE_SECONDS).
 FIRST_QUERY_GRACE = timedelta(seconds=60)
 
 
@@ -67,6 +69,7 @@ class TradeBase:
     def __init__(self, db: Database, keyring: KeyRing, merchants: Callable[[], Any],
                  channels: Callable[[], Any]) -> None:
         self.db = db
+        self.first_query_grace = FIRST_QUERY_GRACE
         self.vault = CardVault(keyring)
         self._merchants = merchants
         self._channels = channels

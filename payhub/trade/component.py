@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -27,6 +28,7 @@ class TradeComponent:
         self.ctx = ctx
         self.service = TradeService(ctx.db, ctx.keyring, lambda: ctx.client("merchant"),
                                     lambda: ctx.client("channel"))
+        self.service.first_query_grace = timedelta(seconds=ctx.settings.requery_grace_seconds)
         self.stopping = threading.Event()
         self._webhooks: Any = None
         self._lock = threading.Lock()

@@ -3,18 +3,18 @@ transaction, record the answer."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction
+from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction, RoutePlan
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import Aborted, PayhubError, Unavailable, Violations
 from payhub.kernel.ids import new_id
 from payhub.trade import repository as repo
 from payhub.trade.base import (
-    FIRST_QUERY_GRACE,
     Reply,
     decode_payment,
     encode,
@@ -23,6 +23,7 @@ from payhub.trade.base import (
     state_error,
 )
 from payhub.trade.domain import (
+    ATTEMPT_OPEN,
     CONFIRMABLE,
     IN_FLIGHT,
     Attempt,
@@ -53,6 +54,18 @@ class MethodInput:
     channel_input: dict[str, str] = field(default_factory=dict)
 
 
+# A replay of a confirmation still running waits at most this long (or the call's deadline) for it.
+REPLAY_WAIT_SECONDS = 10.0
+
+
+class _Raced(Exception):
+    """The payment changed between the claim's read and its compare-and-set: try again."""
+
+
+class _InFlight(Exception):
+    """The same request_id's confirmation claimed the payment: answer with its result."""
+
+
 class Confirmation(OutcomeRecorder):
     """ConfirmPayment."""
 
@@ -71,7 +84,11 @@ class Confirmation(OutcomeRecorder):
             self.vault.validate(m.card_number, m.exp_month, m.exp_year, m.cvc)
 
     def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput,
-                        preferred_channel: str, request_id: str) -> Payment:
+                        preferred_channel: str, request_id: str, *, wait_seconds: float | None = None) -> Payment:
+        """Claim the payment with a new attempt that already names its channel (routed first, and
+        recorded with the claim, so a crash at any instant leaves an attempt the re-query job can
+        resolve), send it, record the answer. A replay of a confirmation still running waits for its
+        answer up to `wait_seconds` (the call's deadline) and then answers ABORTED REQUEST_IN_PROGRESS."""
         self.scope(merchant_id)
         v = Violations()
         idempotency.validate_request_id(v, request_id)
@@ -82,53 +99,27 @@ class Confirmation(OutcomeRecorder):
         safe = replace(method, card_number=self.vault.fingerprint(method.card_number) if method.card_number
                        else "", cvc="")
         fp = request_fingerprint([payment_id, asdict(safe), preferred_channel])
-        now = clock.now()
-        attempt_id = new_id("att")
-        card: VaultCard | None = None
-        try:
-            with self.db.begin() as conn:
-                stored = idempotency.check(conn, scope, request_id, fp)
-                if stored is not None:
-                    return decode_payment(stored)
-                if method.card_number:
-                    card = self.vault.tokenize(conn, merchant_id, method.card_number, method.exp_month,
-                                               method.exp_year)
-                elif method.card_token:
-                    card = self.vault.detokenize(conn, merchant_id, method.card_token)
-                summary = MethodSummary(
-                    type=method.type, client_type=method.client_type,
-                    card_brand=card.brand if card else "", card_last4=card.last4 if card else "",
-                    card_token=card.token if card else "", card_exp_month=card.exp_month if card else 0,
-                    card_exp_year=card.exp_year if card else 0)
-                row = repo.cas_payment(
-                    conn, payment_id, CONFIRMABLE,
-                    {"state": PaymentState.PROCESSING.value, "current_attempt_id": attempt_id,
-                     "method": repo.method_json(summary), "channel": preferred_channel,
-                     "next_action": None, **repo.failure_values(None), "update_time": now},
-                    no_operation=True, returning=True)
-                if row is None or row.merchant_id != merchant_id:
-                    raise Reply(self._confirm_loser(conn, merchant_id, payment_id, request_id))
-                payment = repo.payment_from_row(row)
-                attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id,
-                                  channel=preferred_channel, state=AttemptState.PROCESSING, method=summary,
-                                  amount_minor=payment.amount_minor, currency=payment.currency,
-                                  create_time=now, update_time=now)
-                repo.insert_attempt(conn, attempt, request_id, now + FIRST_QUERY_GRACE)
-                self._event(conn, "payment.processing", payment)
-        except Reply as reply:
-            return reply.payment
-        instruction = PaymentInstruction(
-            merchant_id=merchant_id, payment_id=payment_id, attempt_id=attempt_id,
-            amount_minor=payment.amount_minor, currency=payment.currency, method=method.type,
-            client_type=method.client_type, capture=payment.capture_method is CaptureMethod.AUTOMATIC,
-            subject=payment.subject, card=self._card_input(card, method.cvc),
-            installments=payment.installment_count, preferred_channel=preferred_channel,
-            expire_time=payment.expire_time, channel_input=dict(method.channel_input))
-        result = self._call_pay(instruction, preferred_channel, payment)
+        for _ in range(3):
+            try:
+                claimed = self._claim_attempt(merchant_id, payment_id, method, preferred_channel, request_id,
+                                              scope, fp)
+                break
+            except _Raced:
+                continue
+            except Reply as reply:
+                return reply.payment
+            except _InFlight:
+                return self._await_original(merchant_id, payment_id, scope, request_id, fp, wait_seconds)
+        else:
+            raise Aborted("the payment changed concurrently; retry with the same request_id",
+                          reason="CONCURRENT_MODIFICATION")
+        payment, instruction, plan = claimed
+        result = self._send(instruction, plan, payment)
         for _ in range(3):
             try:
                 with self.db.begin() as conn:
-                    followups, final = self._apply_attempt_result(conn, attempt_id, result, confirming=True)
+                    followups, final = self._apply_attempt_result(conn, instruction.attempt_id, result,
+                                                                  confirming=True)
                     self._with_attempts(conn, final)
                     idempotency.save(conn, scope, request_id, fp, encode(final))
                 self._run_followups(followups)
@@ -136,6 +127,113 @@ class Confirmation(OutcomeRecorder):
             except Aborted:
                 continue
         raise Aborted(f"{payment.name} changed concurrently; read it with GetPayment")
+
+    def _claim_attempt(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
+                       request_id: str, scope: str, fp: str) -> tuple[Payment, PaymentInstruction, RoutePlan]:
+        """One transaction: the payment's CAS to PROCESSING, its new attempt with the channel routing
+        chose, the router's record of what will be sent there, the event. Nothing is sent yet."""
+        now = clock.now()
+        attempt_id = new_id("att")
+        with self.db.begin() as conn:
+            stored = idempotency.check(conn, scope, request_id, fp)
+            if stored is not None:
+                raise Reply(decode_payment(stored))
+            current = repo.get_payment(conn, payment_id)
+            if current is None or current.merchant_id != merchant_id or current.state not in CONFIRMABLE:
+                raise Reply(self._confirm_loser(conn, merchant_id, payment_id, request_id))
+            card: VaultCard | None = None
+            if method.card_number:
+                card = self.vault.tokenize(conn, merchant_id, method.card_number, method.exp_month, method.exp_year)
+            elif method.card_token:
+                card = self.vault.detokenize(conn, merchant_id, method.card_token)
+            instruction = PaymentInstruction(
+                merchant_id=merchant_id, payment_id=payment_id, attempt_id=attempt_id,
+                amount_minor=current.amount_minor, currency=current.currency, method=method.type,
+                client_type=method.client_type, capture=current.capture_method is CaptureMethod.AUTOMATIC,
+                subject=current.subject, card=self._card_input(card, method.cvc),
+                installments=current.installment_count, preferred_channel=preferred_channel,
+                expire_time=current.expire_time, channel_input=dict(method.channel_input))
+            plan = self._channels().plan(instruction)
+            channel = plan.channels[0] if plan.channels else ""
+            summary = MethodSummary(
+                type=method.type, client_type=method.client_type,
+                card_brand=card.brand if card else "", card_last4=card.last4 if card else "",
+                card_token=card.token if card else "", card_exp_month=card.exp_month if card else 0,
+                card_exp_year=card.exp_year if card else 0)
+            row = repo.cas_payment(
+                conn, payment_id, CONFIRMABLE,
+                {"state": PaymentState.PROCESSING.value, "current_attempt_id": attempt_id,
+                 "method": repo.method_json(summary), "channel": channel,
+                 "next_action": None, **repo.failure_values(None), "update_time": now},
+                no_operation=True, returning=True)
+            if row is None:
+                raise _Raced()  # confirmed, closed or busy since the read: look again
+            payment = repo.payment_from_row(row)
+            if (payment.amount_minor, payment.currency) != (current.amount_minor, current.currency):
+                raise _Raced()  # updated since it was routed: route again (this transaction rolls back)
+            attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id, channel=channel,
+                              state=AttemptState.PROCESSING, method=summary, amount_minor=payment.amount_minor,
+                              currency=payment.currency, create_time=now, update_time=now)
+            repo.insert_attempt(conn, attempt, request_id, now + self.first_query_grace)
+            instruction = replace(instruction, channel=channel)
+            if channel and self._channels().record_sent(conn, instruction):
+                instruction = replace(instruction, sent_recorded=True)
+            self._event(conn, "payment.processing", payment)
+        return payment, instruction, plan
+
+    def _send(self, instruction: PaymentInstruction, plan: RoutePlan, payment: Payment) -> ChannelResult:
+        """Pay at the planned channel; after a definitive decline another channel may accept, move the
+        attempt to the next planned channel (recorded before it is sent there) and pay again."""
+        if not instruction.channel:
+            return ChannelResult(Outcome.FAILED, "", payment.amount_minor, payment.currency,
+                                 failure_code="no_channel_available", failure_message=plan.explanation)
+        result = self._call_pay(instruction, payment)
+        for channel in plan.channels[1:]:
+            if not (result.outcome is Outcome.FAILED and result.retryable_elsewhere):
+                break
+            log.info("channel failover", attempt_id=instruction.attempt_id, channel=instruction.channel,
+                     next_channel=channel, failure_code=result.failure_code)
+            moved = self._move_attempt(instruction, channel)
+            if moved is None:
+                break  # the attempt was closed meanwhile: record the decline
+            instruction = moved
+            result = self._call_pay(instruction, payment)
+        return result
+
+    def _move_attempt(self, instruction: PaymentInstruction, channel: str) -> PaymentInstruction | None:
+        moved = replace(instruction, channel=channel, sent_recorded=False)
+        with self.db.begin() as conn:
+            if not repo.move_attempt(conn, instruction.attempt_id, instruction.channel, channel, clock.now()):
+                return None
+            if self._channels().record_sent(conn, moved):
+                moved = replace(moved, sent_recorded=True)
+        return moved
+
+    def _await_original(self, merchant_id: str, payment_id: str, scope: str, request_id: str, fp: str,
+                        wait_seconds: float | None) -> Payment:
+        """A replay of a confirmation still running: wait for the original's stored answer, never
+        answer its in-between state as if it were the result."""
+        deadline = time.monotonic() + min(REPLAY_WAIT_SECONDS if wait_seconds is None else wait_seconds,
+                                          REPLAY_WAIT_SECONDS)
+        delay = 0.005
+        while True:
+            with self.db.read() as conn:
+                stored = idempotency.check(conn, scope, request_id, fp)
+                if stored is not None:
+                    return decode_payment(stored)
+                state = conn.execute(select(payment_attempts.c.state).where(
+                    payment_attempts.c.payment_id == payment_id,
+                    payment_attempts.c.request_id == request_id)).scalar()
+                if state is not None and AttemptState(state) not in ATTEMPT_OPEN:
+                    # Resolved without the original's answer (it died; a job or a notification
+                    # finished the attempt): the payment as it now stands is the result.
+                    return self._with_attempts(conn, self._load(conn, merchant_id, payment_id))
+            if time.monotonic() + delay > deadline:
+                raise Aborted("the confirmation with this request_id is still running; retry with the same "
+                              "request_id for its result", reason="REQUEST_IN_PROGRESS",
+                              metadata={"request_id": request_id})
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     @staticmethod
     def _card_input(card: VaultCard | None, cvc: str) -> Any:
@@ -147,16 +245,17 @@ class Confirmation(OutcomeRecorder):
 
     def _confirm_loser(self, conn: Connection, merchant_id: str, payment_id: str, request_id: str) -> Payment:
         payment = self._load(conn, merchant_id, payment_id)
-        same = conn.execute(select(payment_attempts.c.id).where(
-            payment_attempts.c.payment_id == payment_id, payment_attempts.c.request_id == request_id)).first()
-        if same is not None:  # a retry of a confirmation still in flight: its honest current state
-            return self._with_attempts(conn, payment)
+        same = conn.execute(select(payment_attempts.c.state).where(
+            payment_attempts.c.payment_id == payment_id, payment_attempts.c.request_id == request_id)).scalar()
+        if same is not None:  # a replay: the original's stored answer, once it is there
+            raise _InFlight()
         if payment.state in IN_FLIGHT:
             raise Aborted(f"{payment.name} is being confirmed by another request; read it with GetPayment",
                           reason="PAYMENT_BEING_CONFIRMED", metadata={"state": payment.state.value})
         raise state_error("PAYMENT_NOT_CONFIRMABLE", payment, "only CREATED or FAILED payments can be confirmed")
 
-    def _call_pay(self, instruction: PaymentInstruction, channel: str, payment: Payment) -> ChannelResult:
+    def _call_pay(self, instruction: PaymentInstruction, payment: Payment) -> ChannelResult:
+        channel = instruction.channel
         try:
             return self._channels().pay(instruction)  # type: ignore[no-any-return]
         except Unavailable as exc:

@@ -7,13 +7,21 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
+from payhub.channel.types import ChannelResult, Outcome
 from payhub.kernel import clock
 from payhub.kernel.errors import Aborted, PayhubError
 from payhub.trade import repository as repo
-from payhub.trade.base import FIRST_QUERY_GRACE, log
-from payhub.trade.domain import ATTEMPT_OPEN, UNPAID_OPEN, CloseReason, PaymentState, RefundState
+from payhub.trade.base import log
+from payhub.trade.domain import (
+    ATTEMPT_OPEN,
+    OPERATION_LEASE,
+    UNPAID_OPEN,
+    CloseReason,
+    PaymentState,
+    RefundState,
+)
 from payhub.trade.operations import PaymentOperations
 from payhub.trade.tables import payment_attempts, payments, refunds
 
@@ -33,9 +41,9 @@ class TradeJobs(PaymentOperations):
             if not self._claim_query(payment_attempts, row, now):
                 continue
             try:
-                result = self._channels().query(row.channel, row.merchant_id, row.id)
+                result = self._query_attempt(row)
             except Exception:
-                log.warning("re-query failed; tried again later", attempt=row.id)
+                log.warning("re-query failed; tried again later", attempt=row.id, channel=row.channel)
                 continue
             try:
                 with self.db.begin() as conn:
@@ -46,8 +54,16 @@ class TradeJobs(PaymentOperations):
                 continue
         return done
 
+    def _query_attempt(self, row: Any) -> ChannelResult:
+        """The channel's answer about an attempt. An attempt without a channel was never sent (the
+        channel is recorded with the claim, before sending): it failed, and nothing can arrive."""
+        if not row.channel:
+            return ChannelResult(Outcome.FAILED, "", row.amount_minor, row.currency, failure_code="not_sent",
+                                 failure_message="no channel was chosen: the attempt was never sent")
+        return self._channels().query(row.channel, row.merchant_id, row.id)  # type: ignore[no-any-return]
+
     def _claim_query(self, table: Any, row: Any, now: datetime) -> bool:
-        lease = now + FIRST_QUERY_GRACE
+        lease = now + self.first_query_grace
         with self.db.begin() as conn:
             return bool(conn.execute(update(table).where(
                 table.c.id == row.id, table.c.state == row.state,
@@ -89,7 +105,7 @@ class TradeJobs(PaymentOperations):
         with self.db.read() as conn:
             ids = conn.execute(select(payments.c.id).where(
                 payments.c.state.in_([s.value for s in UNPAID_OPEN]), payments.c.expire_time <= now,
-                payments.c.pending_operation.is_(None)).limit(limit)).scalars().all()
+                _no_live_operation(now)).limit(limit)).scalars().all()
         return self._each(ids, lambda pid: self.close_payment(None, pid, None, CloseReason.EXPIRED))
 
     def void_expired_authorizations(self, limit: int = 100) -> int:
@@ -98,7 +114,7 @@ class TradeJobs(PaymentOperations):
             ids = conn.execute(select(payments.c.id).where(
                 payments.c.state == PaymentState.AUTHORIZED.value,
                 payments.c.authorization_expire_time <= now,
-                payments.c.pending_operation.is_(None)).limit(limit)).scalars().all()
+                _no_live_operation(now)).limit(limit)).scalars().all()
         return self._each(ids, lambda pid: self.void_payment(None, pid, None))
 
     @staticmethod
@@ -111,3 +127,9 @@ class TradeJobs(PaymentOperations):
             except PayhubError as exc:
                 log.info("job skipped a payment", payment=pid, reason=exc.reason)
         return done
+
+
+def _no_live_operation(now: datetime) -> Any:
+    """No operation in flight, or one whose lease ran out (its process died mid-call): such a payment
+    is the jobs' to finish, or it would wait for an owner forever."""
+    return or_(payments.c.pending_operation.is_(None), payments.c.operation_time < now - OPERATION_LEASE)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from payhub.channel.types import ChannelUpdate, Outcome
+from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import Aborted, FailedPrecondition, InvalidArgument, Unavailable, Violations
 from payhub.kernel.money import validate_money
@@ -162,9 +162,13 @@ class PaymentOperations(OutcomeRecorder):
                 return self._closed(conn, payment, reason, now, scope, request_id, fp)
             payment = self._claim(conn, merchant_id, payment_id, IN_FLIGHT, "close", "PAYMENT_NOT_CLOSABLE",
                                   "only unpaid payments can be closed")
+            # The attempt names the channel it was (or may have been) sent to, recorded with its claim.
+            attempt_row = repo.get_attempt_row(conn, payment.current_attempt_id)
         attempt_id = payment.current_attempt_id
+        channel = attempt_row.channel if attempt_row is not None else payment.channel
         try:
-            result = self._channels().close(payment.channel, payment.merchant_id, attempt_id)
+            result = (self._channels().close(channel, payment.merchant_id, attempt_id) if channel
+                      else ChannelResult(Outcome.SUCCEEDED, "", 0, ""))  # never sent: nothing to close there
         except Exception as exc:
             self._release(payment_id, "close")
             raise Unavailable("the channel did not confirm the close; retry later",
@@ -172,7 +176,7 @@ class PaymentOperations(OutcomeRecorder):
         if result.outcome is Outcome.FAILED and result.failure_code == "already_paid":
             self._release(payment_id, "close")
             try:
-                paid = self._channels().query(payment.channel, payment.merchant_id, attempt_id)
+                paid = self._channels().query(channel, payment.merchant_id, attempt_id)
                 self.apply_channel_update(ChannelUpdate(attempt_id=attempt_id, result=paid))
             except Exception:
                 log.exception("could not apply the success found while closing", payment=payment_id)

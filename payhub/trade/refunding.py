@@ -17,7 +17,6 @@ from payhub.kernel.money import validate_money
 from payhub.kernel.pagination import PageRequest, next_token
 from payhub.trade import repository as repo
 from payhub.trade.base import (
-    FIRST_QUERY_GRACE,
     decode_refund,
     encode,
     log,
@@ -76,7 +75,7 @@ class Refunding(OutcomeRecorder):
                                 attempt_id=payment.current_attempt_id, channel=payment.channel, currency=currency,
                                 amount_minor=amount_minor, merchant_refund_no=merchant_refund_no, reason=reason,
                                 state=RefundState.SUBMITTING, create_time=now, update_time=now)
-                repo.insert_refund(conn, refund, now + FIRST_QUERY_GRACE)
+                repo.insert_refund(conn, refund, now + self.first_query_grace)
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise

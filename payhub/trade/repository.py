@@ -222,6 +222,14 @@ def attempts_of(conn: Connection, payment_id: str) -> list[Attempt]:
     return [attempt_from_row(r) for r in conn.execute(_ATTEMPTS_OF, {"b_payment_id": payment_id})]
 
 
+def move_attempt(conn: Connection, attempt_id: str, from_channel: str, to_channel: str, now: datetime) -> bool:
+    """Failover: the still-PROCESSING attempt now goes to `to_channel` (CAS on its channel)."""
+    t = payment_attempts
+    return bool(conn.execute(update(t).where(
+        t.c.id == attempt_id, t.c.channel == from_channel, t.c.state == AttemptState.PROCESSING.value)
+        .values(channel=to_channel, update_time=now)).rowcount)
+
+
 def cas_attempt(conn: Connection, attempt_id: str, expected: str, values: dict[str, Any]) -> int:
     _require_columns(payment_attempts, values)
     return int(conn.execute(_CAS_ATTEMPT, {**values, "b_id": attempt_id, "b_state": expected}).rowcount)

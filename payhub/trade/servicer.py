@@ -295,7 +295,8 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
     def ConfirmPayment(self, request: pb.ConfirmPaymentRequest, context: Any) -> pb.ConfirmPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
         payment = self.service.confirm_payment(merchant, payment_id, method_from(request.payment_method),
-                                               request.preferred_channel, request.request_id)
+                                               request.preferred_channel, request.request_id,
+                                               wait_seconds=_time_left(context))
         return pb.ConfirmPaymentResponse(payment=payment_init(payment))
 
     def GetPayment(self, request: pb.GetPaymentRequest, context: Any) -> pb.GetPaymentResponse:
@@ -395,3 +396,9 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
 
 def add_to_server(servicer: TradeServicer, server: grpc.Server) -> None:
     trade_pb2_grpc.add_TradeServiceServicer_to_server(servicer, server)
+
+
+def _time_left(context: Any) -> float | None:
+    """Seconds left before the call's deadline (None without one), less a margin to answer in."""
+    remaining = context.time_remaining() if context is not None else None
+    return None if remaining is None else max(0.0, remaining - 0.05)

@@ -153,6 +153,23 @@ def test_the_remote_client_runs_a_payment_lifecycle(served: Served) -> None:
     assert [v.field for v in bad.value.violations] == ["capture.amount.amount_minor"]
 
 
+def test_the_remote_client_plans_then_pays_at_the_planned_channel_only(served: Served) -> None:
+    from dataclasses import replace
+    channel = grpc.intercept_channel(grpc.insecure_channel(served.address), _MetadataInterceptor(INTERNAL))
+    client = remote_client(channel)
+    instr = instruction()
+    plan = client.plan(instr)
+    assert plan.channels == ("sandbox",) and "routed to sandbox" in plan.explanation
+    assert client.query("sandbox", "mer_1", instr.attempt_id).failure_code == "transaction_not_found"  # not sent
+    assert not client.record_sent(None, instr)  # type: ignore[arg-type]  # a remote router records it itself
+    paid = client.pay(replace(instr, channel="sandbox"))
+    assert (paid.outcome, paid.channel) == (Outcome.SUCCEEDED, "sandbox")
+    with pytest.raises(NotFound) as unconfigured:
+        client.pay(replace(instruction(), channel="backup"))
+    assert unconfigured.value.reason == "CHANNEL_NOT_CONFIGURED"
+    assert client.plan(instruction(currency="KWD", method="WALLET")).channels == ()
+
+
 def test_only_services_and_admins_execute_channel_operations(served: Served) -> None:
     with pytest.raises(grpc.RpcError) as err:
         served.stub(served.staff(Role.OPERATIONS)).ExecuteChannelOperation(pb.ExecuteChannelOperationRequest())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,3 +73,23 @@ def test_20_concurrent_refunds_never_over_refund(env: tuple[TradeService, str]) 
             refunds.c.state != RefundState.FAILED.value)).scalar()
     assert total == 900
     assert trade.get_payment(merchant, payment.id).amount_refunded == 900
+
+
+def _confirm_same(trade: TradeService, merchant: str, payment_id: str, request_id: str, _: int) -> Any:
+    return trade.confirm_payment(merchant, payment_id, card(), "", request_id)
+
+
+def test_30_concurrent_replays_of_one_confirmation_answer_its_result_never_an_in_between_state(
+        env: tuple[TradeService, str]) -> None:
+    from payhub.channel.tables import sandbox_transactions
+    trade, merchant = env
+    for round_ in range(3):
+        payment = trade.create_payment(merchant, draft(), f"c{round_}")
+        results = _race(30, functools.partial(_confirm_same, trade, merchant, payment.id, f"same-{round_}"))
+        answers = [r for r in results if not isinstance(r, Exception)]
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert [r.state for r in answers] == [PaymentState.SUCCEEDED] * len(answers), results
+        assert {getattr(e, "reason", "") for e in errors} <= {"REQUEST_IN_PROGRESS"}, errors
+        assert len({r.attempts[0].id for r in answers}) == 1
+    with trade.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(sandbox_transactions)).scalar() == 3

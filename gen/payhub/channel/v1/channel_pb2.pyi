@@ -943,6 +943,7 @@ class ExecuteChannelOperationRequest(google.protobuf.message.Message):
     CLOSE_FIELD_NUMBER: builtins.int
     REFUND_FIELD_NUMBER: builtins.int
     QUERY_REFUND_FIELD_NUMBER: builtins.int
+    PLAN_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     """Optional; traced in logs only (channels deduplicate by attempt id and refund id)."""
     @property
@@ -973,6 +974,12 @@ class ExecuteChannelOperationRequest(google.protobuf.message.Message):
     def query_refund(self) -> Global___RefundQueryOperation:
         """Ask the channel for a refund's current state."""
 
+    @property
+    def plan(self) -> Global___PaymentInstruction:
+        """Route a payment without sending it: the answer's `plan` lists the eligible channels in
+        try order (the caller then sends with `PaymentInstruction.channel` set).
+        """
+
     def __init__(
         self,
         *,
@@ -984,10 +991,11 @@ class ExecuteChannelOperationRequest(google.protobuf.message.Message):
         close: Global___AttemptOperation | None = ...,
         refund: Global___RefundOperation | None = ...,
         query_refund: Global___RefundQueryOperation | None = ...,
+        plan: Global___PaymentInstruction | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "void", b"void"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "request_id", b"request_id", "void", b"void"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["operation", b"operation"]) -> typing.Literal["pay", "query", "capture", "void", "close", "refund", "query_refund"] | None: ...
+    def HasField(self, field_name: typing.Literal["capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "plan", b"plan", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "void", b"void"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "plan", b"plan", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "request_id", b"request_id", "void", b"void"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["operation", b"operation"]) -> typing.Literal["pay", "query", "capture", "void", "close", "refund", "query_refund", "plan"] | None: ...
 
 Global___ExecuteChannelOperationRequest: typing_extensions.TypeAlias = ExecuteChannelOperationRequest
 
@@ -998,17 +1006,27 @@ class ExecuteChannelOperationResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     RESULT_FIELD_NUMBER: builtins.int
+    PLANNED_CHANNELS_FIELD_NUMBER: builtins.int
+    PLAN_EXPLANATION_FIELD_NUMBER: builtins.int
+    plan_explanation: builtins.str
+    """For `plan`: why the channels were kept or dropped."""
     @property
     def result(self) -> Global___ChannelResult:
-        """The channel's honest answer."""
+        """The channel's honest answer (unset for `plan`)."""
+
+    @property
+    def planned_channels(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """For `plan`: the eligible channels in try order (empty: none is eligible)."""
 
     def __init__(
         self,
         *,
         result: Global___ChannelResult | None = ...,
+        planned_channels: collections.abc.Iterable[builtins.str] | None = ...,
+        plan_explanation: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["plan_explanation", b"plan_explanation", "planned_channels", b"planned_channels", "result", b"result"]) -> None: ...
 
 Global___ExecuteChannelOperationResponse: typing_extensions.TypeAlias = ExecuteChannelOperationResponse
 
@@ -1047,6 +1065,7 @@ class PaymentInstruction(google.protobuf.message.Message):
     PREFERRED_CHANNEL_FIELD_NUMBER: builtins.int
     EXPIRE_TIME_FIELD_NUMBER: builtins.int
     CHANNEL_INPUT_FIELD_NUMBER: builtins.int
+    CHANNEL_FIELD_NUMBER: builtins.int
     merchant_id: builtins.str
     """The merchant's id (not a resource name), e.g. "mer_01j..."."""
     payment_id: builtins.str
@@ -1065,6 +1084,11 @@ class PaymentInstruction(google.protobuf.message.Message):
     """Number of installment periods; 0 or 1 means none."""
     preferred_channel: builtins.str
     """A channel to try first when it is eligible (registry name). Optional."""
+    channel: builtins.str
+    """Send to exactly this channel (registry name): no routing, no failover. Set by a caller that
+    routed first with `plan` and recorded its choice before sending, so that whatever instant it
+    crashes at, it knows where the attempt may have gone. Optional.
+    """
     @property
     def amount(self) -> payhub.common.v1.common_pb2.Money:
         """The amount to charge or authorise; `amount_minor` must be positive."""
@@ -1097,9 +1121,10 @@ class PaymentInstruction(google.protobuf.message.Message):
         preferred_channel: builtins.str = ...,
         expire_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         channel_input: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        channel: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["amount", b"amount", "card", b"card", "expire_time", b"expire_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["amount", b"amount", "attempt_id", b"attempt_id", "capture", b"capture", "card", b"card", "channel_input", b"channel_input", "client_type", b"client_type", "expire_time", b"expire_time", "installments", b"installments", "merchant_id", b"merchant_id", "payment_id", b"payment_id", "payment_method_type", b"payment_method_type", "preferred_channel", b"preferred_channel", "subject", b"subject"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "attempt_id", b"attempt_id", "capture", b"capture", "card", b"card", "channel", b"channel", "channel_input", b"channel_input", "client_type", b"client_type", "expire_time", b"expire_time", "installments", b"installments", "merchant_id", b"merchant_id", "payment_id", b"payment_id", "payment_method_type", b"payment_method_type", "preferred_channel", b"preferred_channel", "subject", b"subject"]) -> None: ...
 
 Global___PaymentInstruction: typing_extensions.TypeAlias = PaymentInstruction
 

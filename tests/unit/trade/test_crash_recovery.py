@@ -1,0 +1,172 @@
+"""A confirmation that dies at any instant leaves durable state the background jobs resolve alone:
+the attempt names its channel from its claim on, so it is re-queried there, closed there on expiry,
+and an attempt never sent resolves as FAILED (issue 8). Replays of a confirmation still running
+wait for its answer instead of answering its in-between state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from payhub.channel.tables import channel_attempts, sandbox_transactions
+from payhub.channel.types import ChannelResult, PaymentInstruction
+from payhub.kernel import clock
+from payhub.kernel.errors import Aborted
+from payhub.server.context import AppContext
+from payhub.trade.domain import CloseReason, PaymentState
+from payhub.trade.service import TradeService
+from payhub.trade.tables import payment_attempts, payments
+from tests.unit.trade.helpers import card, draft
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after this line runs (no except Exception catches it)."""
+
+
+class CrashingChannels:
+    """The real channel client, except that `pay` dies before or after the bank is called."""
+
+    def __init__(self, real: Any, *, charge_first: bool) -> None:
+        self._real, self._charge_first = real, charge_first
+
+    def pay(self, instruction: PaymentInstruction) -> ChannelResult:
+        if self._charge_first:
+            self._real.pay(instruction)
+        raise Crash()
+
+    def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
+        raise Crash()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _later(seconds: float) -> None:
+    base = clock.now()
+    clock.set_clock(lambda: base + timedelta(seconds=seconds))
+
+
+def _crash_confirm(trade: TradeService, ctx: AppContext, merchant: str, *, charge_first: bool) -> str:
+    payment = trade.create_payment(merchant, draft(), "c")
+    real: Callable[[], Any] = trade._channels
+    trade._channels = lambda: CrashingChannels(real(), charge_first=charge_first)  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        trade.confirm_payment(merchant, payment.id, card(), "", "k")
+    trade._channels = real  # type: ignore[method-assign]
+    return payment.id
+
+
+def _bank_state(trade: TradeService, attempt_id: str) -> str | None:
+    with trade.db.read() as conn:
+        return conn.execute(select(sandbox_transactions.c.state)
+                            .where(sandbox_transactions.c.attempt_id == attempt_id)).scalar()
+
+
+@pytest.mark.parametrize(("charged", "final"), [(True, PaymentState.SUCCEEDED), (False, PaymentState.FAILED)])
+def test_a_confirmation_that_died_is_requeried_at_its_channel(trade: TradeService, ctx: AppContext, merchant: str,
+                                                              charged: bool, final: PaymentState) -> None:
+    payment_id = _crash_confirm(trade, ctx, merchant, charge_first=charged)
+    stuck = trade.get_payment(merchant, payment_id)
+    attempt = stuck.attempts[0]
+    assert (stuck.state, attempt.channel) == (PaymentState.PROCESSING, "sandbox")  # known before sending
+    with trade.db.read() as conn:  # the router's record was written with the claim
+        assert conn.execute(select(channel_attempts.c.channel)
+                            .where(channel_attempts.c.attempt_id == attempt.id)).scalar() == "sandbox"
+    assert trade.requery_attempts() == 0  # within the grace the confirming request would answer first
+    _later(120)
+    assert trade.requery_attempts() == 1
+    resolved = trade.get_payment(merchant, payment_id)
+    assert resolved.state is final
+    assert _bank_state(trade, attempt.id) == ("SUCCEEDED" if charged else None)
+    if not charged:  # nothing was taken: the payment can be confirmed again
+        assert trade.confirm_payment(merchant, payment_id, card(), "", "k2").state is PaymentState.SUCCEEDED
+
+
+@pytest.mark.parametrize(("charged", "final"), [(True, PaymentState.SUCCEEDED), (False, PaymentState.CLOSED)])
+def test_expiry_closes_a_dead_confirmation_at_its_channel(trade: TradeService, ctx: AppContext, merchant: str,
+                                                          charged: bool, final: PaymentState) -> None:
+    payment_id = _crash_confirm(trade, ctx, merchant, charge_first=charged)
+    _later(31 * 60)
+    trade.close_expired()
+    assert trade.get_payment(merchant, payment_id).state is final
+    assert trade.requery_attempts() == 0  # the attempt is final too: nothing left to ask
+    assert trade.get_payment(merchant, payment_id).state is final
+
+
+def test_an_attempt_never_sent_anywhere_resolves_as_failed(trade: TradeService, ctx: AppContext,
+                                                           merchant: str) -> None:
+    payment_id = _crash_confirm(trade, ctx, merchant, charge_first=False)
+    with trade.db.begin() as conn:  # as if no channel had been eligible when it was claimed
+        conn.execute(update(payment_attempts).values(channel=""))
+    _later(120)
+    assert trade.requery_attempts() == 1
+    payment = trade.get_payment(merchant, payment_id)
+    assert payment.state is PaymentState.FAILED and payment.failure is not None
+    assert payment.failure.code == "not_sent"
+
+
+def test_a_close_that_died_at_the_channel_is_finished_by_the_expiry_job(trade: TradeService, ctx: AppContext,
+                                                                        merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    trade.confirm_payment(merchant, payment.id, card("4000000000003220"), "", "k")  # waits for an OTP
+    real: Callable[[], Any] = trade._channels
+    trade._channels = lambda: CrashingChannels(real(), charge_first=False)  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        trade.close_payment(merchant, payment.id, "close")
+    trade._channels = real  # type: ignore[method-assign]
+    with trade.db.read() as conn:
+        assert conn.execute(select(payments.c.pending_operation)).scalar() == "close"
+    _later(31 * 60)  # expired, and the dead close's lease ran out
+    assert trade.close_expired() == 1
+    closed = trade.get_payment(merchant, payment.id)
+    assert (closed.state, closed.close_reason) == (PaymentState.CLOSED, CloseReason.EXPIRED)
+
+
+class GatedChannels:
+    """The real channel client; `pay` waits until the test opens the gate."""
+
+    def __init__(self, real: Any, gate: threading.Event, sending: threading.Event) -> None:
+        self._real, self._gate, self._sending = real, gate, sending
+
+    def pay(self, instruction: PaymentInstruction) -> ChannelResult:
+        self._sending.set()
+        assert self._gate.wait(30)
+        return self._real.pay(instruction)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_replay_waits_for_the_running_original_and_answers_its_result(trade: TradeService,
+                                                                        merchant: str) -> None:
+    payment = trade.create_payment(merchant, draft(), "c")
+    gate, sending = threading.Event(), threading.Event()
+    real: Callable[[], Any] = trade._channels
+    trade._channels = lambda: GatedChannels(real(), gate, sending)  # type: ignore[method-assign]
+    results: dict[str, Any] = {}
+
+    def confirm(label: str, wait: float | None) -> None:
+        try:
+            results[label] = trade.confirm_payment(merchant, payment.id, card(), "", "same", wait_seconds=wait)
+        except Aborted as exc:
+            results[label] = exc
+
+    original = threading.Thread(target=confirm, args=("original", None))
+    original.start()
+    assert sending.wait(30)
+    confirm("impatient", 0.2)  # its deadline passes while the original is at the bank
+    assert isinstance(results["impatient"], Aborted) and results["impatient"].reason == "REQUEST_IN_PROGRESS"
+    patient = threading.Thread(target=confirm, args=("patient", 20.0))
+    patient.start()
+    gate.set()
+    original.join(30)
+    patient.join(30)
+    trade._channels = real  # type: ignore[method-assign]
+    assert results["original"].state is PaymentState.SUCCEEDED
+    assert results["patient"].state is PaymentState.SUCCEEDED
+    assert results["patient"].attempts[0].id == results["original"].attempts[0].id
