@@ -34,8 +34,12 @@ class PayhubError(Exception):
 class InvalidArgument(PayhubError):
     default_reason = "INVALID_ARGUMENT"
 
-    def __init__(self, violations: list[FieldViolation] | FieldViolation, *, reason: str | None = None) -> None:
+    def __init__(self, violations: list[FieldViolation] | FieldViolation, *, reason: str | None = None,
+                 omitted: int = 0) -> None:
+        """`omitted`: how many more violations were found but not kept (the reply names at most a
+        bounded number; payhub.server.errors keeps the reply small)."""
         self.violations = violations if isinstance(violations, list) else [violations]
+        self.omitted = omitted
         text = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
         super().__init__(f"invalid request: {text}", reason=reason)
 

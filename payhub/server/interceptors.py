@@ -19,15 +19,17 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 from prometheus_client import Counter, Histogram
 
 from payhub.identity.principal import Principal, reset_current_principal, set_current_principal
 from payhub.identity.store import CredentialStore
-from payhub.kernel.errors import PayhubError, Unauthenticated
+from payhub.kernel.errors import InvalidArgument, PayhubError, Unauthenticated
 from payhub.kernel.ids import new_id
 from payhub.kernel.logging import get_logger
 from payhub.server import permissions
 from payhub.server.errors import internal_status, to_status
+from payhub.server.validation import validate
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                    "/grpc.reflection.v1.ServerReflection/")
@@ -111,28 +113,29 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap(self, handler: Any, method: _Method) -> Any:
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer)
         return handler
 
     def _wrap_unary(self, behavior: Callable[[Any, Any], Any], method: _Method) -> Any:
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
             with _CallScope(self, method, context) as scope:
-                return scope.run(lambda: behavior(request, context))
+                return scope.run(lambda: behavior(_checked(request), context))
         return unary
 
     def _wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]], method: _Method) -> Any:
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with _CallScope(self, method, context) as scope:
-                iterator = scope.run(lambda: iter(behavior(request, context)))
+                iterator = scope.run(lambda: iter(behavior(_checked(request), context)))
                 while iterator is not None:
                     item = scope.run(lambda: next(iterator, _END))
                     if item is _END or item is None:
@@ -142,6 +145,41 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 _END = object()
+
+
+class _Unparsable:
+    """Stands for request bytes that are not the method's request message. grpcio would answer
+    INTERNAL ("Exception deserializing request!") if the deserializer raised, before the pipeline
+    sees the call; returning this instead lets the call be authenticated and answered
+    INVALID_ARGUMENT like any other bad input."""
+
+    __slots__ = ("error", "size")
+
+    def __init__(self, error: Exception, size: int) -> None:
+        self.error, self.size = error, size
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # any parse failure is the caller's bad input
+            return _Unparsable(exc, len(data))
+    return parse
+
+
+def _checked(request: Any) -> Any:
+    """The request, once it parsed and passed the contract's field checks (payhub.server.validation);
+    runs after authentication, so an anonymous caller learns nothing about the request shape."""
+    if type(request) is _Unparsable:
+        log.warning("request did not parse", error=type(request.error).__name__, size=request.size)
+        raise InvalidArgument.field("request", "is not a valid protobuf message of this method's request type")
+    if isinstance(request, Message):
+        validate(request)
+    return request
 
 
 class _CallScope:

@@ -14,6 +14,7 @@ import pytest
 import structlog
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from payhub.trade.v1 import trade_pb2
 from prometheus_client import REGISTRY
 
 from payhub.identity.principal import Principal, PrincipalKind, Role, current_principal
@@ -58,6 +59,14 @@ def watch_events(request: bytes, context: grpc.ServicerContext) -> Iterator[byte
         raise errors.NotFound("merchants/m2 not found")
 
 
+SERVED: list[Any] = []
+
+
+def list_payments(request: trade_pb2.ListPaymentsRequest, context: grpc.ServicerContext) -> bytes:
+    SERVED.append(request)
+    return b"listed"
+
+
 @pytest.fixture(scope="module")
 def channel() -> Iterator[grpc.Channel]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[CallPipeline(Credentials())])  # type: ignore[arg-type]
@@ -65,7 +74,9 @@ def channel() -> Iterator[grpc.Channel]:
         grpc.method_handlers_generic_handler(SERVICE, {
             "GetPayment": grpc.unary_unary_rpc_method_handler(get_payment),
             "CreatePayment": grpc.unary_unary_rpc_method_handler(create_payment),
-            "WatchEvents": grpc.unary_stream_rpc_method_handler(watch_events)}),
+            "WatchEvents": grpc.unary_stream_rpc_method_handler(watch_events),
+            "ListPayments": grpc.unary_unary_rpc_method_handler(
+                list_payments, request_deserializer=trade_pb2.ListPaymentsRequest.FromString)}),
         grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
             "Check": grpc.unary_unary_rpc_method_handler(lambda request, context: b"SERVING")})])
     port = server.add_insecure_port("127.0.0.1:0")
@@ -207,3 +218,29 @@ def test_methods_are_never_confused_with_each_other(channel: grpc.Channel, log_l
         assert call(channel, GET, b"a", bearer("key-full")) == b"payment:a"
         assert failure(channel, CREATE, b"bad", bearer("key-full"))[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert [line["method"] for line in log_lines() if line["event"] == "rpc"] == [GET, CREATE] * 3
+
+
+LIST = f"/{SERVICE}/ListPayments"
+
+
+def test_bytes_that_do_not_parse_are_invalid_argument_and_logged(channel: grpc.Channel, log_lines: Any) -> None:
+    SERVED.clear()
+    assert failure(channel, LIST, b"\xff\xff\xff\xff\x0f", bearer("key-ro")) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid request: request: is not a valid protobuf message of this method's request type",
+        "payhub/INVALID_ARGUMENT", ["request"])
+    warning, access = log_lines()
+    assert (warning["event"], warning["size"], access["code"]) == ("request did not parse", 5, "INVALID_ARGUMENT")
+    assert failure(channel, LIST, b"\xff\xff\xff\xff\x0f")[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert SERVED == []
+
+
+def test_a_request_breaking_the_contract_never_reaches_the_servicer(channel: grpc.Channel) -> None:
+    SERVED.clear()
+    bad = trade_pb2.ListPaymentsRequest(parent="merchants/-", merchant_order_no="a\x00b").SerializeToString()
+    code, _, _, fields = failure(channel, LIST, bad, bearer("key-ro"))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["merchant_order_no"])
+    assert SERVED == []
+    assert call(channel, LIST, trade_pb2.ListPaymentsRequest(parent="merchants/-").SerializeToString(),
+                bearer("key-ro")) == b"listed"
+    assert len(SERVED) == 1

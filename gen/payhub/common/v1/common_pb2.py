@@ -22,19 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from payhub.common.v1 import validation_pb2 as payhub_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpayhub/common/v1/common.proto\x12\x10payhub.common.v1\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03*\xdc\x01\n\x11PaymentMethodType\x12#\n\x1fPAYMENT_METHOD_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_METHOD_TYPE_CARD\x10\x01\x12\x1e\n\x1aPAYMENT_METHOD_TYPE_ALIPAY\x10\x02\x12\"\n\x1ePAYMENT_METHOD_TYPE_WECHAT_PAY\x10\x03\x12 \n\x1cPAYMENT_METHOD_TYPE_UNIONPAY\x10\x04\x12\x1e\n\x1aPAYMENT_METHOD_TYPE_WALLET\x10\x05*\xb1\x01\n\nClientType\x12\x1b\n\x17\x43LIENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43LIENT_TYPE_PC\x10\x01\x12\x12\n\x0e\x43LIENT_TYPE_H5\x10\x02\x12\x13\n\x0f\x43LIENT_TYPE_APP\x10\x03\x12\x19\n\x15\x43LIENT_TYPE_NATIVE_QR\x10\x04\x12\x15\n\x11\x43LIENT_TYPE_JSAPI\x10\x05\x12\x17\n\x13\x43LIENT_TYPE_BARCODE\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpayhub/common/v1/common.proto\x12\x10payhub.common.v1\x1a!payhub/common/v1/validation.proto\"F\n\x05Money\x12\'\n\rcurrency_code\x18\x01 \x01(\tB\x10\xca\xa5\x19\x0c\"\x08[A-Z]{3}(\x01\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03*\xdc\x01\n\x11PaymentMethodType\x12#\n\x1fPAYMENT_METHOD_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_METHOD_TYPE_CARD\x10\x01\x12\x1e\n\x1aPAYMENT_METHOD_TYPE_ALIPAY\x10\x02\x12\"\n\x1ePAYMENT_METHOD_TYPE_WECHAT_PAY\x10\x03\x12 \n\x1cPAYMENT_METHOD_TYPE_UNIONPAY\x10\x04\x12\x1e\n\x1aPAYMENT_METHOD_TYPE_WALLET\x10\x05*\xb1\x01\n\nClientType\x12\x1b\n\x17\x43LIENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43LIENT_TYPE_PC\x10\x01\x12\x12\n\x0e\x43LIENT_TYPE_H5\x10\x02\x12\x13\n\x0f\x43LIENT_TYPE_APP\x10\x03\x12\x19\n\x15\x43LIENT_TYPE_NATIVE_QR\x10\x04\x12\x15\n\x11\x43LIENT_TYPE_JSAPI\x10\x05\x12\x17\n\x13\x43LIENT_TYPE_BARCODE\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payhub.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTMETHODTYPE']._serialized_start=106
-  _globals['_PAYMENTMETHODTYPE']._serialized_end=326
-  _globals['_CLIENTTYPE']._serialized_start=329
-  _globals['_CLIENTTYPE']._serialized_end=506
-  _globals['_MONEY']._serialized_start=51
-  _globals['_MONEY']._serialized_end=103
+  _globals['_MONEY'].fields_by_name['currency_code']._loaded_options = None
+  _globals['_MONEY'].fields_by_name['currency_code']._serialized_options = b'\312\245\031\014\"\010[A-Z]{3}(\001'
+  _globals['_PAYMENTMETHODTYPE']._serialized_start=159
+  _globals['_PAYMENTMETHODTYPE']._serialized_end=379
+  _globals['_CLIENTTYPE']._serialized_start=382
+  _globals['_CLIENTTYPE']._serialized_end=559
+  _globals['_MONEY']._serialized_start=86
+  _globals['_MONEY']._serialized_end=156
 # @@protoc_insertion_point(module_scope)

@@ -320,11 +320,11 @@ class Customer(google.protobuf.message.Message):
     ip: builtins.str
     """The consumer's IP address (IPv4 or IPv6)."""
     device_id: builtins.str
-    """A device fingerprint or id."""
+    """A device fingerprint or id (up to 128 characters)."""
     email: builtins.str
-    """E-mail address."""
+    """E-mail address (up to 254 characters)."""
     phone: builtins.str
-    """Phone number, preferably E.164."""
+    """Phone number, preferably E.164 (up to 32 characters)."""
     def __init__(
         self,
         *,
@@ -354,11 +354,13 @@ class SplitInstruction(google.protobuf.message.Message):
     RATIO_BASIS_POINTS_FIELD_NUMBER: builtins.int
     DESCRIPTION_FIELD_NUMBER: builtins.int
     receiver: builtins.str
-    """The receiving account, e.g. `merchants/{m}` or a registered receiver account name."""
+    """The receiving account, e.g. `merchants/{m}` or a registered receiver account name (up to 200
+    characters).
+    """
     ratio_basis_points: builtins.int
     """A share of the captured amount in basis points (1/100 of a percent, 10000 = all)."""
     description: builtins.str
-    """A free-text description shown on the split."""
+    """A free-text description shown on the split (up to 100 characters)."""
     @property
     def amount(self) -> payhub.common.v1.common_pb2.Money:
         """A fixed amount in the payment's currency. Either `amount` or `ratio_basis_points` is set."""
@@ -775,7 +777,7 @@ class Payment(google.protobuf.message.Message):
 
     @property
     def splits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___SplitInstruction]:
-        """Profit-split instructions (stored now, executed by the settlement service later)."""
+        """Profit-split instructions (stored now, executed by the settlement service later); up to 50."""
 
     @property
     def authorization_expire_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
@@ -885,14 +887,16 @@ class PaymentMethod(google.protobuf.message.Message):
     client_type: payhub.common.v1.common_pb2.ClientType.ValueType
     """Where the consumer is. Required."""
     card_token: builtins.str
-    """A card token from an earlier payment of the same merchant."""
+    """A card token from an earlier payment of the same merchant (up to 64 characters)."""
     @property
     def card(self) -> Global___CardDetails:
         """A raw card."""
 
     @property
     def channel_input(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
-        """Channel-specific input, e.g. `openid` for WeChat JSAPI, `auth_code` for barcode payments."""
+        """Channel-specific input, e.g. `openid` for WeChat JSAPI, `auth_code` for barcode payments: up to
+        20 entries, keys up to 64 and values up to 2048 characters.
+        """
 
     def __init__(
         self,
@@ -1202,7 +1206,7 @@ class ConfirmPaymentRequest(google.protobuf.message.Message):
     name: builtins.str
     """The payment `merchants/{m}/payments/{p}`. Required."""
     preferred_channel: builtins.str
-    """A channel to prefer when several can serve the method, e.g. `sandbox`."""
+    """A channel to prefer when several can serve the method, e.g. `sandbox` (up to 32 characters)."""
     request_id: builtins.str
     """Idempotency key, required."""
     @property

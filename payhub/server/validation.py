@@ -1,0 +1,234 @@
+"""The check every request passes before a servicer sees it: one walk over the fields it sets.
+
+What it checks, for every field of every message (also nested, repeated and map values):
+- strings carry no NUL character (PostgreSQL refuses it in text; it is never meaningful input);
+- timestamps and durations are in the range google.protobuf defines (the servicers convert them
+  with `ToDatetime`/`ToTimedelta`, which fail outside it);
+- enum fields hold a number the contract defines (an unknown number would be stored as such);
+- the limits the contract declares on the field with `(payhub.common.v1.rules)`
+  (protos/payhub/common/v1/validation.proto): max_length, max_items, max_key_length, pattern,
+  format, required. The contract is the one place a limit is written down; this module reads it from
+  the descriptors, so a limit added to a .proto is enforced after `make gen` without code here.
+
+Bad input answers INVALID_ARGUMENT naming each field (at most MAX_VIOLATIONS, then how many more) and
+never quotes the bad value (it may be a card number, a secret or a megabyte of text).
+
+Cost (it runs on every RPC, the payment path included): what to check is worked out once per message
+type (`_plan`), and a request costs one `ListFields()` per message it sets plus a dictionary lookup
+and a few comparisons per set field. See tests/unit/server/test_validation.py for the figure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from payhub.common.v1 import validation_pb2
+
+from payhub.kernel.errors import FieldViolation, InvalidArgument
+
+MAX_VIOLATIONS = 20
+# google.protobuf.Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z
+MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
+MAX_DURATION_SECONDS = 315_576_000_000  # +-10,000 years
+_NANOS = 1_000_000_000
+_RULES = validation_pb2.rules
+_IP_ADDRESS = validation_pb2.STRING_FORMAT_IP_ADDRESS
+# A map entry is named by its key when the key is short and plain, otherwise by its position.
+_SHORT_KEY = re.compile(r"[\w.:/-]{1,40}")
+
+_STRING, _BYTES, _MESSAGE, _ENUM = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES,
+                                    FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_ENUM)
+
+
+class _Found:
+    """The violations of one request, at most MAX_VIOLATIONS kept."""
+
+    __slots__ = ("items", "more")
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+        self.more = 0
+
+    def add(self, field: str, description: str) -> None:
+        if len(self.items) < MAX_VIOLATIONS:
+            self.items.append(FieldViolation(field, description))
+        else:
+            self.more += 1
+
+
+# A check gets the field's value, the path of the field ("payment.customer.id") and the collector.
+Check = Callable[[Any, str, _Found], None]
+
+
+class _Plan:
+    """What to check in one message type: a check per field that needs one, and required fields."""
+
+    __slots__ = ("checks", "required")
+
+    def __init__(self, checks: dict[FieldDescriptor, Check], required: list[tuple[str, bool]]) -> None:
+        self.checks = checks
+        self.required = required
+
+
+_plans: dict[str, _Plan] = {}
+_plans_lock = threading.Lock()
+
+
+def validate(message: Message) -> None:
+    """Raise InvalidArgument naming every bad field of `message` (a request)."""
+    found = _Found()
+    _walk(message, "", found)
+    if found.items:
+        raise InvalidArgument(found.items, omitted=found.more)
+
+
+def _walk(message: Message, prefix: str, found: _Found) -> None:
+    descriptor = message.DESCRIPTOR
+    plan = _plans.get(descriptor.full_name)
+    if plan is None:
+        plan = _plan_for(descriptor)
+    checks = plan.checks
+    for field, value in message.ListFields():
+        check = checks.get(field)
+        if check is not None:
+            check(value, prefix + field.name, found)
+    for name, is_message in plan.required:
+        if not (message.HasField(name) if is_message else getattr(message, name)):
+            found.add(prefix + name, "is required")
+
+
+def _plan_for(descriptor: Any) -> _Plan:
+    with _plans_lock:
+        plan = _plans.get(descriptor.full_name)
+        if plan is None:
+            checks: dict[FieldDescriptor, Check] = {}
+            required: list[tuple[str, bool]] = []
+            for field in descriptor.fields:
+                rules = field.GetOptions().Extensions[_RULES] if field.GetOptions().HasExtension(_RULES) else None
+                check = _field_check(field, rules)
+                if check is not None:
+                    checks[field] = check
+                if rules is not None and rules.required:
+                    required.append((field.name, field.type == _MESSAGE))
+            plan = _plans[descriptor.full_name] = _Plan(checks, required)
+        return plan
+
+
+def _field_check(field: FieldDescriptor, rules: Any) -> Check | None:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return _map_check(field, rules)
+    element = _element_check(field, rules, "max_length")
+    if not field.is_repeated:
+        return element
+    max_items = rules.max_items if rules is not None else 0
+    if element is None and not max_items:
+        return None
+
+    def repeated(values: Any, path: str, found: _Found) -> None:
+        if max_items and len(values) > max_items:
+            found.add(path, f"must have at most {max_items} elements (has {len(values)})")
+            return
+        if element is not None:
+            for i, value in enumerate(values):
+                element(value, f"{path}[{i}]", found)
+    return repeated
+
+
+def _map_check(field: FieldDescriptor, rules: Any) -> Check:
+    entry: Any = field.message_type
+    key_check = _element_check(entry.fields_by_name["key"], rules, "max_key_length")
+    value_check = _element_check(entry.fields_by_name["value"], rules, "max_length")
+    max_items = rules.max_items if rules is not None else 0
+
+    def mapping(values: Any, path: str, found: _Found) -> None:
+        if max_items and len(values) > max_items:
+            found.add(path, f"must have at most {max_items} entries (has {len(values)})")
+            return
+        for i, (key, value) in enumerate(values.items()):
+            entry = f'{path}["{key}"]' if _SHORT_KEY.fullmatch(str(key)) else f"{path}[#{i}]"
+            if key_check is not None:
+                key_check(key, entry + ".key", found)
+            if value_check is not None:
+                value_check(value, entry, found)
+    return mapping
+
+
+def _element_check(field: FieldDescriptor, rules: Any, length_rule: str) -> Check | None:
+    kind = field.type
+    if kind == _STRING:
+        return _string_check(rules, length_rule)
+    if kind == _ENUM:
+        enum_type: Any = field.enum_type
+        return _enum_check(frozenset(enum_type.values_by_number))
+    if kind == _MESSAGE:
+        message_type: Any = field.message_type
+        name = message_type.full_name
+        if name == "google.protobuf.Timestamp":
+            return _timestamp
+        if name == "google.protobuf.Duration":
+            return _duration
+        return _message
+    if kind == _BYTES and rules is not None and getattr(rules, length_rule):
+        limit = getattr(rules, length_rule)
+
+        def byte_length(value: bytes, path: str, found: _Found) -> None:
+            if len(value) > limit:
+                found.add(path, f"must be at most {limit} bytes (has {len(value)})")
+        return byte_length
+    return None
+
+
+def _string_check(rules: Any, length_rule: str) -> Check:
+    limit = getattr(rules, length_rule) if rules is not None else 0
+    pattern = re.compile(rules.pattern) if rules is not None and rules.pattern else None
+    ip_address = rules is not None and rules.format == _IP_ADDRESS
+
+    def string(value: str, path: str, found: _Found) -> None:
+        if "\x00" in value:
+            found.add(path, "must not contain a NUL character")
+        elif limit and len(value) > limit:
+            found.add(path, f"must be at most {limit} characters (has {len(value)})")
+        elif value and pattern is not None and pattern.fullmatch(value) is None:
+            found.add(path, f"must match {pattern.pattern}")
+        elif value and ip_address and not _is_ip_address(value):
+            found.add(path, "must be an IPv4 or IPv6 address")
+    return string
+
+
+def _is_ip_address(value: str) -> bool:
+    if len(value) > 64:  # the longest text form (IPv6 with an IPv4 tail and a zone) is shorter
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _enum_check(defined: frozenset[int]) -> Check:
+    def enum(value: int, path: str, found: _Found) -> None:
+        if value not in defined:
+            found.add(path, f"{value} is not a defined value")
+    return enum
+
+
+def _message(value: Message, path: str, found: _Found) -> None:
+    _walk(value, path + ".", found)
+
+
+def _timestamp(value: Any, path: str, found: _Found) -> None:
+    if not (MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= value.nanos < _NANOS):
+        found.add(path, "must be a timestamp between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z")
+
+
+def _duration(value: Any, path: str, found: _Found) -> None:
+    seconds, nanos = value.seconds, value.nanos
+    if not (-MAX_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS and -_NANOS < nanos < _NANOS) \
+            or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        found.add(path, "must be a duration of at most 10,000 years whose seconds and nanos have the same sign")
