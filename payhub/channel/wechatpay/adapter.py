@@ -281,7 +281,8 @@ class WechatPayAdapter(ChannelAdapter):
         try:
             answer = self._api.call(account, method, path, body)
         except Unverified as exc:
-            log.error("wechatpay answer rejected: signature does not verify", path=path.split("?")[0], error=str(exc))
+            log.error("wechatpay answer rejected: signature does not verify", path=path.split("?", 1)[0],
+                      error=str(exc))
             raise _Open("SIGNATURE_INVALID", str(exc), "signature_invalid") from exc
         except httpx.TimeoutException as exc:
             raise _Open("TIMEOUT", f"no answer in time ({type(exc).__name__})", "channel_timeout") from exc
@@ -337,7 +338,8 @@ def _next_action(kind: str, data: dict[str, Any], account: Account) -> NextActio
         return NextAction(ActionKind.REDIRECT, {"url": str(data["h5_url"])})
     prepay_id = str(data.get("prepay_id") or "")
     if kind == "jsapi" and prepay_id:
-        return NextAction(ActionKind.SDK_PARAMS, wire.jsapi_invoke_params(account.appid, prepay_id, account.private_key))
+        params = wire.jsapi_invoke_params(account.appid, prepay_id, account.private_key)
+        return NextAction(ActionKind.SDK_PARAMS, params)
     if kind == "app" and prepay_id:
         return NextAction(ActionKind.SDK_PARAMS, wire.app_invoke_params(account.appid, account.mchid, prepay_id,
                                                                         account.private_key))

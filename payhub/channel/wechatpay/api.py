@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payhub.channel.adapter import ChannelCredentials
@@ -129,9 +130,10 @@ class WechatPayApi:
         response = self._send(account, "GET", path, b"")
         if response.status_code != 200:
             raise Unverified(f"bill download answered {response.status_code}")
-        return response.content
+        content: bytes = response.content
+        return content
 
-    def _send(self, account: Account, method: str, path: str, raw: bytes) -> Any:
+    def _send(self, account: Account, method: str, path: str, raw: bytes) -> httpx.Response:
         auth = wire.authorize(method, path, raw, mchid=account.mchid, serial_no=account.serial_no,
                               key=account.private_key)
         headers = {"Authorization": auth.header(), "Accept": "application/json", "User-Agent": USER_AGENT,

@@ -84,16 +84,6 @@ def certificate_serial(pem: str) -> str:
     return format(x509.load_pem_x509_certificate(data).serial_number, "X")
 
 
-def private_pem(key: rsa.RSAPrivateKey) -> str:
-    """PKCS#8 PEM: what WeChat Pay hands merchants (`apiclient_key.pem`) and what `wechatpayv3` loads."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def public_pem(key: rsa.RSAPublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
 def new_nonce() -> str:
     """32 upper-case hex characters, like the SDKs' nonce_str."""
     return secrets.token_hex(16).upper()
