@@ -40,7 +40,7 @@ def test_malformed_authorizations_are_refused(header: str) -> None:
 
 
 def test_signed_headers_verify_with_the_sdk_and_with_ours_and_nothing_else() -> None:
-    body = '{"code_url":"weixin://x"}'.encode()
+    body = b'{"code_url":"weixin://x"}'
     headers = wire.signed_headers(KEY, "PUB_KEY_ID_1", body)
     assert sdk.rsa_verify(headers["Wechatpay-Timestamp"], headers["Wechatpay-Nonce"], body.decode(),
                           headers["Wechatpay-Signature"], KEY.public_key())
@@ -58,7 +58,7 @@ def test_signed_headers_verify_with_the_sdk_and_with_ours_and_nothing_else() -> 
 
 
 def test_resources_round_trip_with_the_sdks_aes_gcm() -> None:
-    resource = wire.encrypt_resource(APIV3, '{"trade_state":"SUCCESS"}'.encode(), "transaction", "transaction")
+    resource = wire.encrypt_resource(APIV3, b'{"trade_state":"SUCCESS"}', "transaction", "transaction")
     assert sdk.aes_decrypt(resource["nonce"], resource["ciphertext"], resource["associated_data"], APIV3) == \
         '{"trade_state":"SUCCESS"}'
     assert wire.decrypt_resource(APIV3, resource) == b'{"trade_state":"SUCCESS"}'
