@@ -12,6 +12,7 @@ TABLE_MODULES = (
     "payhub.identity.tables",
     "payhub.merchant.tables",
     "payhub.channel.tables",
+    "payhub.channel.bankcard.tables",
     "payhub.trade.tables",
     "payhub.trade.webhook_tables",
 )

@@ -15,9 +15,13 @@ from typing import cast
 
 from payhub.channel.registry import discover_entry_points
 
+# Other names people use for a channel's simulator (`payhub simulate bank` is the card switch).
+ALIASES = {"bank": "bankcard"}
+
 
 def simulator_module(channel: str) -> str | None:
-    """The simulator module of a registered channel, or None when it has none."""
+    """The simulator module of a registered channel (or alias), or None when it has none."""
+    channel = ALIASES.get(channel, channel)
     for entry_point in discover_entry_points():
         if entry_point.name == channel:
             package = entry_point.value.partition(":")[0].rpartition(".")[0]
