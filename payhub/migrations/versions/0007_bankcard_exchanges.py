@@ -1,7 +1,7 @@
 """bankcard: the adapter's record of its ISO 8583 exchanges (STAN per terminal per day, pending reversals)
 
-Revision ID: 0006_bankcard
-Revises: 0005_webhooks
+Revision ID: 0007_bankcard
+Revises: 0006_attempt_channels
 Create Date: 2026-11-30 05:52:38.086938
 """
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import payhub.kernel.db
 
-revision: str = '0006_bankcard'
-down_revision: str | None = '0005_webhooks'
+revision: str = '0007_bankcard'
+down_revision: str | None = '0006_attempt_channels'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
