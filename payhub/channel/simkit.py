@@ -5,7 +5,8 @@ channel's real wire protocol, plus a small JSON control API under `CONTROL_PREFI
 channel uses) that stands in for the buyer and for faults. This module knows no channel: the
 channel's simulator module supplies the protocol routes, its signing and its state machine.
 
-- `serve_in_thread(app, "127.0.0.1:0")` / `serve_forever(app, listen)`: run an ASGI app (tests, kits / CLI).
+- `serve_in_thread(app, "127.0.0.1:0")` / `serve_forever(app, listen)` (or `bind` + `serve_socket`): run an
+  ASGI app (tests, kits / the CLI).
 - `KeyDir`: a `--keys DIR` of PEM/JSON files, created on first use; `write_config` prints and writes
   DIR/config.json (everything a client needs).
 - `Notifier`: asynchronous notifications with the channel's retry schedule, a delay scale (0.001 makes
@@ -59,7 +60,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _bind(listen: str) -> socket.socket:
+def bind(listen: str) -> socket.socket:
+    """A listening-ready socket bound to `HOST:PORT` (port 0: a free one; see getsockname())."""
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -93,7 +95,7 @@ def _server(app: ASGIApp) -> uvicorn.Server:
 
 def serve_in_thread(app: ASGIApp, listen: str = "127.0.0.1:0") -> RunningApp:
     """Serve `app` on a daemon thread until `stop()`; returns once it accepts connections."""
-    sock = _bind(listen)
+    sock = bind(listen)
     server = _server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name=f"simulator-{sock.getsockname()[1]}")
@@ -109,7 +111,11 @@ def serve_in_thread(app: ASGIApp, listen: str = "127.0.0.1:0") -> RunningApp:
 
 def serve_forever(app: ASGIApp, listen: str) -> None:
     """Serve `app` in the foreground until SIGINT/SIGTERM (the `payhub simulate` command)."""
-    sock = _bind(listen)
+    serve_socket(app, bind(listen))
+
+
+def serve_socket(app: ASGIApp, sock: socket.socket) -> None:
+    """Serve `app` in the foreground on a socket from `bind` (when the address must be known first)."""
     try:
         _server(app).run(sockets=[sock])
     finally:
