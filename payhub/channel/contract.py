@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from datetime import date
 from enum import StrEnum
 from typing import Protocol, cast
 
@@ -41,9 +42,32 @@ class ContractKit(Protocol):
         """A genuine notification the channel would send about the attempt (or refund), or None."""
         ...
 
+    def statement_day(self) -> date:
+        """The channel's business day of a payment made now (in the channel's own time zone)."""
+        ...
+
+    def next_day(self) -> bool:
+        """Move the channel (its simulator's clock) to its next business day, late enough that the
+        previous day's statement is ready. False when the channel's clock cannot be moved: the suite
+        then checks only that today's statement lists today's payment."""
+        ...
+
     def close(self) -> None:
         """Release what the kit started (simulators)."""
         ...
+
+
+def statement_day(kit: ContractKit) -> date:
+    """kit.statement_day(), or payhub's date for a kit written before it existed."""
+    from payhub.kernel import clock
+    day = getattr(kit, "statement_day", None)
+    return day() if day is not None else clock.now().date()
+
+
+def next_day(kit: ContractKit) -> bool:
+    """kit.next_day(), or False for a kit written before it existed."""
+    move = getattr(kit, "next_day", None)
+    return bool(move()) if move is not None else False
 
 
 def load_kit(adapter: ChannelAdapter, env: AdapterEnvironment) -> ContractKit:

@@ -2,24 +2,26 @@
 `payhub.channels` entry points (with its contract kit: payhub.channel.contract).
 
 Checked: honest outcomes for success, decline and unknown-then-query; pre-authorisation capture
-(partial, never above the authorisation) and void; partial refunds whose total never passes the
-captured amount; close before and after payment; consumer-completed payments; notification
-verification; the daily statement; and that every answer claiming money carries the request's amount
-and currency.
+(partial, never above the authorisation) and void; partial and full refunds whose total never passes
+the captured amount, and refund queries; close before and after payment, and no payment after a
+close; consumer-completed payments, confirmed by query and by notification (duplicates say the same,
+forged or another merchant's are refused); the daily statement holding exactly that day's payments
+(for kits that can move the channel's clock); and that every answer claiming money carries the
+request's amount and currency.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, NotificationRejected
-from payhub.channel.contract import ContractKit, PaymentScenario, load_kit
+from payhub.channel.contract import ContractKit, PaymentScenario, load_kit, next_day, statement_day
 from payhub.channel.registry import discover_entry_points, load_registry
 from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction
-from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.ids import new_id
 from payhub.kernel.money import CURRENCY_EXPONENTS
@@ -189,8 +191,57 @@ def test_notifications_are_verified(subject: Subject) -> None:
     assert subject.adapter.notification_reply(False).status != 200
 
 
-def test_the_daily_statement_lists_the_payment(subject: Subject) -> None:
+def test_a_payment_completed_by_the_consumer_is_notified_once_in_effect(subject: Subject) -> None:
+    instr = subject.instruction(PaymentScenario.AWAITS_CONSUMER)
+    subject.adapter.pay(instr, subject.credentials)
+    subject.kit.consumer_pays(instr.attempt_id)
+    genuine = subject.kit.notification(instr.attempt_id, subject.credentials)
+    if genuine is None:
+        pytest.skip(f"{subject.adapter.name} sends no notifications")
+    headers, body = genuine
+    first = subject.adapter.parse_notification(headers, body, subject.credentials)
+    assert first.attempt_id == instr.attempt_id and not first.refund_id
+    assert_claims(first.result, Outcome.SUCCEEDED, AMOUNT, subject.currency)
+    duplicate = subject.adapter.parse_notification(headers, body, subject.credentials)
+    assert duplicate == first, "a duplicate says the same thing (the trade center applies it once)"
+    stranger = subject.kit.credentials(new_id("mer"))
+    with pytest.raises(NotificationRejected):
+        subject.adapter.parse_notification(headers, body, stranger)
+
+
+def test_a_closed_attempt_cannot_be_paid_afterwards(subject: Subject) -> None:
+    instr = subject.instruction(PaymentScenario.AWAITS_CONSUMER)
+    subject.adapter.pay(instr, subject.credentials)
+    assert subject.adapter.close(instr.attempt_id, subject.credentials).outcome is Outcome.SUCCEEDED
+    with contextlib.suppress(Exception):  # the channel refuses the consumer; either way nothing is paid
+        subject.kit.consumer_pays(instr.attempt_id)
+    assert subject.adapter.query(instr.attempt_id, subject.credentials).outcome is Outcome.FAILED
+
+
+def test_a_full_refund_leaves_nothing_to_refund(subject: Subject) -> None:
     instr = subject.paid()
-    reference = subject.adapter.query(instr.attempt_id, subject.credentials).channel_reference
-    statement = subject.adapter.fetch_statement(clock.now().date(), subject.credentials)
-    assert reference.encode() in statement
+    refund_id = new_id("ref")
+    assert_claims(subject.adapter.refund(instr.attempt_id, refund_id, AMOUNT, subject.currency, subject.credentials),
+                  Outcome.SUCCEEDED, AMOUNT, subject.currency)
+    assert subject.adapter.refund(instr.attempt_id, new_id("ref"), 1, subject.currency,
+                                  subject.credentials).outcome is Outcome.FAILED
+    assert_claims(subject.adapter.query_refund(instr.attempt_id, refund_id, subject.credentials),
+                  Outcome.SUCCEEDED, AMOUNT, subject.currency)
+
+
+def test_the_daily_statement_holds_exactly_that_days_payments(subject: Subject) -> None:
+    first = subject.paid()
+    first_ref = subject.adapter.query(first.attempt_id, subject.credentials).channel_reference
+    first_day = statement_day(subject.kit)
+    if not next_day(subject.kit):
+        statement = subject.adapter.fetch_statement(first_day, subject.credentials)
+        assert first_ref.encode() in statement
+        return
+    second = subject.paid()
+    second_ref = subject.adapter.query(second.attempt_id, subject.credentials).channel_reference
+    second_day = statement_day(subject.kit)
+    assert next_day(subject.kit) and second_day > first_day
+    first_statement = subject.adapter.fetch_statement(first_day, subject.credentials)
+    second_statement = subject.adapter.fetch_statement(second_day, subject.credentials)
+    assert first_ref.encode() in first_statement and second_ref.encode() not in first_statement
+    assert second_ref.encode() in second_statement and first_ref.encode() not in second_statement

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from payhub.channel.adapter import AdapterEnvironment, ChannelAdapter, ChannelCredentials
 from payhub.channel.contract import PaymentScenario
 from payhub.channel.sandbox import scenarios
@@ -42,6 +44,12 @@ class SandboxKit:
     def notification(self, attempt_id: str, credentials: ChannelCredentials,
                      refund_id: str = "") -> tuple[dict[str, str], bytes] | None:
         return self._adapter.build_notification(attempt_id, credentials, refund_id)
+
+    def statement_day(self) -> date:
+        return clock.now().date()
+
+    def next_day(self) -> bool:
+        return False  # the sandbox bank lives on payhub's clock
 
     def close(self) -> None:
         return None

@@ -79,7 +79,7 @@ def test_page_orders_exist_once_the_buyer_opens_them(sim: Sim) -> None:
     opened = sim.control.call("open", url=f"{sim.gateway}?{signed}")
     assert opened["status"] == "WAIT_BUYER_PAY" and opened["product_code"] == "FAST_INSTANT_TRADE_PAY"
     tampered = signed.replace("88.00", "0.01")
-    with pytest.raises(ControlError, match="isv.invalid-signature"):
+    with pytest.raises(ControlError, match=r"isv\.invalid-signature"):
         sim.control.call("open", url=f"{sim.gateway}?{tampered.replace('W1', 'W2')}")
     app = client.api_alipay_trade_app_pay(subject="Game", out_trade_no="M1", total_amount="6.00")
     assert sim.control.call("pay", order_string=app)["status"] == "TRADE_SUCCESS"
