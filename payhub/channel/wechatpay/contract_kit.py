@@ -14,6 +14,7 @@ import atexit
 import shutil
 import tempfile
 import threading
+from datetime import date, datetime, time, timedelta
 
 from payhub.channel.adapter import AdapterEnvironment, ChannelAdapter, ChannelCredentials
 from payhub.channel.contract import PaymentScenario
@@ -89,6 +90,20 @@ class WechatPayKit:
         made = self.control.call("notification", mchid=credentials.get("mchid"), **subject)
         headers = {str(k).lower(): str(v) for k, v in dict(made["headers"]).items()}
         return headers, str(made["body"]).encode()
+
+    def statement_day(self) -> date:
+        """WeChat cuts bill days in Beijing time, on the simulator's clock."""
+        return self._now().date()
+
+    def next_day(self) -> bool:
+        """Move the simulator's clock to 10:00 (Beijing) of the next day, when the bill is ready."""
+        now = self._now()
+        ready = datetime.combine(now.date() + timedelta(days=1), time(10, 0), tzinfo=simulator.BEIJING)
+        self.control.call("clock", advance_seconds=(ready - now).total_seconds())
+        return True
+
+    def _now(self) -> datetime:
+        return datetime.fromisoformat(str(self.control.get("clock")["now"])).astimezone(simulator.BEIJING)
 
     def close(self) -> None:
         self.control.close()

@@ -67,6 +67,7 @@ class Trade:
     success_time: datetime | None = None
     openid: str = ""
     refunded: int = 0
+    time_expire: datetime | None = None
 
     def resource(self, zone_time: Callable[[datetime], str]) -> dict[str, Any]:
         """The transaction object (query answer and TRANSACTION.* resource)."""
@@ -149,6 +150,7 @@ class Book:
                           int(body["amount"]["total"]), str(body["amount"].get("currency") or "CNY"),
                           str(body.get("notify_url", "")), str(body.get("attach", "")), fingerprint, self._now())
             trade.prepay_id = "wx" + self._now().strftime("%d%H%M%S") + secrets.token_hex(12)
+            trade.time_expire = _expiry(body)
             self._trades[key] = trade
             if kind != "codepay":
                 return (200, _prepay_answer(kind, trade)), None
@@ -200,6 +202,8 @@ class Book:
             trade = self.find(out_trade_no, mchid)
             if trade.state not in ("NOTPAY", "USERPAYING"):
                 raise Refused(f"order {out_trade_no} is {trade.state}: it cannot be paid")
+            if trade.time_expire is not None and self._now() >= trade.time_expire:
+                raise Refused(f"order {out_trade_no} expired at {trade.time_expire.isoformat()}: it cannot be paid")
             self._mark_paid(trade)
             return trade
 
@@ -314,6 +318,14 @@ class Book:
         return sorted(trades, key=lambda t: t.success_time or start), sorted(refunds, key=lambda r: r.create_time)
 
 
+def _expiry(body: dict[str, Any]) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(body["time_expire"])) if body.get("time_expire") else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo is not None else None
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
@@ -340,6 +352,8 @@ def _order_problem(merchant: Merchant, kind: str, body: dict[str, Any]) -> str:
         return "amount.total 必须为正整数(单位: 分)"
     if amount.get("currency", "CNY") != "CNY":
         return "amount.currency 仅支持 CNY"
+    if body.get("time_expire") and _expiry(body) is None:
+        return "time_expire 格式须为 RFC 3339, 如 2018-06-08T10:34:56+08:00"
     if kind != "codepay" and not str(body.get("notify_url", "")).startswith(("https://", "http://")):
         return "notify_url 必填, 须为 http(s) 地址"
     payer: dict[str, Any] = body["payer"] if isinstance(body.get("payer"), dict) else {}

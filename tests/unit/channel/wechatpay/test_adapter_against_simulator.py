@@ -5,19 +5,20 @@ it), the client-side parameters are signed, notifications are verified, and the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from payhub.channel.adapter import AdapterEnvironment, ChannelCredentials, NotificationRejected
-from payhub.channel.simkit import ControlClient, private_pem, public_pem
+from payhub.channel.simkit import ControlClient, ControlError, private_pem, public_pem
 from payhub.channel.transport import ChannelHttp
 from payhub.channel.types import ActionKind, Outcome, PaymentInstruction
 from payhub.channel.wechatpay import wire
-from payhub.channel.wechatpay.adapter import BEIJING, WechatPayAdapter
+from payhub.channel.wechatpay.adapter import WechatPayAdapter
 from payhub.channel.wechatpay.api import WechatPayApi
-from payhub.channel.wechatpay.contract_kit import NOT_ENOUGH_CODE, NOWHERE, PAID_CODE, shared_simulator
+from payhub.channel.wechatpay.contract_kit import NOT_ENOUGH_CODE, NOWHERE, PAID_CODE, WechatPayKit, shared_simulator
 from payhub.channel.wechatpay.statement import parse_trade_bill
 from payhub.kernel import clock
 from payhub.kernel.config import Settings
@@ -45,6 +46,15 @@ def adapter(tmp_path: Path) -> WechatPayAdapter:
 def creds(control: ControlClient) -> ChannelCredentials:
     _, served = shared_simulator()
     return ChannelCredentials(new_id("mer"), control.call("merchant") | {"base_url": served.url}, NOWHERE)
+
+
+def bill_day() -> date:
+    """Today in WeChat's bill zone, on the simulator's clock (other tests may have moved it)."""
+    kit = WechatPayKit(None)  # type: ignore[arg-type]
+    try:
+        return kit.statement_day()
+    finally:
+        kit.close()
 
 
 def order(client_type: str = "NATIVE_QR", amount: int = 1000, **extra: str) -> PaymentInstruction:
@@ -129,6 +139,17 @@ def test_jsapi_and_app_answer_signed_invoke_parameters(adapter: WechatPayAdapter
     assert wire.rsa_verify(public, wire.lines(a["appid"], a["timestamp"], a["noncestr"], a["prepayid"]), a["sign"])
 
 
+def test_an_order_past_its_time_expire_cannot_be_paid(adapter: WechatPayAdapter, creds: ChannelCredentials,
+                                                      control: ControlClient) -> None:
+    instr = replace(order(), expire_time=clock.now() + timedelta(minutes=5))
+    assert adapter.pay(instr, creds).outcome is Outcome.REQUIRES_ACTION
+    control.call("clock", advance_seconds=600)
+    with pytest.raises(ControlError, match="expired"):
+        control.call("pay", out_trade_no=instr.attempt_id)
+    assert adapter.close(instr.attempt_id, creds).outcome is Outcome.SUCCEEDED
+    assert adapter.query(instr.attempt_id, creds).failure_code == "closed"
+
+
 def test_h5_redirects_and_needs_the_payers_ip(adapter: WechatPayAdapter, creds: ChannelCredentials) -> None:
     h5 = adapter.pay(order("H5", payer_client_ip="203.0.113.9"), creds)
     assert h5.next_action is not None and h5.next_action.kind is ActionKind.REDIRECT
@@ -186,7 +207,7 @@ def test_the_days_bill_is_fetched_hash_checked_and_lists_exactly_that_days_trade
     paid = adapter.pay(instr, creds)
     refund_id = new_id("ref")
     assert adapter.refund(instr.attempt_id, refund_id, 234, "CNY", creds).outcome is Outcome.SUCCEEDED
-    success_day = clock.now().astimezone(BEIJING).date()
+    success_day = bill_day()
     bill = parse_trade_bill(adapter.fetch_statement(success_day, creds))
     assert [(r.state, r.transaction_id, r.out_trade_no) for r in bill.rows] == [
         ("SUCCESS", paid.channel_reference, instr.attempt_id), ("REFUND", paid.channel_reference, instr.attempt_id)]
@@ -198,7 +219,7 @@ def test_the_days_bill_is_fetched_hash_checked_and_lists_exactly_that_days_trade
 def test_a_bill_whose_hash_does_not_match_is_refused(adapter: WechatPayAdapter, creds: ChannelCredentials,
                                                      control: ControlClient) -> None:
     adapter.pay(order("BARCODE", auth_code=PAID_CODE), creds)
-    day = clock.now().astimezone(BEIJING).date()
+    day = bill_day()
     original = adapter._download_bill
 
     def corrupt(account: object, data: dict[str, str]) -> bytes:
