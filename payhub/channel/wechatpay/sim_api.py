@@ -54,8 +54,14 @@ class Call:
 
 @dataclass
 class PlatformKey:
+    """The platform key that signs answers: named by its PUB_KEY_ID_... ("WeChat Pay public key" mode),
+    or by the serial of its platform certificate for merchants in certificate mode (/v3/certificates)."""
+
     key: rsa.RSAPrivateKey = field(repr=False)
     key_id: str = ""
+    certificate_pem: str = ""
+    certificate_serial: str = ""
+    certificate_validity: tuple[datetime, datetime] | None = None
 
 
 class WechatPayApiSim:
@@ -77,6 +83,7 @@ class WechatPayApiSim:
             route("/v3/refund/domestic/refunds", "POST", self._refund),
             route("/v3/refund/domestic/refunds/{out_refund_no}", "GET", self._query_refund),
             route("/v3/bill/tradebill", "GET", self._trade_bill),
+            route("/v3/certificates", "GET", self._certificates),
             Route("/v3/billdownload/file", self._download, methods=["GET"]),
         ]
 
@@ -102,7 +109,7 @@ class WechatPayApiSim:
         call = Call(merchant, dict(request.path_params), dict(request.query_params), body or {}, raw,
                     str(request.base_url).rstrip("/"))
         status, data = handler(call)
-        return apply_fault_after(fault, self.signed(status, data))
+        return apply_fault_after(fault, self.signed(status, data, merchant))
 
     def authenticate(self, request: Request, raw: bytes) -> Merchant | Response:
         url = request.scope.get("raw_path", b"").decode() or request.url.path
@@ -130,9 +137,12 @@ class WechatPayApiSim:
                                      "truncated_sign_message": message[:160].decode(errors="replace")}}))
         return merchant
 
-    def signed(self, status: int, data: dict[str, Any]) -> Response:
+    def serial_for(self, merchant: Merchant | None) -> str:
+        return (merchant.platform_serial if merchant else "") or self.platform.key_id
+
+    def signed(self, status: int, data: dict[str, Any], merchant: Merchant | None = None) -> Response:
         body = b"" if status == 204 else wire.dumps(data)
-        headers = wire.signed_headers(self.platform.key, self.platform.key_id, body)
+        headers = wire.signed_headers(self.platform.key, self.serial_for(merchant), body)
         headers["Request-ID"] = secrets.token_hex(16).upper()
         with self._lock:
             if self.tamper > 0:
@@ -189,6 +199,17 @@ class WechatPayApiSim:
         return 200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(content).hexdigest(),  # noqa: S324 - WeChat's
                      "download_url": f"{call.base_url}/v3/billdownload/file?token={token}"}
 
+    def _certificates(self, call: Call) -> Answer:
+        """The platform certificate, encrypted with the caller's APIv3 key (associated_data "certificate")."""
+        validity = self.platform.certificate_validity
+        if not self.platform.certificate_pem or validity is None:
+            return 404, wire.error_body("RESOURCE_NOT_EXISTS", "无可用的平台证书")
+        sealed = wire.encrypt_resource(call.merchant.apiv3_key, self.platform.certificate_pem.encode(),
+                                       "certificate", "certificate")
+        del sealed["original_type"]
+        return 200, {"data": [{"serial_no": self.platform.certificate_serial, "effective_time": _iso(validity[0]),
+                               "expire_time": _iso(validity[1]), "encrypt_certificate": sealed}]}
+
     async def _download(self, request: Request) -> Response:
         return await run_in_threadpool(self._serve_download, request)
 
@@ -208,12 +229,12 @@ class WechatPayApiSim:
     def notify_trade(self, trade: Trade) -> None:
         if trade.notify_url:
             body = self.notification_body(trade)
-            self._send(json.loads(body)["id"], trade.notify_url, trade.out_trade_no, body)
+            self._send(json.loads(body)["id"], trade.notify_url, trade.out_trade_no, body, trade.mchid)
 
     def notify_refund(self, refund: Refund) -> None:
         if refund.notify_url:
             body = self.notification_body(refund)
-            self._send(json.loads(body)["id"], refund.notify_url, refund.out_refund_no, body)
+            self._send(json.loads(body)["id"], refund.notify_url, refund.out_refund_no, body, refund.mchid)
 
     def notification_body(self, subject: Trade | Refund) -> bytes:
         merchant = self.book.merchants[subject.mchid]
@@ -228,13 +249,14 @@ class WechatPayApiSim:
                            "resource_type": "encrypt-resource", "event_type": event, "summary": summary,
                            "resource": resource})
 
-    def notification_headers(self, body: bytes) -> dict[str, str]:
+    def notification_headers(self, body: bytes, mchid: str = "") -> dict[str, str]:
         """Signed afresh per delivery (a new timestamp and nonce), like WeChat Pay's retries."""
-        return {"Content-Type": JSON, **wire.signed_headers(self.platform.key, self.platform.key_id, body)}
+        serial = self.serial_for(self.book.merchants.get(mchid))
+        return {"Content-Type": JSON, **wire.signed_headers(self.platform.key, serial, body)}
 
-    def _send(self, notification_id: str, url: str, subject: str, body: bytes) -> None:
+    def _send(self, notification_id: str, url: str, subject: str, body: bytes, mchid: str) -> None:
         self.notifier.send(notification_id, url, subject,
-                           build=lambda: Delivery(body, self.notification_headers(body)),
+                           build=lambda: Delivery(body, self.notification_headers(body, mchid)),
                            accepted=lambda status, _: 200 <= status < 300)  # the HTTP status decides (§2.6)
 
 

@@ -45,6 +45,7 @@ class Merchant:
     serial_no: str
     public_key: rsa.RSAPublicKey = field(repr=False)
     apiv3_key: str = field(repr=False)
+    platform_serial: str = ""  # the platform certificate's serial in certificate mode; "" signs with the key id
 
 
 @dataclass

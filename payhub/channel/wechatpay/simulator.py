@@ -7,7 +7,7 @@ AEAD_AES_256_GCM-encrypted notifications to the notify_url with WeChat's retry s
 (15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h; `--notify-scale` compresses it), and writes
 trade bills in the real CSV format behind a download URL with a SHA1.
 
-Endpoints: POST /v3/pay/transactions/{native,jsapi,app,h5,codepay}; GET
+Endpoints: GET /v3/certificates; POST /v3/pay/transactions/{native,jsapi,app,h5,codepay}; GET
 /v3/pay/transactions/out-trade-no/{no}?mchid=; POST .../{no}/close; POST /v3/refund/domestic/refunds;
 GET /v3/refund/domestic/refunds/{no}; GET /v3/bill/tradebill; GET /v3/billdownload/file.
 
@@ -23,7 +23,8 @@ Control API (JSON over HTTP, POST unless noted, under /__simulator):
   expire {out_trade_no}                  the order's time runs out (NOTPAY -> CLOSED)
   trade {out_trade_no} / refund {out_refund_no}   the order / refund as the simulator holds it
   notification {out_trade_no | out_refund_no}     a genuine notification (headers, body) signed now
-  merchant {}                            a new merchant account; answers its credentials
+  merchant {[platform: "certificate"]}   a new merchant account; answers its credentials (certificate
+                                         mode: answers signed under the platform certificate's serial)
   refunds {processing: bool}             new refunds stay PROCESSING until settle_refund
   settle_refund {out_refund_no, status}  PROCESSING -> SUCCESS (notifies) / CLOSED / ABNORMAL
   tamper {count}                         sign the next N answers wrongly
@@ -40,11 +41,14 @@ import argparse
 import secrets
 import sys
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from starlette.types import ASGIApp
 
 from payhub.channel.simkit import (
@@ -62,6 +66,7 @@ from payhub.channel.simkit import (
     serve_forever,
     serve_in_thread,
 )
+from payhub.channel.wechatpay import wire
 from payhub.channel.wechatpay.sim_api import PlatformKey, WechatPayApiSim
 from payhub.channel.wechatpay.sim_book import Book, Merchant, Refused
 
@@ -93,26 +98,27 @@ class Simulator:
     def credentials(self, base_url: str, merchant: dict[str, str] | None = None) -> dict[str, str]:
         return {**(merchant or self.default), "base_url": base_url}
 
-    def new_merchant(self) -> dict[str, str]:
+    def new_merchant(self, certificate_mode: bool = False) -> dict[str, str]:
+        """A new merchant account. In certificate mode WeChat names its platform key by the platform
+        certificate's serial (what /v3/certificates serves) instead of its PUB_KEY_ID_..."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ids = new_ids()
-        values = self._register(ids, key)
-        values["platform_public_key_id"] = self.api.platform.key_id
-        return values
+        return self._register(new_ids(), key, certificate_mode)
 
-    def _register(self, ids: dict[str, str], key: rsa.RSAPrivateKey) -> dict[str, str]:
+    def _register(self, ids: dict[str, str], key: rsa.RSAPrivateKey, certificate_mode: bool = False) -> dict[str, str]:
+        platform = self.api.platform
+        serial = platform.certificate_serial if certificate_mode else ""
         self.book.add_merchant(Merchant(ids["mchid"], ids["appid"], ids["merchant_serial_no"], key.public_key(),
-                                        ids["apiv3_key"]))
+                                        ids["apiv3_key"], serial))
         return {"mchid": ids["mchid"], "appid": ids["appid"], "merchant_serial_no": ids["merchant_serial_no"],
                 "merchant_private_key": private_pem(key), "apiv3_key": ids["apiv3_key"],
-                "platform_public_key": public_pem(self.api.platform.key),
-                "platform_public_key_id": ids["platform_public_key_id"]}
+                "platform_public_key": platform.certificate_pem if certificate_mode else public_pem(platform.key),
+                "platform_public_key_id": serial or platform.key_id}
 
 
 def build(keys_dir: str | Path, *, notify_scale: float = 1.0, bill_zone: timezone = BEIJING) -> Simulator:
     keys = KeyDir(keys_dir)
     ids = keys.json("ids", new_ids)
-    platform = PlatformKey(keys.private_key("platform_private_key"), ids["platform_public_key_id"])
+    platform = _platform(keys, ids["platform_public_key_id"])
     clock = SimClock(BEIJING)
     book, faults = Book(clock.now), Faults()
     notifier = Notifier(RETRY_SCHEDULE, scale=notify_scale)
@@ -122,6 +128,23 @@ def build(keys_dir: str | Path, *, notify_scale: float = 1.0, bill_zone: timezon
     sim.app = build_app([*api.routes(), *control_routes(_actions(sim), faults=faults, notifier=notifier,
                                                         clock=clock)])
     return sim
+
+
+def _platform(keys: KeyDir, key_id: str) -> PlatformKey:
+    """The platform key and its certificate (self-signed, ten years), made on first use."""
+    key = keys.private_key("platform_private_key")
+    file = keys.path / "platform_certificate.pem"
+    if not file.exists():
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "WeChat Pay platform (payhub simulator)")])
+        start = datetime.now(UTC) - timedelta(days=1)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(start)
+                .not_valid_after(start + timedelta(days=3650)).sign(key, hashes.SHA256()))
+        file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = file.read_text()
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    return PlatformKey(key, key_id, pem, wire.certificate_serial(pem),
+                       (cert.not_valid_before_utc.astimezone(BEIJING), cert.not_valid_after_utc.astimezone(BEIJING)))
 
 
 def _actions(sim: Simulator) -> dict[str, Any]:
@@ -171,7 +194,7 @@ def _actions(sim: Simulator) -> dict[str, Any]:
         subject = book.find_refund(str(body["out_refund_no"]), mchid) if body.get("out_refund_no") \
             else book.find(str(body["out_trade_no"]), mchid)
         data = api.notification_body(subject)
-        return {"headers": api.notification_headers(data), "body": data.decode()}
+        return {"headers": api.notification_headers(data, subject.mchid), "body": data.decode()}
 
     def refunds(body: dict[str, Any]) -> dict[str, Any]:
         book.refunds_processing = bool(body.get("processing", False))
@@ -189,7 +212,8 @@ def _actions(sim: Simulator) -> dict[str, Any]:
 
     handlers = {"pay": pay, "fail": fail, "cancel": cancel, "expire": expire, "trade": trade, "refund": refund,
                 "notification": notification, "refunds": refunds, "settle_refund": settle_refund,
-                "tamper": tamper, "merchant": lambda _: sim.new_merchant()}
+                "tamper": tamper,
+                "merchant": lambda body: sim.new_merchant(body.get("platform") == "certificate")}
     return {name: refused(fn) for name, fn in handlers.items()}
 
 

@@ -241,3 +241,17 @@ def test_credentials_are_checked(adapter: WechatPayAdapter, creds: ChannelCreden
     assert {k.name for k in adapter.credential_keys()} == {
         "mchid", "appid", "merchant_serial_no", "merchant_private_key", "apiv3_key", "platform_public_key",
         "platform_public_key_id", "base_url"}
+
+
+def test_a_merchant_in_platform_certificate_mode_verifies_with_the_certificate(
+        adapter: WechatPayAdapter, control: ControlClient) -> None:
+    _, served = shared_simulator()
+    values = control.call("merchant", platform="certificate") | {"base_url": served.url}
+    assert values["platform_public_key"].startswith("-----BEGIN CERTIFICATE-----")
+    creds = ChannelCredentials(new_id("mer"), values, NOWHERE)
+    assert adapter.validate_credentials(values) == {}
+    instr = order("BARCODE", auth_code=PAID_CODE)
+    assert adapter.pay(instr, creds).outcome is Outcome.SUCCEEDED
+    headers, body = notification(control, creds, out_trade_no=instr.attempt_id)
+    assert headers["wechatpay-serial"] == values["platform_public_key_id"]
+    assert adapter.parse_notification(headers, body, creds).result.outcome is Outcome.SUCCEEDED

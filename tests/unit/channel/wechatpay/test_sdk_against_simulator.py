@@ -163,3 +163,24 @@ def test_a_tampered_answer_fails_the_sdks_verification(
         control.call("tamper", count=1)
     with pytest.raises(Exception, match="failed to verify the signature"):
         sdk.pay(description="x", out_trade_no=new_id("att"), amount={"total": 1})
+
+
+def test_certificate_mode_fetches_the_platform_certificate_with_the_sdk(
+        env: tuple[simulator.Simulator, RunningApp, Callbacks, RunningApp], tmp_path: Path) -> None:
+    # The SDK without a public key trusts the platform certificates in cert_dir, and fetches
+    # /v3/certificates (decrypting them with the APIv3 key) when an answer names a serial it lacks.
+    sim, served, _, receiver = env
+    config = sim.new_merchant(certificate_mode=True)
+    decoy = simulator.build(tmp_path / "decoy")  # a valid certificate of another key: the SDK needs one to start
+    decoy.notifier.stop()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "decoy.pem").write_text(decoy.api.platform.certificate_pem)
+    wxpay = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=config["mchid"],
+                      private_key=config["merchant_private_key"], cert_serial_no=config["merchant_serial_no"],
+                      appid=config["appid"], apiv3_key=config["apiv3_key"], notify_url=receiver.url + "/notify",
+                      cert_dir=str(certs))
+    wxpay._core._gate_way = served.url
+    status, body = wxpay.pay(description="cert mode", out_trade_no=new_id("att"), amount={"total": 1})
+    assert status == 200 and "code_url" in json.loads(body)
+    assert (certs / f"{config['platform_public_key_id']}.pem").exists(), "fetched from /v3/certificates"
