@@ -34,6 +34,7 @@ from payhub.channel.adapter import (
     Capabilities,
     ChannelAdapter,
     ChannelCredentials,
+    ChannelNotReached,
     CredentialKey,
     HttpReply,
     NotificationRejected,
@@ -375,15 +376,24 @@ class AlipayAdapter(ChannelAdapter):
         attempt_id = params["out_trade_no"]
         try:
             if params.get("out_biz_no") and params.get("refund_fee"):
-                # About a refund: it carries the cumulative refund_fee, not this refund's amount, so it
-                # only prompts payhub to confirm the refund by query.
-                result = ChannelResult(Outcome.UNKNOWN, NAME, 0, "", params.get("trade_no", ""),
-                                       failure_code="refund_processing", channel_code="REFUND_NOTIFIED",
-                                       failure_message="refund notified; confirmed by query")
-                return ChannelUpdate(attempt_id, result, refund_id=params["out_biz_no"])
+                return ChannelUpdate(attempt_id, self._notified_refund(attempt_id, params, credentials),
+                                     refund_id=params["out_biz_no"])
             return ChannelUpdate(attempt_id, self._trade_result(params))
         except ValueError as exc:
             raise NotificationRejected(f"the notification has a malformed amount ({exc})") from exc
+
+    def _notified_refund(self, attempt_id: str, params: Mapping[str, str],
+                         credentials: ChannelCredentials) -> ChannelResult:
+        """A refund notification carries the cumulative refund_fee, not this refund's amount: the
+        refund query says what this refund moved. Until it answers, the refund's state is unknown."""
+        unknown = ChannelResult(Outcome.UNKNOWN, NAME, 0, "", params.get("trade_no", ""),
+                                failure_code="refund_processing", channel_code="REFUND_NOTIFIED",
+                                failure_message="refund notified; to be confirmed by query")
+        try:
+            confirmed = self.query_refund(attempt_id, params["out_biz_no"], credentials)
+        except ChannelNotReached:
+            return unknown
+        return confirmed if confirmed.outcome is Outcome.SUCCEEDED else unknown
 
     def notification_reply(self, accepted: bool) -> HttpReply:
         # Alipay reads the body only: exactly `success`, anything else makes it send again (§1.6).

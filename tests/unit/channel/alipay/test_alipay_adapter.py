@@ -134,6 +134,11 @@ def test_refunds_report_their_own_amount_not_the_cumulative_fee(sim: Sim, adapte
     assert lost.outcome is Outcome.UNKNOWN
     assert adapter.query_refund(instr.attempt_id, "r3", creds(sim)).amount_minor == 500, "it was taken"
     assert adapter.query(instr.attempt_id, creds(sim)).outcome is Outcome.SUCCEEDED, "fully refunded, still paid"
+    notified = sim.control.call("notification", app_id=sim.creds["app_id"], out_trade_no=instr.attempt_id,
+                                out_request_no="r2")
+    update = adapter.parse_notification(FORM, str(notified["body"]).encode(), creds(sim))
+    assert (update.refund_id, update.result.outcome, update.result.amount_minor) == ("r2", Outcome.SUCCEEDED, 200), \
+        "the refund's own amount, confirmed by query (the notification carries the cumulative refund_fee)"
 
 
 def signed_form(sim: Sim, **params: str) -> bytes:
@@ -155,7 +160,7 @@ def test_notifications_are_checked_for_app_seller_and_form(sim: Sim, adapter: Al
         adapter.parse_notification(FORM, b"\xff\xfe", creds(sim))
     refund = adapter.parse_notification(FORM, signed_form(sim, **base, out_biz_no="r1", refund_fee="3.00"),
                                         creds(sim))
-    assert (refund.refund_id, refund.result.outcome) == ("r1", Outcome.UNKNOWN), "confirmed by query"
+    assert (refund.refund_id, refund.result.outcome) == ("r1", Outcome.UNKNOWN), "no such trade: not confirmed"
     assert adapter.notification_reply(True).body == b"success"
     assert adapter.notification_reply(False).body == b"fail"
 
