@@ -5,6 +5,8 @@ The router owns routing and the adapters; callers hand it instructions and get h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,6 +17,7 @@ from payhub.channel.v1 import channel_pb2, channel_pb2_grpc
 from sqlalchemy import Connection
 
 from payhub.channel import convert
+from payhub.channel.adapter import HttpReply
 from payhub.channel.types import ChannelResult, PaymentInstruction, RoutePlan
 from payhub.kernel.errors import (
     Aborted,
@@ -34,7 +37,27 @@ from payhub.kernel.ids import new_id
 from payhub.kernel.protobuf import money
 
 if TYPE_CHECKING:
+    from payhub.channel.notifications import AsyncOutcomes
     from payhub.channel.service import ChannelRouter
+
+
+@dataclass(frozen=True)
+class NotificationReceipt:
+    """What became of one channel notification, and the HTTP answer the channel expects."""
+
+    accepted: bool
+    reply: HttpReply
+    attempt_id: str = ""
+    refund_id: str = ""
+    rejection_reason: str = ""
+
+
+class NotificationHandler(Protocol):
+    def handle_notification(self, channel: str, merchant_id: str, headers: Mapping[str, str],
+                            body: bytes) -> NotificationReceipt:
+        """Verify and apply one notification (HandleNotification). NotFound for an unknown channel;
+        anything the channel sent that cannot be accepted is a receipt with the failure reply."""
+        ...
 
 
 class ChannelClient(Protocol):
@@ -74,8 +97,18 @@ class ChannelClient(Protocol):
 class LocalChannelClient:
     """The in-process ChannelClient: the router itself (routing, failover, integrity guard)."""
 
-    def __init__(self, router: ChannelRouter) -> None:
+    def __init__(self, router: ChannelRouter, outcomes: AsyncOutcomes | None = None) -> None:
         self._router = router
+        self._outcomes = outcomes
+
+    def handle_notification(self, channel: str, merchant_id: str, headers: Mapping[str, str],
+                            body: bytes) -> NotificationReceipt:
+        if self._outcomes is None:
+            raise RuntimeError("this channel client was built without the notification handler")
+        outcome = self._outcomes.handle_notification(channel, merchant_id, headers, body)
+        update = outcome.update
+        return NotificationReceipt(outcome.accepted, outcome.reply, update.attempt_id if update else "",
+                                   update.refund_id if update else "", outcome.rejection_reason)
 
     def pay(self, instruction: PaymentInstruction) -> ChannelResult:
         """Route and try; FAILED `no_channel_available` when no channel is eligible."""
@@ -117,6 +150,8 @@ class LocalChannelClient:
 
 # A pay may fail over across channels, each with its own network timeout: give it room.
 REMOTE_TIMEOUT_SECONDS = 60.0
+# A notification is verified and applied locally; channels wait a few seconds for the answer.
+NOTIFICATION_TIMEOUT_SECONDS = 10.0
 
 
 class RemoteChannelClient:
@@ -174,6 +209,18 @@ class RemoteChannelClient:
                                               refund_id=refund_id)
         return self._execute(channel_pb2.ExecuteChannelOperationRequest(query_refund=op))
 
+    def handle_notification(self, channel: str, merchant_id: str, headers: Mapping[str, str],
+                            body: bytes) -> NotificationReceipt:
+        request = channel_pb2.HandleNotificationRequest(channel=channel, merchant=f"merchants/{merchant_id}",
+                                                        headers=dict(headers), body=body, request_id=new_id("req"))
+        try:
+            response = self._stub.HandleNotification(request, timeout=NOTIFICATION_TIMEOUT_SECONDS)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        reply = HttpReply(response.http_status, response.http_body, dict(response.http_headers))
+        return NotificationReceipt(response.accepted, reply, response.attempt_id, response.refund_id,
+                                   response.rejection_reason)
+
     def _execute(self, request: channel_pb2.ExecuteChannelOperationRequest) -> ChannelResult:
         request.request_id = new_id("req")
         try:
@@ -183,7 +230,7 @@ class RemoteChannelClient:
         return convert.result_from_pb(response.result)
 
 
-def remote_client(channel: grpc.Channel) -> ChannelClient:
+def remote_client(channel: grpc.Channel) -> RemoteChannelClient:
     return RemoteChannelClient(channel)
 
 

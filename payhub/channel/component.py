@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from starlette.routing import BaseRoute
 
 from payhub.channel.adapter import AdapterEnvironment
 from payhub.channel.admin import ChannelAdmin
 from payhub.channel.client import LocalChannelClient
 from payhub.channel.health import HealthTracker
+from payhub.channel.http import notify_routes
 from payhub.channel.notifications import AsyncOutcomes
 from payhub.channel.registry import ChannelRegistry, load_registry
 from payhub.channel.repository import ChannelStateRepository, SentLog
@@ -35,7 +37,11 @@ class ChannelComponent:
         return []
 
     def client(self) -> LocalChannelClient:
-        return LocalChannelClient(self.router)
+        return LocalChannelClient(self.router, self.outcomes)
+
+    def http_routes(self) -> list[BaseRoute]:
+        client = self.client()
+        return notify_routes(lambda: client)
 
 
 def build(ctx: AppContext, registry: ChannelRegistry | None = None) -> ChannelComponent:

@@ -50,17 +50,26 @@ class AsyncOutcomes:
     # -- channel notifications ------------------------------------------------------------------
     def handle_notification(self, channel: str, merchant_id: str, headers: Mapping[str, str],
                             body: bytes) -> NotificationOutcome:
+        """NotFound for a channel no adapter is registered for. Anything else - a merchant without a
+        configuration of the channel, a forged, tampered or malformed notification - changes nothing
+        and is answered with the adapter's failure reply, so the channel tries again later."""
         _require_fields(channel=channel, merchant=merchant_id)
         adapter = self._router.registry.get(channel)
-        credentials = self._router.credentials_for(merchant_id, channel)
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
+            credentials = self._router.credentials_for(merchant_id, channel)
             update = adapter.parse_notification(lowered, body, credentials)
             update = self._guard(channel, merchant_id, update)
         except (NotificationRejected, NotFound) as exc:
             log.warning("channel notification rejected", channel=channel, merchant_id=merchant_id,
                         reason=exc.reason, detail=exc.message)
             return NotificationOutcome(False, adapter.notification_reply(False), None, exc.message)
+        except Exception:
+            # An adapter that fails on some input instead of rejecting it: still nothing changes.
+            log.exception("channel adapter failed on a notification; rejected", channel=channel,
+                          merchant_id=merchant_id)
+            return NotificationOutcome(False, adapter.notification_reply(False), None,
+                                       "the notification could not be parsed")
         try:
             self._trade().apply_channel_update(update)
         except Exception:

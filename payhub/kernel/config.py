@@ -36,9 +36,10 @@ class Settings:
                                 "process serves at most threads/2 streams (RESOURCE_EXHAUSTED beyond).")
     metrics_listen: str = _setting("127.0.0.1:9464", "HTTP address of the Prometheus /metrics endpoint; "
                                                      "empty disables it. Worker N listens on port + N.")
-    http_listen: str = _setting("127.0.0.1:8080", "Address of the HTTP endpoint for channel callbacks. Not "
-                                                  "served yet (it arrives with the real channel adapters); "
-                                                  "today it only forms the notify URLs given to channels.")
+    http_listen: str = _setting("127.0.0.1:8080", "HTTP listen address HOST:PORT of the HTTP endpoint (channel "
+                                                  "callbacks `POST /channels/{channel}/notify/{merchant}`, "
+                                                  "`GET /healthz`; uvicorn). Every worker serves it (SO_REUSEPORT); "
+                                                  "a port already taken is an error; empty turns it off.")
     public_base_url: str = _setting("", "Base URL under which channels reach payhub's callback endpoint "
                                         "(notify URLs). Default: http://<http_listen>.")
     admin_token: str = _setting("", "Bootstrap admin bearer token (role admin). Empty: no bootstrap token.")

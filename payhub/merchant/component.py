@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 from payhub.merchant.v1 import merchant_pb2_grpc
+from starlette.routing import BaseRoute
 
 from payhub.kernel import idempotency
 from payhub.merchant.client import LocalMerchantClient
@@ -37,6 +38,9 @@ class MerchantComponent:
 
     def client(self) -> LocalMerchantClient:
         return self.local_client
+
+    def http_routes(self) -> list[BaseRoute]:
+        return []
 
 
 def build(ctx: AppContext) -> MerchantComponent:

@@ -1,7 +1,8 @@
-"""`payhub serve`: one gRPC server per process hosting the configured services.
+"""`payhub serve`: one gRPC server per process hosting the configured services, and beside it the
+HTTP edge (payhub.web: channel callbacks, later the cashier pages) on PAYHUB_HTTP_LISTEN.
 
-With --workers N the parent checks the port, then forks N processes before any gRPC object exists;
-each binds the same port with SO_REUSEPORT and the kernel spreads connections over them. With one
+With --workers N the parent checks the ports, then forks N processes before any gRPC object exists;
+each binds the same ports with SO_REUSEPORT and the kernel spreads connections over them. With one
 worker SO_REUSEPORT is off, so a port that is already taken is an error, not a silent shared bind.
 """
 
@@ -29,6 +30,8 @@ from payhub.server.context import AppContext
 from payhub.server.health import Readiness
 from payhub.server.interceptors import CallPipeline
 from payhub.server.jobs import Job, JobRunner
+from payhub.web.app import build_app
+from payhub.web.server import HttpServer, bind_socket
 
 log = get_logger("payhub.server")
 
@@ -71,6 +74,11 @@ def serve(settings: Settings, *, migrate: bool = False) -> int:
     try:
         settings.served_services()
         _check_port_free(settings.listen)
+        if settings.http_listen:
+            try:
+                _check_port_free(settings.http_listen)
+            except StartupError as exc:
+                raise StartupError(f"{exc} (PAYHUB_HTTP_LISTEN)") from exc
         prepare_database(settings, migrate)
     except (StartupError, ValueError) as exc:
         print(f"payhub serve: {exc}", file=sys.stderr)
@@ -113,7 +121,8 @@ def build_server(ctx: AppContext, *, reuse_port: bool) -> tuple[grpc.Server, Rea
     components = ctx.components()
     for component in components:
         component.add_to_server(server)
-    readiness = Readiness(ctx.db, [c.full_name for c in components])
+    readiness = Readiness(ctx.db, [c.full_name for c in components],
+                          listeners=["http"] if ctx.settings.http_listen else [])
     health_pb2_grpc.add_HealthServicer_to_server(readiness.servicer, server)
     reflection.enable_server_reflection(
         [*(c.full_name for c in components), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -127,6 +136,21 @@ def build_server(ctx: AppContext, *, reuse_port: bool) -> tuple[grpc.Server, Rea
     return server, readiness
 
 
+def build_http_server(ctx: AppContext, readiness: Readiness, *, reuse_port: bool) -> HttpServer | None:
+    """The HTTP edge on PAYHUB_HTTP_LISTEN (None when it is empty), its socket bound now."""
+    listen = ctx.settings.http_listen
+    if not listen:
+        return None
+    try:
+        sock = bind_socket(*_split(listen), reuse_port=reuse_port)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot listen on {listen} (HTTP): {getattr(exc, 'strerror', None) or exc}") from exc
+    app = build_app(ctx.http_routes(), ready=lambda: readiness.ready,
+                    hsts=ctx.settings.effective_public_base_url.startswith("https://"))
+    return HttpServer(app, sock, grace_seconds=ctx.settings.grace_seconds,
+                      on_state=lambda up: readiness.listener("http", up))
+
+
 def background_jobs(ctx: AppContext) -> list[Job]:
     jobs = [Job("outbox-sequencer", 0.05, lambda: sequence_events(ctx.db))]
     for component in ctx.components():
@@ -138,6 +162,7 @@ def run_worker(settings: Settings, *, worker: int, reuse_port: bool) -> int:
     ctx = AppContext.create(settings)
     try:
         server, readiness = build_server(ctx, reuse_port=reuse_port)
+        http = build_http_server(ctx, readiness, reuse_port=reuse_port)
     except StartupError as exc:
         print(f"payhub serve: {exc}", file=sys.stderr)
         return 2
@@ -153,16 +178,27 @@ def run_worker(settings: Settings, *, worker: int, reuse_port: bool) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    if http is not None:
+        try:
+            http.start()
+        except RuntimeError as exc:
+            print(f"payhub serve: {exc}", file=sys.stderr)
+            server.stop(0)
+            return 2
     readiness.start()
     runner.start()
-    log.info("serving", listen=settings.listen, worker=worker, pid=os.getpid(),
+    log.info("serving", listen=settings.listen, http_listen=settings.http_listen, worker=worker, pid=os.getpid(),
              services=[c.full_name for c in ctx.components()])
     while not stopping.wait(0.5):
         pass
     log.info("shutting down", drain_seconds=settings.drain_seconds, grace_seconds=settings.grace_seconds)
     readiness.shutdown()
     time.sleep(settings.drain_seconds)
+    if http is not None:
+        http.stop()  # stops accepting; requests in flight get the same grace as gRPC calls
     server.stop(settings.grace_seconds).wait()
+    if http is not None and not http.join(settings.grace_seconds + 2):
+        log.warning("HTTP server still busy after the grace period")
     runner.stop()
     ctx.db.dispose()
     log.info("stopped")

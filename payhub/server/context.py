@@ -10,7 +10,7 @@ import importlib
 import threading
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -19,6 +19,9 @@ from payhub.kernel.config import Settings
 from payhub.kernel.crypto import KeyRing
 from payhub.kernel.db import Database
 from payhub.server.jobs import Job
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
 
 
 class Component(Protocol):
@@ -32,6 +35,11 @@ class Component(Protocol):
 
     def client(self) -> Any: ...
 
+    def http_routes(self) -> list[BaseRoute]:
+        """Routes this service serves on the process's HTTP listener (payhub.web); thin, calling the
+        same service clients as the gRPC servicer."""
+        ...
+
 
 # Where each service's component and remote client live. A module that does not exist yet (a service
 # delivered by a later issue) is served by payhub.server.unimplemented.
@@ -39,6 +47,9 @@ COMPONENT_FACTORIES: dict[str, str] = {name: f"payhub.{name}.component:build" fo
     "merchant", "trade", "cashier", "risk", "settlement", "analytics", "channel")}
 REMOTE_CLIENT_FACTORIES: dict[str, str] = {name: f"payhub.{name}.client:remote_client" for name in (
     "merchant", "trade", "channel")}
+# HTTP routes a process serves for a service that runs elsewhere, through that service's remote client
+# (e.g. channel callbacks received by any HTTP edge and passed on to the channel router).
+REMOTE_HTTP_ROUTES: dict[str, str] = {"channel": "payhub.channel.http:remote_routes"}
 
 
 def _load(path: str) -> Any:
@@ -103,6 +114,15 @@ class AppContext:
 
     def components(self) -> list[Component]:
         return [self.component(name) for name in self.served]
+
+    def http_routes(self) -> list[BaseRoute]:
+        """The routes of the services served here, plus the edge routes of services served elsewhere
+        whose address is configured (REMOTE_HTTP_ROUTES)."""
+        routes = [route for component in self.components() for route in component.http_routes()]
+        for name, factory in REMOTE_HTTP_ROUTES.items():
+            if name not in self.served and self.settings.address_of(name):
+                routes.extend(_load(factory)(self))
+        return routes
 
 
 class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
+from starlette.routing import BaseRoute
 
 from payhub.kernel.errors import Unimplemented
 from payhub.server.jobs import Job
@@ -61,6 +62,9 @@ class UnimplementedComponent:
 
     def client(self) -> Any:
         raise RuntimeError(f"the {self.name} service is not implemented yet")
+
+    def http_routes(self) -> list[BaseRoute]:
+        return []
 
 
 def unimplemented_component(name: str) -> UnimplementedComponent:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+from starlette.routing import BaseRoute
 
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
@@ -59,6 +60,9 @@ class TradeComponent:
 
     def client(self) -> LocalTradeClient:
         return LocalTradeClient(self.service)
+
+    def http_routes(self) -> list[BaseRoute]:
+        return []
 
 
 class _LazyWebhooks:

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -87,8 +88,16 @@ def test_metrics_endpoint_counts_rpcs(server: RunningServer) -> None:
     assert 'payhub_rpc_total{code="UNAUTHENTICATED",method="/payhub.merchant.v1.MerchantService/ListMerchants"}' in body
 
 
+def _healthz(running: RunningServer) -> int:
+    try:
+        return int(httpx.get(f"http://{running.env['PAYHUB_HTTP_LISTEN']}/healthz", timeout=5).status_code)
+    except httpx.ConnectError:
+        return 0
+
+
 def test_sigterm_drains_then_exits_cleanly(tmp_path: Path) -> None:
     running = start_server(tmp_path, extra_env={"PAYHUB_DRAIN_SECONDS": "2"})
+    assert _healthz(running) == 200
     running.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
     status: int = health_pb2.HealthCheckResponse.SERVING
@@ -99,7 +108,9 @@ def test_sigterm_drains_then_exits_cleanly(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert _healthz(running) == 503, "during the drain the HTTP listener still answers, NOT_SERVING"
     assert running.process.wait(30) == 0
+    assert _healthz(running) == 0
     assert '"stopped"' in running.logs()
 
 
@@ -110,13 +121,23 @@ def _serve(env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess
 
 
 def test_a_port_already_taken_is_an_error(server: RunningServer, tmp_path: Path) -> None:
-    result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": server.address}, "--migrate")
+    result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": server.address,
+                     "PAYHUB_HTTP_LISTEN": f"127.0.0.1:{free_port()}"}, "--migrate")
     assert result.returncode == 2
     assert "cannot listen" in result.stderr
 
 
+def test_an_http_port_already_taken_is_an_error(server: RunningServer, tmp_path: Path) -> None:
+    for workers in ("1", "2"):
+        result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": f"127.0.0.1:{free_port()}",
+                         "PAYHUB_HTTP_LISTEN": server.env["PAYHUB_HTTP_LISTEN"]}, "--migrate", "--workers", workers)
+        assert result.returncode == 2
+        assert "cannot listen" in result.stderr and "PAYHUB_HTTP_LISTEN" in result.stderr
+
+
 def test_unmigrated_database_is_refused_with_the_fix(tmp_path: Path) -> None:
-    result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": f"127.0.0.1:{free_port()}"})
+    result = _serve({"PAYHUB_DATA_DIR": str(tmp_path), "PAYHUB_LISTEN": f"127.0.0.1:{free_port()}",
+                     "PAYHUB_HTTP_LISTEN": ""})
     assert result.returncode == 2
     assert "payhub migrate" in result.stderr
 
@@ -126,6 +147,7 @@ def test_workers_share_one_port(tmp_path: Path) -> None:
     try:
         statuses = {_health(running.address) for _ in range(10)}
         assert statuses == {health_pb2.HealthCheckResponse.SERVING}
+        assert {_healthz(running) for _ in range(10)} == {200}, "both workers serve HTTP on the one port"
         children = Path(f"/proc/{running.process.pid}/task/{running.process.pid}/children").read_text()
         assert len(children.split()) == 2
     finally:

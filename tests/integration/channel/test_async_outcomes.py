@@ -109,8 +109,11 @@ def test_notification_requests_must_name_a_channel_and_a_configured_merchant(h: 
         h.outcomes.handle_notification("", "", {}, b"")
     with pytest.raises(NotFound):
         h.outcomes.handle_notification("alipay", "mer_1", {}, b"")
-    with pytest.raises(NotFound):
-        h.outcomes.handle_notification("sandbox", "mer_404", {}, b"")
+    attempt = wallet_attempt(h)
+    headers, body = h.sandbox.build_notification(attempt, h.router.credentials_for("mer_1", "sandbox"))
+    outcome = h.outcomes.handle_notification("sandbox", "mer_404", headers, body)
+    assert not outcome.accepted and (outcome.reply.status, outcome.reply.body) == (400, b"FAIL")
+    assert "no configuration" in outcome.rejection_reason and h.trade.updates == []
 
 
 # -- the sandbox consumer -----------------------------------------------------------------------------

@@ -166,9 +166,12 @@ class ChannelRouterServiceServicer(object):
         answered with the channel's failure reply (`accepted` false); so is one the trade center could
         not apply yet, so the channel sends it again. Duplicates are accepted and change nothing.
 
+        A merchant without a configuration of the channel is answered the same way (`accepted` false,
+        the channel's failure reply).
+
         Callers: internal service principal (payhub's HTTP callback endpoint); staff `admin`.
         Errors: INVALID_ARGUMENT (`channel`, `merchant`); NOT_FOUND when `channel` names no
-        registered channel or the merchant has no configuration for it.
+        registered channel.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -261,9 +261,12 @@ class ChannelRouterServiceStub(typing.Generic[_ChannelRouterServiceListChannelsT
     answered with the channel's failure reply (`accepted` false); so is one the trade center could
     not apply yet, so the channel sends it again. Duplicates are accepted and change nothing.
 
+    A merchant without a configuration of the channel is answered the same way (`accepted` false,
+    the channel's failure reply).
+
     Callers: internal service principal (payhub's HTTP callback endpoint); staff `admin`.
     Errors: INVALID_ARGUMENT (`channel`, `merchant`); NOT_FOUND when `channel` names no
-    registered channel or the merchant has no configuration for it.
+    registered channel.
     """
 
     SetChannelState: _ChannelRouterServiceSetChannelStateType
@@ -420,9 +423,12 @@ class ChannelRouterServiceServicer(metaclass=abc.ABCMeta):
         answered with the channel's failure reply (`accepted` false); so is one the trade center could
         not apply yet, so the channel sends it again. Duplicates are accepted and change nothing.
 
+        A merchant without a configuration of the channel is answered the same way (`accepted` false,
+        the channel's failure reply).
+
         Callers: internal service principal (payhub's HTTP callback endpoint); staff `admin`.
         Errors: INVALID_ARGUMENT (`channel`, `merchant`); NOT_FOUND when `channel` names no
-        registered channel or the merchant has no configuration for it.
+        registered channel.
         """
 
     @abc.abstractmethod
