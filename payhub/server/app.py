@@ -48,9 +48,15 @@ def _split(listen: str) -> tuple[str, int]:
 
 
 def _check_port_free(listen: str) -> None:
+    """Refuse a port another server listens on. SO_REUSEADDR, as grpcio's own listeners set it: the
+    connections of a server that just died (kill -9, a crashed pod) linger in TIME_WAIT for a minute
+    and must not block its restart, while a live listener still makes bind() fail (Linux refuses
+    SO_REUSEADDR binds next to a socket in LISTEN; the probe never sets SO_REUSEPORT, so it cannot
+    join a running --workers group either)."""
     host, port = _split(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -154,3 +155,49 @@ def test_workers_share_one_port(tmp_path: Path) -> None:
         assert running.stop() == 0
 
 
+
+
+def _socket_states(port: int) -> list[str]:
+    """States of the TCP sockets bound locally to `port` ("0A" LISTEN, "06" TIME_WAIT; grpcio's
+    listeners are dual-stack, so they are in /proc/net/tcp6)."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}"):
+                states.append(fields[3])
+    return states
+
+
+def _wait_for(condition: Any, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(condition())
+
+
+def test_restart_right_after_kill_9_of_two_workers(tmp_path: Path) -> None:
+    """An orchestrator restarting a crashed pod: the dead workers' connections linger in TIME_WAIT,
+    which must not make the start-up port check refuse the port; a live server still does."""
+    running = start_server(tmp_path, args=("--workers", "2"), own_process_group=True)
+    port = int(running.address.rsplit(":", 1)[1])
+    # Connections of their own (not one shared subchannel), spread over both workers.
+    channels = [grpc.insecure_channel(running.address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(8)]
+    try:
+        for channel in channels:  # open connections the server side will close first when killed
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
+        refused = _serve({**running.env, "PAYHUB_WORKERS": "1"}, "--migrate")
+        assert refused.returncode == 2 and "cannot listen" in refused.stderr
+        os.killpg(running.process.pid, signal.SIGKILL)
+        running.process.wait(10)
+    finally:
+        for channel in channels:
+            channel.close()
+    assert _wait_for(lambda: "0A" not in _socket_states(port)), "both workers are gone"
+    assert _wait_for(lambda: "06" in _socket_states(port)), _socket_states(port)  # what the check must see through
+    again = start_server(tmp_path, extra_env={"PAYHUB_LISTEN": running.address}, args=("--workers", "2"))
+    try:
+        assert _health(again.address) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert again.stop() == 0
