@@ -26,7 +26,14 @@ class Settings:
                                      "Production: `postgresql+psycopg://user@host:5432/payhub`.")
     db_pool_size: int = _setting(24, "Connections kept per process in the PostgreSQL pool (half as many more "
                                      "may open briefly). Keep it at least `threads` + 8 (the background jobs), "
-                                     "or connections are opened and closed under load.")
+                                     "or connections are opened and closed under load. Capped at start-up to fit "
+                                     "`db_connection_share` of PostgreSQL's `max_connections`.")
+    db_connection_share: float = _setting(0.8, "Share of PostgreSQL's `max_connections` (less "
+                                               "`superuser_reserved_connections`) that all worker processes of "
+                                               "this server may hold together: at start-up each worker's pool "
+                                               "plus overflow is capped to share * available / workers (logged). "
+                                               "Several servers on one database: give each its part, e.g. 0.2 "
+                                               "for each of four.")
     listen: str = _setting("127.0.0.1:50051", "gRPC listen address HOST:PORT. A port already taken is an error.")
     services: str = _setting("all", "Comma-separated services to serve in this process "
                                     f"({', '.join(SERVICE_NAMES)}) or `all`.")

@@ -65,6 +65,21 @@ class UtcDateTime(TypeDecorator[Any]):
         return value
 
 
+def overflow_for(pool_size: int) -> int:
+    """Connections a PostgreSQL pool may open beyond `pool_size` for a moment."""
+    return pool_size // 2
+
+
+def pool_size_within(max_connections: int, reserved: int, share: float, workers: int, wanted: int) -> int:
+    """The largest pool size up to `wanted` whose pool + overflow, in each of `workers` processes,
+    fits in `share` of the connections PostgreSQL lets ordinary roles open."""
+    per_worker = int((max_connections - reserved) * share) // max(workers, 1)
+    size = wanted
+    while size > 1 and size + overflow_for(size) > per_worker:
+        size -= 1
+    return size
+
+
 class Database:
     """Owns the engine. `begin()` is a transaction; `read()` is a connection for queries."""
 
@@ -83,8 +98,8 @@ class Database:
             # No pool_pre_ping: it costs a round trip on every checkout. A connection found dead is
             # answered UNAVAILABLE (below), and SQLAlchemy then drops every pooled connection older
             # than the failure, so the pool recovers by itself once PostgreSQL is back.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10,
-                                        connect_args={"connect_timeout": 5})
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=overflow_for(pool_size),
+                                        pool_timeout=10, connect_args={"connect_timeout": 5})
 
     @property
     def is_postgres(self) -> bool:
@@ -115,6 +130,14 @@ class Database:
             # prepared on each ROLLBACK, and reads are frequent enough that nothing stayed prepared
             # (every statement measured ~30 % slower on PostgreSQL).
             conn.commit()
+
+    def connection_limits(self) -> tuple[int, int] | None:
+        """PostgreSQL's (max_connections, superuser_reserved_connections); None on SQLite."""
+        if not self.is_postgres:
+            return None
+        with self.read() as conn:
+            return (int(conn.exec_driver_sql("SHOW max_connections").scalar_one()),
+                    int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one()))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from payhub.kernel.config import Settings
+from payhub.kernel.db import overflow_for, pool_size_within
 from payhub.kernel.logging import configure_logging, get_logger
 from payhub.kernel.migrate import is_migrated, upgrade
 from payhub.kernel.outbox import sequence_events
@@ -63,7 +64,9 @@ def _check_port_free(listen: str) -> None:
             raise StartupError(f"cannot listen on {listen}: {exc.strerror}") from exc
 
 
-def prepare_database(settings: Settings, migrate: bool) -> None:
+def prepare_database(settings: Settings, migrate: bool) -> Settings:
+    """Migrate (or check the migration of) the database, and return the settings with the pool sized
+    to what PostgreSQL allows (see `fit_pool`)."""
     ctx_db = AppContext.create(settings).db
     try:
         if migrate:
@@ -71,8 +74,27 @@ def prepare_database(settings: Settings, migrate: bool) -> None:
         elif not is_migrated(ctx_db):
             raise StartupError("the database is not migrated to this version of payhub: run "
                                "`payhub migrate` (or `payhub serve --migrate`) first")
+        return fit_pool(settings, ctx_db.connection_limits())
     finally:
         ctx_db.dispose()
+
+
+def fit_pool(settings: Settings, limits: tuple[int, int] | None) -> Settings:
+    """Cap each worker's PostgreSQL pool so that all workers together stay within
+    `db_connection_share` of `max_connections` (a few server processes with 24 + 12 connections
+    each would otherwise use up PostgreSQL's default 100)."""
+    if limits is None:
+        return settings
+    max_connections, reserved = limits
+    workers = max(settings.workers, 1)
+    size = pool_size_within(max_connections, reserved, settings.db_connection_share, workers, settings.db_pool_size)
+    log.info("database pool sized", max_connections=max_connections, reserved=reserved,
+             share=settings.db_connection_share, workers=workers, pool_size=size,
+             max_overflow=overflow_for(size), capped=size < settings.db_pool_size)
+    if size < settings.threads + 8:
+        log.warning("database pool smaller than threads + 8: calls may wait for a connection",
+                    pool_size=size, threads=settings.threads)
+    return settings.replace(db_pool_size=size)
 
 
 def serve(settings: Settings, *, migrate: bool = False) -> int:
@@ -85,7 +107,7 @@ def serve(settings: Settings, *, migrate: bool = False) -> int:
                 _check_port_free(settings.http_listen)
             except StartupError as exc:
                 raise StartupError(f"{exc} (PAYHUB_HTTP_LISTEN)") from exc
-        prepare_database(settings, migrate)
+        settings = prepare_database(settings, migrate)
     except (StartupError, ValueError) as exc:
         print(f"payhub serve: {exc}", file=sys.stderr)
         return 2

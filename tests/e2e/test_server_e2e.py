@@ -8,19 +8,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from payhub.merchant.v1 import merchant_pb2, merchant_pb2_grpc
 
 from payhub.server.unimplemented import FULL_NAMES
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import PG_ADMIN_URL, RunningServer, free_port, new_postgres_database, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -201,3 +204,29 @@ def test_restart_right_after_kill_9_of_two_workers(tmp_path: Path) -> None:
         assert _health(again.address) == health_pb2.HealthCheckResponse.SERVING
     finally:
         assert again.stop() == 0
+
+
+def test_worker_pools_stay_within_their_share_of_max_connections(tmp_path: Path) -> None:
+    """2 workers given 10 % of PostgreSQL's connections: each pool is capped (logged), the server still
+    serves concurrent calls, and the database never sees more connections than the share."""
+    with new_postgres_database() as url:
+        running = start_server(tmp_path, database_url=url, args=("--workers", "2"),
+                               extra_env={"PAYHUB_DB_CONNECTION_SHARE": "0.1"})
+        try:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                max_connections, reserved = (int(admin.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                                             for name in ("max_connections", "superuser_reserved_connections"))
+                budget = int((max_connections - reserved) * 0.1)
+                sized = [line for line in running.logs().splitlines() if "database pool sized" in line]
+                assert sized and '"capped": true' in sized[0]
+                with running.channel() as channel, ThreadPoolExecutor(16) as pool:
+                    stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+                    calls = [pool.submit(stub.ListMerchants, merchant_pb2.ListMerchantsRequest(),
+                                         metadata=running.admin_metadata(), timeout=30) for _ in range(64)]
+                    assert all(c.result() is not None for c in calls)
+                database = url.rsplit("/", 1)[1]
+                used = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                     (database,)).fetchone()[0]  # type: ignore[index]
+                assert 0 < used <= budget
+        finally:
+            assert running.stop() == 0
