@@ -65,6 +65,13 @@ class Settings:
                                                   "is created) before the re-query job may ask the channel "
                                                   "about it: the request that sent it answers first; after a "
                                                   "crash, the job finds it then.")
+    risk_config_poll_seconds: float = _setting(1.0, "How often each replica checks whether risk rules or the "
+                                                    "block list changed (a change reaches every replica within "
+                                                    "this, without a restart).")
+    risk_review_timeout_seconds: float = _setting(86400.0, "How long a payment held by a REVIEW decision waits "
+                                                           "for ReviewTransaction before the default applies.")
+    risk_review_default: str = _setting("reject", "What an unreviewed hold becomes after the timeout: `reject` "
+                                                  "(the payment is voided) or `approve` (it is captured).")
     merchant_address: str = _setting("", "Address of MerchantService when it is not served here.")
     trade_address: str = _setting("", "Address of TradeService when it is not served here.")
     cashier_address: str = _setting("", "Address of CashierService when it is not served here.")

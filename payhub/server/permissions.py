@@ -102,7 +102,7 @@ _TABLE: dict[str, dict[str, Access]] = {
         "UpdateCashierSettings": write(OPS, BIZ),
     },
     "payhub.risk.v1.RiskService": {
-        "EvaluateTransaction": staff(OPS),
+        "EvaluateTransaction": staff(OPS),   # staff: dry runs only (checked by the use case)
         "CreateRule": staff(OPS),
         "UpdateRule": staff(OPS),
         "GetRule": staff(OPS, BIZ),
@@ -112,7 +112,8 @@ _TABLE: dict[str, dict[str, Access]] = {
         "ListBlocklistEntries": staff(OPS, BIZ),
         "ListRiskEvents": staff(OPS, BIZ, FIN),
         "ReviewTransaction": staff(OPS),
-        "VerifyChallenge": write(),
+        "VerifyChallenge": write(),          # the owning merchant's full key; staff: admin only
+        "GetSandboxChallengeCode": INTERNAL,
     },
     "payhub.settlement.v1.SettlementService": {
         "GetBalance": read(FIN, BIZ),

@@ -1384,7 +1384,7 @@ class RemoveBlocklistEntryRequest(google.protobuf.message.Message):
     name: builtins.str
     """Resource name, `blocklistEntries/{entry}`. Required."""
     reason: builtins.str
-    """Why it is removed, for the audit log."""
+    """Why it is removed (written to the service log)."""
     request_id: builtins.str
     """Idempotency key (see the service comment). Required."""
     def __init__(
@@ -1669,3 +1669,39 @@ class VerifyChallengeResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["challenge", b"challenge", "verified", b"verified"]) -> None: ...
 
 Global___VerifyChallengeResponse: typing_extensions.TypeAlias = VerifyChallengeResponse
+
+@typing.final
+class GetSandboxChallengeCodeRequest(google.protobuf.message.Message):
+    """Request for `GetSandboxChallengeCode`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    """The challenge, `riskChallenges/{challenge}`. Required."""
+    def __init__(
+        self,
+        *,
+        name: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name"]) -> None: ...
+
+Global___GetSandboxChallengeCodeRequest: typing_extensions.TypeAlias = GetSandboxChallengeCodeRequest
+
+@typing.final
+class GetSandboxChallengeCodeResponse(google.protobuf.message.Message):
+    """Response for `GetSandboxChallengeCode`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: builtins.int
+    code: builtins.str
+    """The one-time code that was sent."""
+    def __init__(
+        self,
+        *,
+        code: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["code", b"code"]) -> None: ...
+
+Global___GetSandboxChallengeCodeResponse: typing_extensions.TypeAlias = GetSandboxChallengeCodeResponse

@@ -113,6 +113,11 @@ class RiskServiceStub(object):
                 request_serializer=payhub_dot_risk_dot_v1_dot_risk__pb2.VerifyChallengeRequest.SerializeToString,
                 response_deserializer=payhub_dot_risk_dot_v1_dot_risk__pb2.VerifyChallengeResponse.FromString,
                 _registered_method=True)
+        self.GetSandboxChallengeCode = channel.unary_unary(
+                '/payhub.risk.v1.RiskService/GetSandboxChallengeCode',
+                request_serializer=payhub_dot_risk_dot_v1_dot_risk__pb2.GetSandboxChallengeCodeRequest.SerializeToString,
+                response_deserializer=payhub_dot_risk_dot_v1_dot_risk__pb2.GetSandboxChallengeCodeResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer(object):
@@ -188,7 +193,7 @@ class RiskServiceServicer(object):
     def UpdateRule(self, request, context):
         """Updates the fields of a rule listed in `update_mask`, e.g. to enable or disable it, switch
         shadow mode, change its action or replace its condition. The change takes effect on every
-        replica within a few seconds and is written to the staff audit log with before and after.
+        replica within a few seconds.
 
         Callers: staff `admin`, `operations`.
         Errors: INVALID_ARGUMENT when `update_mask` is empty or names an unknown or output-only field,
@@ -227,8 +232,8 @@ class RiskServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def RemoveBlocklistEntry(self, request, context):
-        """Removes an entry from the block list; it stops matching at once on every replica. The removal
-        is kept in the staff audit log.
+        """Removes an entry from the block list; it stops matching on every replica within a few seconds
+        (the same bound as rule changes). The entry is kept, marked removed.
 
         Callers: staff `admin`, `operations`.
         Errors: NOT_FOUND when `name` names no entry or the entry was already removed (unless this is
@@ -264,7 +269,7 @@ class RiskServiceServicer(object):
     def ReviewTransaction(self, request, context):
         """Records an operator's verdict on a transaction held for review (decision REVIEW). Approving
         lets the held payment be captured (and a held refund or payout proceed); rejecting voids the
-        payment (or fails the refund or payout). The verdict is written to the staff audit log.
+        payment (or fails the refund or payout). The verdict, reviewer and note are kept on the event.
 
         Callers: staff `admin`, `operations`.
         Errors: NOT_FOUND when `name` names no risk event; FAILED_PRECONDITION when the event is not
@@ -290,6 +295,19 @@ class RiskServiceServicer(object):
         FAILED_PRECONDITION when the challenge is no longer pending (the message carries its state:
         CHALLENGE_STATE_PASSED, CHALLENGE_STATE_FAILED or CHALLENGE_STATE_EXPIRED); ALREADY_EXISTS
         when `request_id` was used with different parameters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSandboxChallengeCode(self, request, context):
+        """Returns the one-time code the sandbox sender delivered for a challenge (delivery
+        CHALLENGE_DELIVERY_SANDBOX): the sandbox's stand-in for the consumer's phone, for demos and
+        tests. Codes are never written to logs.
+
+        Callers: internal service principal; staff `admin`.
+        Errors: NOT_FOUND when `name` names no challenge delivered to the sandbox; FAILED_PRECONDITION
+        when this installation sends codes through another sender.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -352,6 +370,11 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.VerifyChallenge,
                     request_deserializer=payhub_dot_risk_dot_v1_dot_risk__pb2.VerifyChallengeRequest.FromString,
                     response_serializer=payhub_dot_risk_dot_v1_dot_risk__pb2.VerifyChallengeResponse.SerializeToString,
+            ),
+            'GetSandboxChallengeCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSandboxChallengeCode,
+                    request_deserializer=payhub_dot_risk_dot_v1_dot_risk__pb2.GetSandboxChallengeCodeRequest.FromString,
+                    response_serializer=payhub_dot_risk_dot_v1_dot_risk__pb2.GetSandboxChallengeCodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -675,6 +698,33 @@ class RiskService(object):
             '/payhub.risk.v1.RiskService/VerifyChallenge',
             payhub_dot_risk_dot_v1_dot_risk__pb2.VerifyChallengeRequest.SerializeToString,
             payhub_dot_risk_dot_v1_dot_risk__pb2.VerifyChallengeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSandboxChallengeCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.risk.v1.RiskService/GetSandboxChallengeCode',
+            payhub_dot_risk_dot_v1_dot_risk__pb2.GetSandboxChallengeCodeRequest.SerializeToString,
+            payhub_dot_risk_dot_v1_dot_risk__pb2.GetSandboxChallengeCodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

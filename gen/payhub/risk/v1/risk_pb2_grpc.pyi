@@ -201,7 +201,23 @@ _RiskServiceVerifyChallengeType = typing_extensions.TypeVar(
     ],
 )
 
-class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskServiceCreateRuleType, _RiskServiceGetRuleType, _RiskServiceUpdateRuleType, _RiskServiceListRulesType, _RiskServiceAddBlocklistEntryType, _RiskServiceRemoveBlocklistEntryType, _RiskServiceListBlocklistEntriesType, _RiskServiceListRiskEventsType, _RiskServiceReviewTransactionType, _RiskServiceVerifyChallengeType]):
+_RiskServiceGetSandboxChallengeCodeType = typing_extensions.TypeVar(
+    '_RiskServiceGetSandboxChallengeCodeType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse,
+    ],
+)
+
+class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskServiceCreateRuleType, _RiskServiceGetRuleType, _RiskServiceUpdateRuleType, _RiskServiceListRulesType, _RiskServiceAddBlocklistEntryType, _RiskServiceRemoveBlocklistEntryType, _RiskServiceListBlocklistEntriesType, _RiskServiceListRiskEventsType, _RiskServiceReviewTransactionType, _RiskServiceVerifyChallengeType, _RiskServiceGetSandboxChallengeCodeType]):
     """RiskService is payhub's real-time risk engine: rules, limits, velocity counters, block lists,
     decisions, step-up challenges (OTP) and the manual review queue.
 
@@ -274,6 +290,10 @@ class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskS
             payhub.risk.v1.risk_pb2.VerifyChallengeRequest,
             payhub.risk.v1.risk_pb2.VerifyChallengeResponse,
         ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+            payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse,
+        ],
     ], channel: grpc.Channel) -> None: ...
 
     @typing.overload
@@ -322,6 +342,10 @@ class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskS
             payhub.risk.v1.risk_pb2.VerifyChallengeRequest,
             payhub.risk.v1.risk_pb2.VerifyChallengeResponse,
         ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+            payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse,
+        ],
     ], channel: grpc.aio.Channel) -> None: ...
 
     EvaluateTransaction: _RiskServiceEvaluateTransactionType
@@ -361,7 +385,7 @@ class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskS
     UpdateRule: _RiskServiceUpdateRuleType
     """Updates the fields of a rule listed in `update_mask`, e.g. to enable or disable it, switch
     shadow mode, change its action or replace its condition. The change takes effect on every
-    replica within a few seconds and is written to the staff audit log with before and after.
+    replica within a few seconds.
 
     Callers: staff `admin`, `operations`.
     Errors: INVALID_ARGUMENT when `update_mask` is empty or names an unknown or output-only field,
@@ -391,8 +415,8 @@ class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskS
     """
 
     RemoveBlocklistEntry: _RiskServiceRemoveBlocklistEntryType
-    """Removes an entry from the block list; it stops matching at once on every replica. The removal
-    is kept in the staff audit log.
+    """Removes an entry from the block list; it stops matching on every replica within a few seconds
+    (the same bound as rule changes). The entry is kept, marked removed.
 
     Callers: staff `admin`, `operations`.
     Errors: NOT_FOUND when `name` names no entry or the entry was already removed (unless this is
@@ -419,7 +443,7 @@ class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskS
     ReviewTransaction: _RiskServiceReviewTransactionType
     """Records an operator's verdict on a transaction held for review (decision REVIEW). Approving
     lets the held payment be captured (and a held refund or payout proceed); rejecting voids the
-    payment (or fails the refund or payout). The verdict is written to the staff audit log.
+    payment (or fails the refund or payout). The verdict, reviewer and note are kept on the event.
 
     Callers: staff `admin`, `operations`.
     Errors: NOT_FOUND when `name` names no risk event; FAILED_PRECONDITION when the event is not
@@ -442,6 +466,16 @@ class RiskServiceStub(typing.Generic[_RiskServiceEvaluateTransactionType, _RiskS
     FAILED_PRECONDITION when the challenge is no longer pending (the message carries its state:
     CHALLENGE_STATE_PASSED, CHALLENGE_STATE_FAILED or CHALLENGE_STATE_EXPIRED); ALREADY_EXISTS
     when `request_id` was used with different parameters.
+    """
+
+    GetSandboxChallengeCode: _RiskServiceGetSandboxChallengeCodeType
+    """Returns the one-time code the sandbox sender delivered for a challenge (delivery
+    CHALLENGE_DELIVERY_SANDBOX): the sandbox's stand-in for the consumer's phone, for demos and
+    tests. Codes are never written to logs.
+
+    Callers: internal service principal; staff `admin`.
+    Errors: NOT_FOUND when `name` names no challenge delivered to the sandbox; FAILED_PRECONDITION
+    when this installation sends codes through another sender.
     """
 
 RiskServiceAsyncStub: typing_extensions.TypeAlias = RiskServiceStub[
@@ -488,6 +522,10 @@ RiskServiceAsyncStub: typing_extensions.TypeAlias = RiskServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.risk.v1.risk_pb2.VerifyChallengeRequest,
         payhub.risk.v1.risk_pb2.VerifyChallengeResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+        payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse,
     ],
 ]
 
@@ -575,7 +613,7 @@ class RiskServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[payhub.risk.v1.risk_pb2.UpdateRuleResponse, collections.abc.Awaitable[payhub.risk.v1.risk_pb2.UpdateRuleResponse]]:
         """Updates the fields of a rule listed in `update_mask`, e.g. to enable or disable it, switch
         shadow mode, change its action or replace its condition. The change takes effect on every
-        replica within a few seconds and is written to the staff audit log with before and after.
+        replica within a few seconds.
 
         Callers: staff `admin`, `operations`.
         Errors: INVALID_ARGUMENT when `update_mask` is empty or names an unknown or output-only field,
@@ -620,8 +658,8 @@ class RiskServiceServicer(metaclass=abc.ABCMeta):
         request: payhub.risk.v1.risk_pb2.RemoveBlocklistEntryRequest,
         context: _ServicerContext,
     ) -> typing.Union[payhub.risk.v1.risk_pb2.RemoveBlocklistEntryResponse, collections.abc.Awaitable[payhub.risk.v1.risk_pb2.RemoveBlocklistEntryResponse]]:
-        """Removes an entry from the block list; it stops matching at once on every replica. The removal
-        is kept in the staff audit log.
+        """Removes an entry from the block list; it stops matching on every replica within a few seconds
+        (the same bound as rule changes). The entry is kept, marked removed.
 
         Callers: staff `admin`, `operations`.
         Errors: NOT_FOUND when `name` names no entry or the entry was already removed (unless this is
@@ -663,7 +701,7 @@ class RiskServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[payhub.risk.v1.risk_pb2.ReviewTransactionResponse, collections.abc.Awaitable[payhub.risk.v1.risk_pb2.ReviewTransactionResponse]]:
         """Records an operator's verdict on a transaction held for review (decision REVIEW). Approving
         lets the held payment be captured (and a held refund or payout proceed); rejecting voids the
-        payment (or fails the refund or payout). The verdict is written to the staff audit log.
+        payment (or fails the refund or payout). The verdict, reviewer and note are kept on the event.
 
         Callers: staff `admin`, `operations`.
         Errors: NOT_FOUND when `name` names no risk event; FAILED_PRECONDITION when the event is not
@@ -691,6 +729,21 @@ class RiskServiceServicer(metaclass=abc.ABCMeta):
         FAILED_PRECONDITION when the challenge is no longer pending (the message carries its state:
         CHALLENGE_STATE_PASSED, CHALLENGE_STATE_FAILED or CHALLENGE_STATE_EXPIRED); ALREADY_EXISTS
         when `request_id` was used with different parameters.
+        """
+
+    @abc.abstractmethod
+    def GetSandboxChallengeCode(
+        self,
+        request: payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse, collections.abc.Awaitable[payhub.risk.v1.risk_pb2.GetSandboxChallengeCodeResponse]]:
+        """Returns the one-time code the sandbox sender delivered for a challenge (delivery
+        CHALLENGE_DELIVERY_SANDBOX): the sandbox's stand-in for the consumer's phone, for demos and
+        tests. Codes are never written to logs.
+
+        Callers: internal service principal; staff `admin`.
+        Errors: NOT_FOUND when `name` names no challenge delivered to the sandbox; FAILED_PRECONDITION
+        when this installation sends codes through another sender.
         """
 
 def add_RiskServiceServicer_to_server(servicer: RiskServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

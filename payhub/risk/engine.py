@@ -1,0 +1,222 @@
+"""EvaluateTransaction: rules from the in-process cache, facts and counters in one short transaction.
+
+The transaction of an evaluation is at most four statements: the new-device UPSERT (only when a
+new-device rule is in scope and the context names customer and device), the counters' single
+conditional UPSERT (only when a limit or velocity rule counts this transaction), the event INSERT,
+and the matched rules' INSERT (only when a rule matched). A DENY takes its counts back in the same
+transaction (a denied transaction never uses up a limit); a later failure of the transaction
+(decline, failed challenge, rejected review) releases them through `release` (payhub.risk.holds).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from payhub.identity.principal import PrincipalKind, current_principal
+from payhub.kernel import clock, idempotency
+from payhub.kernel.crypto import KeyRing, constant_time_equal, hmac_sha256_hex
+from payhub.kernel.db import Database, is_unique_violation
+from payhub.kernel.errors import AlreadyExists, PermissionDenied, Violations
+from payhub.kernel.ids import new_id
+from payhub.kernel.logging import get_logger
+from payhub.risk import repository as repo
+from payhub.risk.domain import (
+    CHALLENGE_ATTEMPTS,
+    CHALLENGE_TTL,
+    COUNTING,
+    Action,
+    Challenge,
+    ChallengeState,
+    Context,
+    Decision,
+    Facts,
+    NewDeviceAmount,
+    ReviewState,
+    RiskEvent,
+    Rule,
+    counter_increment,
+    decide,
+    mask_email,
+    mask_phone,
+    masked_context,
+    over_at_once,
+)
+from payhub.risk.rulecache import RuleCache
+
+log = get_logger("payhub.risk")
+
+INTERNAL_SCOPE = "risk.EvaluateTransaction:internal"
+
+
+class ChallengeSender(Protocol):
+    """Delivers a challenge's one-time code. Called inside the evaluation's transaction, so a sender
+    that talks to the outside world should queue (e.g. an outbox row) rather than call out."""
+
+    delivery: str  # "SMS" | "EMAIL" | "SANDBOX"
+
+    def send(self, conn: Connection, challenge: Challenge, code: str, ctx: Context) -> None: ...
+
+
+class SandboxSender:
+    """The default sender: writes the code (encrypted) to the sandbox mailbox, where staff with the
+    admin role read it (RiskService.GetSandboxChallengeCode). Never logs it."""
+
+    delivery = "SANDBOX"
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self._keyring = keyring
+
+    def send(self, conn: Connection, challenge: Challenge, code: str, ctx: Context) -> None:
+        repo.insert_sandbox_message(conn, challenge, self._keyring.encrypt_text(code, challenge.id), clock.now())
+
+    def read(self, conn: Connection, challenge_id: str) -> str | None:
+        token = repo.sandbox_message(conn, challenge_id)
+        return self._keyring.decrypt_text(token, challenge_id) if token is not None else None
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    poll_seconds: float = 1.0
+    review_timeout: timedelta = timedelta(hours=24)
+    review_default: str = "reject"  # what a review left past its deadline becomes: "reject" | "approve"
+
+
+class Evaluation:
+    """EvaluateTransaction."""
+
+    def __init__(self, db: Database, keyring: KeyRing, settings: RiskSettings,
+                 sender: ChallengeSender | None = None) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.settings = settings
+        self.rules = RuleCache(db, settings.poll_seconds)
+        self.sender: ChallengeSender = sender or SandboxSender(keyring)
+        self._otp_key = keyring.derive_key(b"payhub.risk.otp")
+        self._listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
+
+    def code_hash(self, challenge_id: str, code: str) -> str:
+        return hmac_sha256_hex(self._otp_key, f"{challenge_id}:{code}".encode())
+
+    def code_matches(self, challenge_id: str, code: str, stored: str) -> bool:
+        return constant_time_equal(self.code_hash(challenge_id, code), stored)
+
+    def evaluate(self, ctx: Context, dry_run: bool, request_id: str) -> Decision:
+        """The RPC: the internal service principal, or staff for a dry run."""
+        principal = current_principal()
+        v = Violations()
+        idempotency.validate_request_id(v, request_id)
+        validate_context(v, ctx)
+        v.raise_if_any()
+        if principal.kind is PrincipalKind.STAFF and not dry_run:
+            raise PermissionDenied("staff may only evaluate with dry_run set")
+        scope = (INTERNAL_SCOPE if principal.kind is PrincipalKind.SERVICE
+                 else f"risk.EvaluateTransaction:{principal.kind.value}:{principal.subject}")
+        return self._evaluate(ctx, dry_run, request_id, scope)
+
+    def evaluate_internal(self, ctx: Context, request_id: str) -> Decision:
+        """For payhub services in this process (LocalRiskClient): no principal check."""
+        v = Violations()
+        idempotency.validate_request_id(v, request_id)
+        validate_context(v, ctx)
+        v.raise_if_any()
+        return self._evaluate(ctx, False, request_id, INTERNAL_SCOPE)
+
+    def _evaluate(self, ctx: Context, dry_run: bool, request_id: str, scope: str) -> Decision:
+        now = clock.now()
+        snapshot = self.rules.get(now)
+        rules = snapshot.rules_for(ctx)
+        facts = Facts(blocked=snapshot.blocked(ctx, now))
+        increments = []
+        for rule in rules:
+            if rule.kind not in COUNTING:
+                continue
+            inc = counter_increment(rule, ctx, now)
+            if inc is None:
+                continue
+            if over_at_once(inc):
+                facts.over_limit.add(rule.id)
+            else:
+                increments.append(inc)
+        device_rule = ctx.device_id and ctx.customer_id and any(isinstance(r.condition, NewDeviceAmount)
+                                                                for r in rules)
+        fp = idempotency.fingerprint(json.dumps([masked_context(ctx), ctx.email, ctx.phone, dry_run],
+                                                sort_keys=True).encode())
+        event_id = new_id("rev")
+        try:
+            with self.db.begin() as conn:
+                if device_rule:
+                    facts.device_first_seen = (
+                        repo.device_first_seen(conn, ctx.merchant_id, ctx.customer_id, ctx.device_id) if dry_run
+                        else repo.touch_device(conn, ctx.merchant_id, ctx.customer_id, ctx.device_id, now))
+                fits = repo.peek(conn, increments) if dry_run else repo.count(conn, increments)
+                facts.over_limit.update(i.rule_id for i in increments if i.key not in fits)
+                decision = decide(rules, ctx, facts, now, event_id)
+                counted = [[i.key, i.bucket, i.amount, i.count] for i in increments
+                           if i.key in fits and not dry_run]
+                if decision.action is Action.DENY and counted:
+                    repo.uncount(conn, counted)  # a denied transaction never uses up a limit
+                    counted = []
+                if decision.action is Action.CHALLENGE and not dry_run:
+                    decision.challenge = self._challenge(conn, ctx, event_id, now)
+                review = decision.action is Action.REVIEW and not dry_run
+                event = RiskEvent(event_id, ctx, decision, dry_run,
+                                  ReviewState.PENDING if review else ReviewState.NOT_REQUIRED,
+                                  create_time=now, review_deadline=now + self.settings.review_timeout if review
+                                  else None)
+                repo.insert_event(conn, event, scope, request_id, fp, counted)
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            return self._replayed(scope, request_id, fp)
+        return decision
+
+    def _replayed(self, scope: str, request_id: str, fp: str) -> Decision:
+        with self.db.read() as conn:
+            found = repo.event_by_request(conn, scope, request_id)
+        if found is None:
+            raise AssertionError("unique violation without a stored evaluation")  # pragma: no cover
+        event, stored_fp = found
+        if stored_fp != fp:
+            raise AlreadyExists(f"request_id {request_id!r} was already used with different parameters",
+                                reason=idempotency.REUSED_REASON, metadata={"request_id": request_id})
+        return event.decision
+
+    def _challenge(self, conn: Connection, ctx: Context, event_id: str, now: Any) -> Challenge:
+        code = f"{secrets.randbelow(10 ** 6):06d}"
+        destination = (mask_phone(ctx.phone) if ctx.phone else mask_email(ctx.email) if ctx.email else "sandbox")
+        challenge = Challenge(id=new_id("rch"), evaluation_id=event_id, transaction=ctx.transaction,
+                              merchant_id=ctx.merchant_id, state=ChallengeState.PENDING, delivery=self.sender.delivery,
+                              masked_destination=destination, attempts_remaining=CHALLENGE_ATTEMPTS,
+                              expire_time=now + CHALLENGE_TTL, create_time=now)
+        repo.insert_challenge(conn, challenge, self.code_hash(challenge.id, code))
+        self.sender.send(conn, challenge, code, ctx)
+        return challenge
+
+    def rules_for(self, ctx: Context) -> list[Rule]:
+        return self.rules.get(clock.now()).rules_for(ctx)
+
+
+def validate_context(v: Violations, ctx: Context) -> None:
+    from payhub.kernel.money import validate_money
+    if not ctx.merchant_id:
+        v.add("context.merchant", "is required: merchants/{merchant}")
+    validate_money(v, "context.amount", ctx.currency, ctx.amount_minor)
+    if len(ctx.customer_id) > 64:
+        v.add("context.customer_id", "must be at most 64 characters")
+    if len(ctx.attributes) > 20 or any(len(k) > 256 or len(x) > 256 for k, x in ctx.attributes.items()):
+        v.add("context.attributes", "at most 20 entries, keys and values at most 256 characters")
+    for name in ("card_fingerprint", "device_id", "email", "phone", "ip", "channel"):
+        if len(getattr(ctx, name)) > 256:
+            v.add(f"context.{'ip_address' if name == 'ip' else name}", "must be at most 256 characters")
+    for name in ("ip_country", "card_country"):
+        value = getattr(ctx, name)
+        if value and (len(value) != 2 or not value.isalpha() or not value.isupper()):
+            v.add(f"context.{name}", "must be an ISO 3166-1 alpha-2 code in upper case")

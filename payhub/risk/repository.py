@@ -1,0 +1,392 @@
+"""The risk service's SQL. Hot statements (counters, devices, events) are built once with bound
+parameters (see payhub.kernel.db.insert_ignore for why text statements)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, TextClause, and_, bindparam, insert, or_, select, text, update
+
+from payhub.kernel.db import UtcDateTime
+from payhub.risk import codec
+from payhub.risk.domain import (
+    BlockEntry,
+    BlockKind,
+    Challenge,
+    ChallengeState,
+    CounterIncrement,
+    ReviewState,
+    RiskEvent,
+    Rule,
+)
+from payhub.risk.tables import (
+    risk_blocklist,
+    risk_challenges,
+    risk_config,
+    risk_counters,
+    risk_devices,
+    risk_event_rules,
+    risk_events,
+    risk_rules,
+    risk_sandbox_messages,
+)
+
+# -- configuration version ----------------------------------------------------------------------------
+
+_BUMP = text('INSERT INTO risk_config (id, version) VALUES (1, 1) '
+             'ON CONFLICT (id) DO UPDATE SET version = risk_config.version + 1')
+_VERSION = select(risk_config.c.version).where(risk_config.c.id == 1)
+
+
+def bump_version(conn: Connection) -> None:
+    """Every rule or block-list change calls this in its transaction: replicas notice and reload."""
+    conn.execute(_BUMP)
+
+
+def config_version(conn: Connection) -> int:
+    return int(conn.execute(_VERSION).scalar() or 0)
+
+
+# -- rules ----------------------------------------------------------------------------------------------
+
+def insert_rule(conn: Connection, rule: Rule, *, ignore_existing: bool = False) -> bool:
+    values = codec.rule_row(rule)
+    if ignore_existing:
+        from payhub.kernel.db import insert_ignore
+        return insert_ignore(conn, risk_rules, values)
+    conn.execute(insert(risk_rules).values(values))
+    return True
+
+
+def update_rule(conn: Connection, rule: Rule, expected_update_time: datetime | None) -> bool:
+    values = codec.rule_row(rule)
+    values.pop("id")
+    values.pop("create_time")
+    return bool(conn.execute(update(risk_rules).where(risk_rules.c.id == rule.id,
+                                                      risk_rules.c.update_time == expected_update_time)
+                             .values(values)).rowcount)
+
+
+def get_rule(conn: Connection, rule_id: str) -> Rule | None:
+    row = conn.execute(select(risk_rules).where(risk_rules.c.id == rule_id)).first()
+    return codec.rule_from_row(row) if row is not None else None
+
+
+def all_rules(conn: Connection) -> list[Rule]:
+    rows = conn.execute(select(risk_rules).where(risk_rules.c.enabled.is_(True))
+                        .order_by(risk_rules.c.create_time, risk_rules.c.id)).all()
+    return [codec.rule_from_row(r) for r in rows]
+
+
+def list_rules(conn: Connection, after: Any, size: int, merchant_id: str, kind: str, method: str) -> list[Rule]:
+    q = select(risk_rules)
+    if merchant_id:
+        q = q.where(risk_rules.c.merchant_id == merchant_id)
+    if kind:
+        q = q.where(risk_rules.c.kind == kind)
+    if method:
+        q = q.where(risk_rules.c.payment_method == method)
+    if after is not None:
+        t = datetime.fromisoformat(after[0])
+        q = q.where(or_(risk_rules.c.create_time > t, and_(risk_rules.c.create_time == t, risk_rules.c.id > after[1])))
+    rows = conn.execute(q.order_by(risk_rules.c.create_time, risk_rules.c.id).limit(size + 1)).all()
+    return [codec.rule_from_row(r) for r in rows]
+
+
+# -- block list -------------------------------------------------------------------------------------------
+
+def active_blocklist(conn: Connection, now: datetime) -> list[BlockEntry]:
+    rows = conn.execute(select(risk_blocklist).where(
+        risk_blocklist.c.removed_time.is_(None),
+        or_(risk_blocklist.c.expire_time.is_(None), risk_blocklist.c.expire_time > now))).all()
+    return [codec.block_from_row(r) for r in rows]
+
+
+def live_entry(conn: Connection, kind: BlockKind, value: str, merchant_id: str) -> BlockEntry | None:
+    row = conn.execute(select(risk_blocklist).where(
+        risk_blocklist.c.kind == kind.value, risk_blocklist.c.value == value,
+        risk_blocklist.c.merchant_id == merchant_id, risk_blocklist.c.removed_time.is_(None))).first()
+    return codec.block_from_row(row) if row is not None else None
+
+
+def insert_block(conn: Connection, entry: BlockEntry) -> None:
+    conn.execute(insert(risk_blocklist).values(codec.block_row(entry)))
+
+
+def remove_block(conn: Connection, entry_id: str, now: datetime) -> bool:
+    return bool(conn.execute(update(risk_blocklist).where(risk_blocklist.c.id == entry_id,
+                                                          risk_blocklist.c.removed_time.is_(None))
+                             .values(removed_time=now)).rowcount)
+
+
+def get_block(conn: Connection, entry_id: str) -> BlockEntry | None:
+    row = conn.execute(select(risk_blocklist).where(risk_blocklist.c.id == entry_id)).first()
+    return codec.block_from_row(row) if row is not None else None
+
+
+def list_blocks(conn: Connection, after: Any, size: int, kind: str, value: str, merchant_id: str,
+                include_expired: bool, now: datetime) -> list[BlockEntry]:
+    t = risk_blocklist
+    q = select(t).where(t.c.removed_time.is_(None))
+    if kind:
+        q = q.where(t.c.kind == kind)
+    if value:
+        q = q.where(t.c.value == value)
+    if merchant_id:
+        q = q.where(t.c.merchant_id == merchant_id)
+    if not include_expired:
+        q = q.where(or_(t.c.expire_time.is_(None), t.c.expire_time > now))
+    if after is not None:
+        at = datetime.fromisoformat(after[0])
+        q = q.where(or_(t.c.create_time < at, and_(t.c.create_time == at, t.c.id < after[1])))
+    rows = conn.execute(q.order_by(t.c.create_time.desc(), t.c.id.desc()).limit(size + 1)).all()
+    return [codec.block_from_row(r) for r in rows]
+
+
+# -- counters ---------------------------------------------------------------------------------------------
+# One statement checks and adds a transaction to every counter of the rules in scope: a multi-row
+# INSERT … ON CONFLICT DO UPDATE … WHERE <window + this <= limit> RETURNING key. A row that is not
+# returned was over its limit and was not changed. On PostgreSQL the conflicting row is locked and the
+# WHERE re-checked on its latest committed version, so of two concurrent transactions that a limit
+# allows only one of, exactly one is returned; on SQLite the writer lock serializes them. Rows are
+# given in key order so concurrent transactions lock them in the same order (no deadlock).
+
+COUNT = '"count"'
+_SAME = "excluded.bucket <= risk_counters.bucket"
+_NEXT = "excluded.bucket = risk_counters.bucket + 1"
+
+
+def _window(column: str, quoted: str) -> str:
+    return (f"(CASE WHEN {_SAME} THEN risk_counters.{quoted} + risk_counters.prev_{column} "
+            f"WHEN {_NEXT} THEN risk_counters.{quoted} ELSE 0 END)")
+
+
+_UPSERT = (
+    'ON CONFLICT ("key") DO UPDATE SET '
+    f"prev_amount = CASE WHEN {_SAME} THEN risk_counters.prev_amount WHEN {_NEXT} THEN risk_counters.amount "
+    "ELSE 0 END, "
+    f'prev_count = CASE WHEN {_SAME} THEN risk_counters.prev_count WHEN {_NEXT} THEN risk_counters."count" '
+    "ELSE 0 END, "
+    f"amount = (CASE WHEN {_SAME} THEN risk_counters.amount ELSE 0 END) + excluded.amount, "
+    f'"count" = (CASE WHEN {_SAME} THEN risk_counters."count" ELSE 0 END) + excluded."count", '
+    f"bucket = CASE WHEN {_SAME} THEN risk_counters.bucket ELSE excluded.bucket END, "
+    "max_amount = excluded.max_amount, max_count = excluded.max_count, expire_time = excluded.expire_time "
+    f"WHERE {_window('amount', 'amount')} + excluded.amount <= excluded.max_amount "
+    f"AND {_window('count', COUNT)} + excluded.\"count\" <= excluded.max_count "
+    'RETURNING "key"')
+_COLUMNS = ('INSERT INTO risk_counters ("key", bucket, amount, "count", prev_amount, prev_count, max_amount, '
+            "max_count, expire_time) ")
+
+
+@functools.cache
+def _count_statement(rows: int) -> TextClause:
+    """SQLite: a VALUES list (sqlite3 caches each row count's statement)."""
+    values = ", ".join(f"(:k{i}, :b{i}, :a{i}, :n{i}, 0, 0, :ma{i}, :mc{i}, :e{i})" for i in range(rows))
+    binds = [bindparam(f"e{i}", type_=UtcDateTime()) for i in range(rows)]
+    return text(f"{_COLUMNS}VALUES {values} {_UPSERT}").bindparams(*binds)
+
+
+# On PostgreSQL the rows travel as arrays through unnest: one short statement whatever the number of
+# counters, so psycopg caches its parsing and PostgreSQL keeps it prepared (a VALUES list per row
+# count is a new, long statement that psycopg re-parses on every call: ~0.5 ms each).
+_COUNT_PG = text(
+    f"{_COLUMNS}SELECT k, b, a, n, 0, 0, ma, mc, e FROM unnest(CAST(:k AS text[]), CAST(:b AS bigint[]), "
+    "CAST(:a AS bigint[]), CAST(:n AS bigint[]), CAST(:ma AS bigint[]), CAST(:mc AS bigint[]), "
+    f"CAST(:e AS timestamptz[])) AS v(k, b, a, n, ma, mc, e) {_UPSERT}")
+
+
+def count(conn: Connection, increments: list[CounterIncrement]) -> set[str]:
+    """Add the transaction to each counter that stays within its limit; returns the keys added to."""
+    if not increments:
+        return set()
+    ordered = sorted(increments, key=lambda i: i.key)
+    if conn.dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {"k": [], "b": [], "a": [], "n": [], "ma": [], "mc": [], "e": []}
+        for inc in ordered:
+            for name, value in zip(columns, (inc.key, inc.bucket, inc.amount, inc.count, inc.max_amount,
+                                             inc.max_count, inc.expire_time), strict=True):
+                columns[name].append(value)
+        return {row[0] for row in conn.execute(_COUNT_PG, columns)}
+    params: dict[str, Any] = {}
+    for n, inc in enumerate(ordered):
+        params |= {f"k{n}": inc.key, f"b{n}": inc.bucket, f"a{n}": inc.amount, f"n{n}": inc.count,
+                   f"ma{n}": inc.max_amount, f"mc{n}": inc.max_count, f"e{n}": inc.expire_time}
+    return {row[0] for row in conn.execute(_count_statement(len(ordered)), params)}
+
+
+_UNCOUNT = text(
+    'UPDATE risk_counters SET '
+    'amount = CASE WHEN bucket = :b THEN amount - :a ELSE amount END, '
+    '"count" = CASE WHEN bucket = :b THEN "count" - :n ELSE "count" END, '
+    'prev_amount = CASE WHEN bucket = :b + 1 THEN prev_amount - :a ELSE prev_amount END, '
+    'prev_count = CASE WHEN bucket = :b + 1 THEN prev_count - :n ELSE prev_count END '
+    'WHERE "key" = :k')
+
+
+def uncount(conn: Connection, counted: list[list[Any]]) -> None:
+    """Take transactions back out of their counters ([key, bucket, amount, count] each)."""
+    if counted:
+        conn.execute(_UNCOUNT, [{"k": k, "b": b, "a": a, "n": n} for k, b, a, n in sorted(counted)])
+
+
+def peek(conn: Connection, increments: list[CounterIncrement]) -> set[str]:
+    """Dry run of `count`: the keys that would be added to, without changing anything."""
+    if not increments:
+        return set()
+    rows = {r["key"]: r for r in conn.execute(select(risk_counters).where(
+        risk_counters.c.key.in_([i.key for i in increments]))).mappings().all()}
+    fits = set()
+    for inc in increments:
+        row = rows.get(inc.key)
+        amount = count_ = 0
+        if row is not None and inc.bucket <= row["bucket"]:
+            amount, count_ = row["amount"] + row["prev_amount"], row["count"] + row["prev_count"]
+        elif row is not None and inc.bucket == row["bucket"] + 1:
+            amount, count_ = row["amount"], row["count"]
+        if amount + inc.amount <= inc.max_amount and count_ + inc.count <= inc.max_count:
+            fits.add(inc.key)
+    return fits
+
+
+def purge_counters(conn: Connection, now: datetime) -> int:
+    return int(conn.execute(risk_counters.delete().where(risk_counters.c.expire_time < now)).rowcount or 0)
+
+
+_TOUCH_DEVICE = text(
+    "INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) VALUES (:m, :c, :d, :t) "
+    "ON CONFLICT (merchant_id, customer_id, device_id) DO UPDATE SET first_seen = risk_devices.first_seen "
+    "RETURNING first_seen").bindparams(bindparam("t", type_=UtcDateTime())).columns(first_seen=UtcDateTime())
+
+
+def touch_device(conn: Connection, merchant_id: str, customer_id: str, device_id: str, now: datetime) -> datetime:
+    """When this customer's device was first seen (now, if never before); records it."""
+    seen: datetime = conn.execute(_TOUCH_DEVICE, {"m": merchant_id, "c": customer_id, "d": device_id,
+                                                  "t": now}).scalar_one()
+    return seen
+
+
+def device_first_seen(conn: Connection, merchant_id: str, customer_id: str, device_id: str) -> datetime | None:
+    return conn.execute(select(risk_devices.c.first_seen).where(
+        risk_devices.c.merchant_id == merchant_id, risk_devices.c.customer_id == customer_id,
+        risk_devices.c.device_id == device_id)).scalar()
+
+
+# -- events ---------------------------------------------------------------------------------------------
+
+_INSERT_EVENT = insert(risk_events)
+_INSERT_EVENT_RULES = insert(risk_event_rules)
+
+
+def insert_event(conn: Connection, event: RiskEvent, scope: str, request_id: str, fingerprint: str,
+                 counted: list[list[Any]]) -> None:
+    conn.execute(_INSERT_EVENT, codec.event_row(event, scope, request_id, fingerprint, counted))
+    matched = {r.rule_id for r in event.decision.reasons} | {r.rule_id for r in event.decision.shadow_reasons}
+    if matched:
+        conn.execute(_INSERT_EVENT_RULES, [{"event_id": event.id, "rule_id": rule_id,
+                                            "create_time": event.create_time} for rule_id in sorted(matched)])
+
+
+def event_by_request(conn: Connection, scope: str, request_id: str) -> tuple[RiskEvent, str] | None:
+    row = conn.execute(select(risk_events).where(risk_events.c.request_scope == scope,
+                                                 risk_events.c.request_id == request_id)).first()
+    return (codec.event_from_row(row), row.fingerprint) if row is not None else None
+
+
+def get_event(conn: Connection, event_id: str) -> RiskEvent | None:
+    row = conn.execute(select(risk_events).where(risk_events.c.id == event_id)).first()
+    return codec.event_from_row(row) if row is not None else None
+
+
+def list_events(conn: Connection, after: Any, size: int, f: dict[str, Any]) -> list[RiskEvent]:
+    t = risk_events
+    q = select(t)
+    if f.get("rule"):
+        q = q.where(t.c.id.in_(select(risk_event_rules.c.event_id).where(risk_event_rules.c.rule_id == f["rule"])))
+    for column in ("merchant_id", "transaction", "transaction_kind", "review_state"):
+        if f.get(column):
+            q = q.where(t.c[column] == f[column])
+    if f.get("action"):
+        q = q.where(t.c.action == f["action"])
+    if not f.get("include_dry_runs"):
+        q = q.where(t.c.dry_run.is_(False))
+    if f.get("start_time"):
+        q = q.where(t.c.create_time >= datetime.fromisoformat(f["start_time"]))
+    if f.get("end_time"):
+        q = q.where(t.c.create_time < datetime.fromisoformat(f["end_time"]))
+    if after is not None:
+        at = datetime.fromisoformat(after[0])
+        q = q.where(or_(t.c.create_time < at, and_(t.c.create_time == at, t.c.id < after[1])))
+    rows = conn.execute(q.order_by(t.c.create_time.desc(), t.c.id.desc()).limit(size + 1)).all()
+    return [codec.event_from_row(r) for r in rows]
+
+
+def set_review(conn: Connection, event_id: str, state: ReviewState, reviewer: str, note: str,
+               now: datetime) -> bool:
+    return bool(conn.execute(update(risk_events).where(
+        risk_events.c.id == event_id, risk_events.c.review_state == ReviewState.PENDING.value)
+        .values(review_state=state.value, reviewer=reviewer, review_note=note, review_time=now)).rowcount)
+
+
+def overdue_reviews(conn: Connection, now: datetime, limit: int = 100) -> list[RiskEvent]:
+    rows = conn.execute(select(risk_events).where(
+        risk_events.c.review_state == ReviewState.PENDING.value, risk_events.c.review_deadline < now)
+        .limit(limit)).all()
+    return [codec.event_from_row(r) for r in rows]
+
+
+def unreleased_counts(conn: Connection, transaction: str, request_id: str) -> list[tuple[str, list[list[Any]]]]:
+    """Events of this transaction attempt whose counts were never released."""
+    rows = conn.execute(select(risk_events.c.id, risk_events.c.counted).where(
+        risk_events.c.transaction == transaction, risk_events.c.request_id == request_id,
+        risk_events.c.released.is_(False), risk_events.c.dry_run.is_(False))).all()
+    return [(r.id, json.loads(r.counted)) for r in rows if r.counted != "[]"]
+
+
+def mark_released(conn: Connection, event_id: str) -> bool:
+    return bool(conn.execute(update(risk_events).where(risk_events.c.id == event_id,
+                                                       risk_events.c.released.is_(False))
+                             .values(released=True)).rowcount)
+
+
+# -- challenges -----------------------------------------------------------------------------------------
+
+def insert_challenge(conn: Connection, challenge: Challenge, code_hash: str) -> None:
+    conn.execute(insert(risk_challenges).values(codec.challenge_row(challenge, code_hash)))
+
+
+def get_challenge(conn: Connection, challenge_id: str) -> tuple[Challenge, str] | None:
+    row = conn.execute(select(risk_challenges).where(risk_challenges.c.id == challenge_id)).first()
+    return (codec.challenge_from_row(row), row.code_hash) if row is not None else None
+
+
+def cas_challenge(conn: Connection, challenge: Challenge, new: Challenge, now: datetime) -> bool:
+    return bool(conn.execute(update(risk_challenges).where(
+        risk_challenges.c.id == challenge.id, risk_challenges.c.state == challenge.state.value,
+        risk_challenges.c.attempts_remaining == challenge.attempts_remaining)
+        .values(state=new.state.value, attempts_remaining=new.attempts_remaining, update_time=now)).rowcount)
+
+
+def expired_challenges(conn: Connection, now: datetime, limit: int = 100) -> list[Challenge]:
+    rows = conn.execute(select(risk_challenges).where(
+        risk_challenges.c.state == ChallengeState.PENDING.value, risk_challenges.c.expire_time <= now)
+        .limit(limit)).all()
+    return [codec.challenge_from_row(r) for r in rows]
+
+
+def insert_sandbox_message(conn: Connection, challenge: Challenge, encrypted_code: str, now: datetime) -> None:
+    conn.execute(insert(risk_sandbox_messages).values(challenge_id=challenge.id, merchant_id=challenge.merchant_id,
+                                                      code=encrypted_code, create_time=now))
+
+
+def sandbox_message(conn: Connection, challenge_id: str) -> str | None:
+    return conn.execute(select(risk_sandbox_messages.c.code).where(
+        risk_sandbox_messages.c.challenge_id == challenge_id)).scalar()
+
+
+def with_state(challenge: Challenge, state: ChallengeState, attempts: int) -> Challenge:
+    return replace(challenge, state=state, attempts_remaining=attempts)
+

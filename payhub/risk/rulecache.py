@@ -1,0 +1,110 @@
+"""The rules and block list every evaluation reads, cached in process and reloaded when they change.
+
+Every rule or block-list change bumps `risk_config.version` in its own transaction. Each replica
+reads that one-row version at most every `poll_seconds` (one indexed primary-key read, off the
+evaluation's transaction) and reloads everything only when it moved, so a change reaches every
+replica within `poll_seconds` plus a reload, without a restart. Changes made in this process
+invalidate at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from payhub.kernel.db import Database
+from payhub.risk import repository as repo
+from payhub.risk.domain import BlockEntry, BlockKind, Context, Rule, block_candidates
+
+
+@dataclass
+class Snapshot:
+    version: int
+    rules: list[Rule]
+    by_scope: dict[tuple[str, str], list[Rule]] = field(default_factory=dict)
+    exact: dict[tuple[BlockKind, str], list[BlockEntry]] = field(default_factory=dict)
+    # CIDR entries by (IP version, prefix length) and the network's address shifted to the prefix:
+    # a lookup costs one dict probe per distinct prefix length, not one test per range.
+    networks: dict[tuple[int, int], dict[int, list[BlockEntry]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, version: int, rules: list[Rule], entries: list[BlockEntry]) -> Snapshot:
+        snap = cls(version, rules)
+        by_scope: dict[tuple[str, str], list[Rule]] = defaultdict(list)
+        for rule in rules:
+            by_scope[(rule.merchant_id, rule.method)].append(rule)
+        snap.by_scope = dict(by_scope)
+        exact: dict[tuple[BlockKind, str], list[BlockEntry]] = defaultdict(list)
+        for e in entries:
+            if e.kind is BlockKind.IP and "/" in e.value:
+                net = ipaddress.ip_network(e.value)
+                by_prefix = snap.networks.setdefault((net.version, net.prefixlen), {})
+                by_prefix.setdefault(int(net.network_address) >> (net.max_prefixlen - net.prefixlen), []).append(e)
+            else:
+                exact[(e.kind, e.value)].append(e)
+        snap.exact = dict(exact)
+        return snap
+
+    def rules_for(self, ctx: Context) -> list[Rule]:
+        """Enabled rules whose scope covers the transaction, in creation order."""
+        found: list[Rule] = []
+        for key in {("", ""), (ctx.merchant_id, ""), ("", ctx.method), (ctx.merchant_id, ctx.method)}:
+            found.extend(r for r in self.by_scope.get(key, ()) if ctx.kind in r.transaction_kinds)
+        if len(found) > 1:
+            found.sort(key=lambda r: (r.create_time or datetime.min, r.id))
+        return found
+
+    def blocked(self, ctx: Context, now: datetime) -> dict[BlockKind, BlockEntry]:
+        hits: dict[BlockKind, BlockEntry] = {}
+        for kind, value in block_candidates(ctx).items():
+            for entry in self.exact.get((kind, value), ()):
+                if entry.active(now) and (not entry.merchant_id or entry.merchant_id == ctx.merchant_id):
+                    hits[kind] = entry
+                    break
+        if self.networks and ctx.ip and BlockKind.IP not in hits:
+            try:
+                address = ipaddress.ip_address(ctx.ip)
+            except ValueError:
+                return hits
+            bits = 32 if address.version == 4 else 128
+            for (version, prefix), by_address in self.networks.items():
+                if version != address.version:
+                    continue
+                for entry in by_address.get(int(address) >> (bits - prefix), ()):
+                    if entry.active(now) and (not entry.merchant_id or entry.merchant_id == ctx.merchant_id):
+                        hits[BlockKind.IP] = entry
+                        break
+        return hits
+
+
+class RuleCache:
+    def __init__(self, db: Database, poll_seconds: float) -> None:
+        self._db = db
+        self._poll = poll_seconds
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._checked = float("-inf")
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._checked = float("-inf")
+            self._snapshot = None
+
+    def get(self, now: datetime) -> Snapshot:
+        tick = time.monotonic()
+        snap = self._snapshot
+        if snap is not None and tick - self._checked < self._poll:
+            return snap
+        with self._lock:
+            if self._snapshot is not None and tick - self._checked < self._poll:
+                return self._snapshot
+            with self._db.read() as conn:
+                version = repo.config_version(conn)
+                if self._snapshot is None or self._snapshot.version != version:
+                    self._snapshot = Snapshot.build(version, repo.all_rules(conn), repo.active_blocklist(conn, now))
+            self._checked = tick
+            return self._snapshot
