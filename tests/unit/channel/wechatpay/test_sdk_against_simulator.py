@@ -184,3 +184,22 @@ def test_certificate_mode_fetches_the_platform_certificate_with_the_sdk(
     status, body = wxpay.pay(description="cert mode", out_trade_no=new_id("att"), amount={"total": 1})
     assert status == 200 and "code_url" in json.loads(body)
     assert (certs / f"{config['platform_public_key_id']}.pem").exists(), "fetched from /v3/certificates"
+
+
+def test_a_dropped_notification_is_sent_again_and_a_duplicate_verifies_too(
+        env: tuple[simulator.Simulator, RunningApp, Callbacks, RunningApp], sdk: WeChatPay) -> None:
+    sim, served, callbacks, _ = env
+    dropped, duplicated = new_id("att"), new_id("att")
+    with ControlClient(served.url) as control:
+        for out_trade_no, fault in ((dropped, "drop"), (duplicated, "duplicate")):
+            sdk.pay(description="retry", out_trade_no=out_trade_no, amount={"total": 10})
+            control.call("notifications/faults", **{fault: 1})
+            control.call("pay", out_trade_no=out_trade_no)
+            assert sim.notifier.wait_idle(10)
+        records = {no: control.get("notifications", subject=no)["notifications"][0] for no in (dropped, duplicated)}
+    assert (records[dropped]["delivered"], records[dropped]["attempts"], records[dropped]["dropped"]) == (True, 2, 1)
+    assert (records[duplicated]["delivered"], records[duplicated]["duplicated"]) == (True, 1)
+    for out_trade_no, copies in ((dropped, 1), (duplicated, 2)):
+        mine = [(h, b) for h, b in callbacks.received if out_trade_no in str(sdk.callback(h, b))]
+        assert len(mine) == copies, "every delivery that arrived verifies and decrypts"
+    assert mine[0][1] == mine[1][1], "a duplicate is the same notification (same id and body)"
