@@ -7,7 +7,6 @@ refused and changes nothing; no private key or APIv3 key reaches the logs or the
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -20,17 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from payhub.common.v1 import common_pb2
 from payhub.merchant.v1 import merchant_pb2, merchant_pb2_grpc
 from payhub.trade.v1 import trade_pb2 as pb
-from payhub.trade.v1 import trade_pb2_grpc
 
 from payhub.channel.simkit import ControlClient
 from payhub.channel.wechatpay import wire
 from tests.conftest import RunningServer, free_port, start_server
+from tests.e2e.test_trade_e2e import Api, rid
 
 pytestmark = pytest.mark.e2e
-
-
-def rid() -> str:
-    return secrets.token_hex(8)
 
 
 @dataclass
@@ -69,49 +64,23 @@ def payhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
-class Shop:
+class Shop(Api):
+    """A merchant whose WeChat Pay configuration (priority 0) holds the simulator's credentials."""
+
     def __init__(self, server: RunningServer, credentials: dict[str, str]) -> None:
-        channel = server.channel()
-        admin = server.admin_metadata()
-        merchants = merchant_pb2_grpc.MerchantServiceStub(channel)
-        m = merchants.CreateMerchant(merchant_pb2.CreateMerchantRequest(merchant=merchant_pb2.Merchant(
-            legal_name="WeChat Shop Ltd", display_name="WeChat Shop",
-            contact=merchant_pb2.Contact(name="Wei", email="wei@example.com"), business_category="retail",
-            country_code="CN", settlement_account=merchant_pb2.SettlementAccount(
-                account_name="WeChat Shop Ltd", bank_name="Bank", account_number="6222020000000000")),
-            request_id=rid()), metadata=admin).merchant
-        merchants.ApproveMerchant(merchant_pb2.ApproveMerchantRequest(name=m.name, request_id=rid()), metadata=admin)
+        super().__init__(server)
         config = merchant_pb2.ChannelConfig(channel="wechatpay", enabled=True, priority=0,
                                             payment_methods=[common_pb2.PAYMENT_METHOD_TYPE_WECHAT_PAY],
                                             credentials=credentials)
-        merchants.ConfigureChannel(merchant_pb2.ConfigureChannelRequest(parent=m.name, channel_config=config,
-                                                                        request_id=rid()), metadata=admin)
-        key = merchants.CreateApiKey(merchant_pb2.CreateApiKeyRequest(parent=m.name, request_id=rid()),
-                                     metadata=admin)
-        self.merchant = m.name
-        self.md = (("authorization", f"Bearer {key.secret}"),)
-        self.trade = trade_pb2_grpc.TradeServiceStub(channel)
+        merchant_pb2_grpc.MerchantServiceStub(self.channel).ConfigureChannel(merchant_pb2.ConfigureChannelRequest(
+            parent=self.merchant, channel_config=config, request_id=rid()), metadata=server.admin_metadata())
 
     def wechat_payment(self, amount: int) -> pb.Payment:
-        payment = self.trade.CreatePayment(pb.CreatePaymentRequest(parent=self.merchant, payment=pb.Payment(
-            merchant_order_no=rid(), amount=common_pb2.Money(currency_code="CNY", amount_minor=amount),
-            subject="微信支付 e2e"), request_id=rid()), metadata=self.md).payment
+        payment = self.create(amount)
         method = pb.PaymentMethod(type=common_pb2.PAYMENT_METHOD_TYPE_WECHAT_PAY,
                                   client_type=common_pb2.CLIENT_TYPE_NATIVE_QR)
         return self.trade.ConfirmPayment(pb.ConfirmPaymentRequest(name=payment.name, payment_method=method,
                                                                   request_id=rid()), metadata=self.md).payment
-
-    def get(self, name: str) -> pb.Payment:
-        return self.trade.GetPayment(pb.GetPaymentRequest(name=name), metadata=self.md).payment
-
-    def wait_state(self, name: str, state: int, timeout: float = 30) -> pb.Payment:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            payment = self.get(name)
-            if payment.state == state:
-                return payment
-            time.sleep(0.2)
-        raise AssertionError(f"{name} stayed {pb.PaymentState.Name(self.get(name).state)}")
 
 
 def notify_url(server: RunningServer, shop: Shop) -> str:
