@@ -116,6 +116,11 @@ def test_a_native_qr_payment_is_paid_by_the_buyer_and_notified(wechat: Simulator
             break
     assert seen[-1] == "payment.succeeded", seen
 
+    refund = shop.trade.CreateRefund(pb.CreateRefundRequest(parent=payment.name, refund=pb.Refund(
+        amount=common_pb2.Money(currency_code="CNY", amount_minor=345), merchant_refund_no=rid()),
+        request_id=rid()), metadata=shop.md).refund
+    assert refund.state == pb.REFUND_STATE_SUCCEEDED and refund.channel_reference, refund
+
 
 def test_a_forged_notification_is_refused_and_changes_nothing(wechat: Simulator, payhub: RunningServer) -> None:
     shop = Shop(payhub, wechat.config)
