@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -123,8 +124,22 @@ def serve_socket(app: ASGIApp, sock: socket.socket) -> None:
 
 
 def build_app(routes: Sequence[BaseRoute]) -> ASGIApp:
-    """A Starlette app over `routes` (the protocol routes plus `control_routes`)."""
-    return Starlette(routes=list(routes))
+    """A Starlette app over `routes` (the protocol routes plus `control_routes`). A request line in
+    absolute form (`POST http://host/gateway.do?... HTTP/1.1`, as the official Alipay Python SDK sends
+    it; RFC 9112 §3.2.2 says a server must accept it) is routed on its path."""
+    return _AbsoluteForm(Starlette(routes=list(routes)))
+
+
+class _AbsoluteForm:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(("http://", "https://")):
+            parts = urlsplit(path)
+            scope = dict(scope) | {"path": parts.path or "/", "raw_path": (parts.path or "/").encode()}
+        await self.app(scope, receive, send)
 
 
 class BrokenResponse(Response):

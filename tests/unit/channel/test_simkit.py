@@ -4,6 +4,7 @@ notification dispatcher with its retry schedule - against a real HTTP receiver o
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -151,3 +152,17 @@ def test_notification_faults_drop_duplicate_and_give_up() -> None:
             assert twice.delivered and receiver.bodies.count(b"y") == 2
         finally:
             notifier.stop()
+
+
+def test_a_request_line_in_absolute_form_is_routed_on_its_path() -> None:
+    async def ok(request: Request) -> Response:
+        return PlainTextResponse(f"{request.url.path}?{request.url.query}")
+
+    with simkit.running(simkit.build_app([Route("/gateway.do", ok, methods=["POST"])])) as served, \
+            socket.create_connection((served.host, served.port), timeout=5) as sock:
+        sock.sendall(b"POST http://example.com/gateway.do?a=1 HTTP/1.1\r\nHost: example.com\r\n"
+                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"/gateway.do?a=1")
