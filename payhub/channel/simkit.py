@@ -437,7 +437,8 @@ class Notifier:
                 if delay:
                     self._push(time.monotonic() + delay, job.record, job.build, job.accepted)
                     continue
-                drop, duplicate = self._take_drop(), self._take_duplicate()
+                drop = self._take_drop()
+                duplicate = not drop and self._take_duplicate()  # a dropped one is not also sent twice
                 self._in_flight += 1
             ok = self._attempt(job, drop)
             if duplicate and not drop:
