@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import grpc
 from starlette.routing import BaseRoute
@@ -17,6 +18,7 @@ from payhub.channel.registry import ChannelRegistry, load_registry
 from payhub.channel.repository import ChannelStateRepository, SentLog
 from payhub.channel.service import ChannelRouter
 from payhub.channel.servicer import ChannelRouterServicer
+from payhub.channel.strategies import RoutingPolicy, parse_costs
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 
@@ -48,8 +50,12 @@ def build(ctx: AppContext, registry: ChannelRegistry | None = None) -> ChannelCo
     """`registry` defaults to every adapter registered under the `payhub.channels` entry points."""
     env = AdapterEnvironment(ctx.settings, ctx.db)
     registry = registry or load_registry(env)
-    states, health = ChannelStateRepository(ctx.db), HealthTracker()
+    settings = ctx.settings
+    states = ChannelStateRepository(ctx.db)
+    health = HealthTracker(failure_threshold=settings.breaker_failure_threshold,
+                           cooldown=timedelta(seconds=settings.breaker_cooldown_seconds))
+    routing = RoutingPolicy(costs=parse_costs(settings.channel_costs), exploration=settings.routing_exploration)
     router = ChannelRouter(registry, states, SentLog(ctx.db), lambda: ctx.client("merchant"), health,
-                           env.notify_url)
+                           env.notify_url, routing)
     return ChannelComponent(router, ChannelAdmin(ctx.db, registry, states, health),
                             AsyncOutcomes(ctx.db, router, lambda: ctx.client("trade")))

@@ -15,6 +15,7 @@ AMOUNT_MISMATCH = "amount_mismatch"
 NO_CHANNEL_AVAILABLE = "no_channel_available"
 CHANNEL_UNREACHABLE = "channel_unreachable"
 CHANNEL_ERROR = "channel_error"
+CIRCUIT_OPEN = "circuit_open"
 
 # Outcomes that claim the channel took, holds or will take the request's money: their amount and
 # currency must equal the request's. FAILED moved nothing and UNKNOWN claims nothing, so neither is
@@ -113,6 +114,13 @@ def unreachable_result(channel: str, amount_minor: int, currency: str, message: 
     """The request certainly never reached the channel: safe to try the next one."""
     return ChannelResult(Outcome.FAILED, channel, amount_minor, currency, failure_code=CHANNEL_UNREACHABLE,
                          failure_message=message, retryable_elsewhere=True)
+
+
+def circuit_open_result(channel: str, amount_minor: int, currency: str) -> ChannelResult:
+    """This replica's circuit breaker kept the call from being sent: safe to try the next channel."""
+    return ChannelResult(Outcome.FAILED, channel, amount_minor, currency, failure_code=CIRCUIT_OPEN,
+                         failure_message=f"{channel}: circuit breaker open; the request was not sent",
+                         retryable_elsewhere=True)
 
 
 def error_result(channel: str, amount_minor: int, currency: str) -> ChannelResult:

@@ -1,18 +1,17 @@
 """Routing: which of a merchant's channels may take a payment, and in which order. Pure.
 
 Candidates are the merchant's channel configurations. Each is checked against the configuration
-itself (enabled, methods, client types), the operator's channel state (disabled, maintenance) and
-the adapter's capabilities (method, client type, currency, amount limits, installments,
-pre-authorisation). The kept ones are ranked by the PRIORITY strategy: an eligible preferred
-channel first, then priority (lower first), weight (higher first) and name. Every candidate gets an
-explanation, so RoutePayment can show why a channel was or was not chosen.
-
-The roadmap's strategies (weighted split, lowest cost, success rate) and circuit breakers plug in
-as other rankings and one more drop reason; the filters stay.
+itself (enabled, methods, client types), the operator's channel state (disabled, maintenance), the
+adapter's capabilities (method, client type, currency, amount limits, installments,
+pre-authorisation) and this replica's circuit breaker (payhub.channel.health). The kept ones are
+ranked by the merchant's strategy (payhub.channel.strategies): PRIORITY, WEIGHTED split, LOWEST_COST
+or SUCCESS_RATE; an eligible preferred channel always goes first. Every candidate gets an
+explanation (its score and why it was kept or dropped), so RoutePayment can show any decision.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,11 +19,15 @@ from enum import StrEnum
 
 from payhub.channel.adapter import Capabilities
 from payhub.channel.domain import ChannelState, ChannelStatus
+from payhub.channel.health import HealthSnapshot
+from payhub.channel.strategies import Entry, RoutingPolicy, Strategy, order
 from payhub.channel.types import PaymentInstruction
 from payhub.merchant.client import ChannelConfigInfo
 
-PRIORITY_STRATEGY = "PRIORITY"
+PRIORITY_STRATEGY = Strategy.PRIORITY.value
 PREFERRED_BONUS = 1_000_000.0
+DEFAULT_POLICY = RoutingPolicy()
+_RANDOM = random.Random()  # weighted split and exploration; tests pass their own seeded one
 
 
 class DropReason(StrEnum):
@@ -41,6 +44,7 @@ class DropReason(StrEnum):
     AMOUNT_ABOVE_MAXIMUM = "AMOUNT_ABOVE_MAXIMUM"
     INSTALLMENTS_NOT_SUPPORTED = "INSTALLMENTS_NOT_SUPPORTED"
     PREAUTH_NOT_SUPPORTED = "PREAUTH_NOT_SUPPORTED"
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Candidate:
     preferred: bool = False
     rank: int = 0         # 1-based try order among kept candidates; 0 when dropped
     score: float = 0.0    # higher is tried first; 0 when dropped
+    detail: str = ""      # the strategy's reason for the score, e.g. "cost 6 (0.6% + 0)"
 
     @property
     def kept(self) -> bool:
@@ -88,7 +93,7 @@ class Candidate:
     def explanation(self) -> str:
         if self.drops:
             return "; ".join(d.explanation for d in self.drops)
-        text = f"eligible, rank {self.rank}: priority {self.config.priority}, weight {self.config.weight}"
+        text = f"eligible, rank {self.rank}: {self.detail}"
         return text + (" (preferred by the request)" if self.preferred else "")
 
 
@@ -121,13 +126,36 @@ class RouteDecision:
 
 
 def route(request: RouteRequest, configs: Sequence[ChannelConfigInfo], capabilities: Mapping[str, Capabilities],
-          statuses: Mapping[str, ChannelStatus], now: datetime) -> RouteDecision:
-    """Filter and rank the merchant's channel configurations for one payment."""
-    evaluated = [_evaluate(request, config, capabilities.get(config.channel), statuses.get(config.channel), now)
+          statuses: Mapping[str, ChannelStatus], now: datetime, *, policy: RoutingPolicy = DEFAULT_POLICY,
+          health: Mapping[str, HealthSnapshot] | None = None, rng: random.Random | None = None) -> RouteDecision:
+    """Filter the merchant's channel configurations for one payment and rank the kept ones by the
+    policy's strategy. `health`: this replica's view per channel (breakers, success rates)."""
+    health = health or {}
+    evaluated = [_evaluate(request, config, capabilities.get(config.channel), statuses.get(config.channel),
+                           health.get(config.channel), now)
                  for config in _one_per_channel(configs)]
-    kept = _rank([c for c in evaluated if c.kept])
+    kept = _rank([c for c in evaluated if c.kept], request, policy, health, rng or _RANDOM)
     dropped = sorted((c for c in evaluated if not c.kept), key=lambda c: c.channel)
-    return RouteDecision((*kept, *dropped), note=_preference_note(request, evaluated))
+    return RouteDecision((*kept, *dropped), policy.strategy.value, note=_preference_note(request, evaluated))
+
+
+def unsupported_installments(request: RouteRequest, configs: Sequence[ChannelConfigInfo],
+                             capabilities: Mapping[str, Capabilities]) -> str:
+    """Why the request's installment count cannot be routed at all (no enabled channel configured for
+    the method offers it), or "" when some channel does or there is no such channel to ask."""
+    if request.installments <= 1:
+        return ""
+    offered: set[int] = set()
+    relevant = False
+    for config in configs:
+        caps = capabilities.get(config.channel)
+        if config.enabled and caps is not None and request.method in caps.methods and request.method in config.methods:
+            relevant = True
+            offered |= caps.installment_periods
+    if not relevant or request.installments in offered:
+        return ""
+    return (f"{request.installments} installments are not offered for {request.method} by this merchant's "
+            f"channels; offered: {', '.join(map(str, sorted(offered))) or 'none'}")
 
 
 def _one_per_channel(configs: Sequence[ChannelConfigInfo]) -> list[ChannelConfigInfo]:
@@ -140,7 +168,7 @@ def _one_per_channel(configs: Sequence[ChannelConfigInfo]) -> list[ChannelConfig
 
 
 def _evaluate(request: RouteRequest, config: ChannelConfigInfo, caps: Capabilities | None,
-              status: ChannelStatus | None, now: datetime) -> Candidate:
+              status: ChannelStatus | None, health: HealthSnapshot | None, now: datetime) -> Candidate:
     preferred = bool(request.preferred_channel) and request.preferred_channel == config.channel
     if not config.enabled:
         return Candidate(config.channel, config, (Drop(DropReason.CONFIG_DISABLED,
@@ -148,8 +176,18 @@ def _evaluate(request: RouteRequest, config: ChannelConfigInfo, caps: Capabiliti
     if caps is None:
         return Candidate(config.channel, config, (Drop(DropReason.ADAPTER_NOT_REGISTERED,
                          "no adapter with this name is registered"),), preferred)
-    drops = [*_state_drops(status, now), *_config_drops(request, config), *_capability_drops(request, caps)]
+    drops = [*_state_drops(status, now), *_breaker_drops(health), *_config_drops(request, config),
+             *_capability_drops(request, caps)]
     return Candidate(config.channel, config, tuple(drops), preferred)
+
+
+def _breaker_drops(health: HealthSnapshot | None) -> list[Drop]:
+    if health is None or health.routable:
+        return []
+    if health.breaker_state == "OPEN":
+        return [Drop(DropReason.CIRCUIT_OPEN, f"circuit breaker open after {health.consecutive_failures} technical "
+                                              "failures in a row; probed again after the cool-down")]
+    return [Drop(DropReason.CIRCUIT_OPEN, "circuit breaker half-open: a probe call is in flight")]
 
 
 def _state_drops(status: ChannelStatus | None, now: datetime) -> list[Drop]:
@@ -174,41 +212,40 @@ def _config_drops(request: RouteRequest, config: ChannelConfigInfo) -> list[Drop
 
 
 def _capability_drops(request: RouteRequest, caps: Capabilities) -> list[Drop]:
-    checks = [
-        (request.method not in caps.methods, DropReason.METHOD_NOT_SUPPORTED,
-         f"the channel does not support method {request.method}"),
-        (request.client_type not in caps.client_types, DropReason.CLIENT_TYPE_NOT_SUPPORTED,
-         f"the channel does not support client type {request.client_type}"),
-        (request.currency not in caps.currencies, DropReason.CURRENCY_NOT_SUPPORTED,
-         f"the channel does not accept {request.currency}"),
-        (request.amount_minor < caps.min_amount_minor, DropReason.AMOUNT_BELOW_MINIMUM,
-         f"amount {request.amount_minor} is below the channel's minimum {caps.min_amount_minor}"),
-        (request.amount_minor > caps.max_amount_minor, DropReason.AMOUNT_ABOVE_MAXIMUM,
-         f"amount {request.amount_minor} is above the channel's maximum {caps.max_amount_minor}"),
-        (request.installments > 1 and request.installments not in caps.installment_periods,
-         DropReason.INSTALLMENTS_NOT_SUPPORTED,
-         f"{request.installments} installments not offered (offered: "
-         f"{', '.join(map(str, sorted(caps.installment_periods))) or 'none'})"),
-        (request.manual_capture and not caps.supports_preauth, DropReason.PREAUTH_NOT_SUPPORTED,
-         "the channel cannot authorise for a later capture"),
-    ]
-    return [Drop(reason, text) for failed, reason, text in checks if failed]
+    # Routing runs on every payment: the checks are cheap comparisons, the texts are only built for
+    # the checks that fail.
+    drops = []
+    if request.method not in caps.methods:
+        drops.append(Drop(DropReason.METHOD_NOT_SUPPORTED, f"the channel does not support method {request.method}"))
+    if request.client_type not in caps.client_types:
+        drops.append(Drop(DropReason.CLIENT_TYPE_NOT_SUPPORTED,
+                          f"the channel does not support client type {request.client_type}"))
+    if request.currency not in caps.currencies:
+        drops.append(Drop(DropReason.CURRENCY_NOT_SUPPORTED, f"the channel does not accept {request.currency}"))
+    if request.amount_minor < caps.min_amount_minor:
+        drops.append(Drop(DropReason.AMOUNT_BELOW_MINIMUM,
+                          f"amount {request.amount_minor} is below the channel's minimum {caps.min_amount_minor}"))
+    if request.amount_minor > caps.max_amount_minor:
+        drops.append(Drop(DropReason.AMOUNT_ABOVE_MAXIMUM,
+                          f"amount {request.amount_minor} is above the channel's maximum {caps.max_amount_minor}"))
+    if request.installments > 1 and request.installments not in caps.installment_periods:
+        offered = ", ".join(map(str, sorted(caps.installment_periods))) or "none"
+        drops.append(Drop(DropReason.INSTALLMENTS_NOT_SUPPORTED,
+                          f"{request.installments} installments not offered (offered: {offered})"))
+    if request.manual_capture and not caps.supports_preauth:
+        drops.append(Drop(DropReason.PREAUTH_NOT_SUPPORTED, "the channel cannot authorise for a later capture"))
+    return drops
 
 
-def _rank(kept: list[Candidate]) -> list[Candidate]:
-    ordered = sorted(kept, key=lambda c: (not c.preferred, c.config.priority, -c.config.weight, c.channel))
-    weight_sums: dict[int, int] = {}
-    for c in kept:
-        weight_sums[c.config.priority] = weight_sums.get(c.config.priority, 0) + max(c.config.weight, 0)
-    return [Candidate(c.channel, c.config, (), c.preferred, rank, _score(c, weight_sums[c.config.priority]))
-            for rank, c in enumerate(ordered, start=1)]
-
-
-def _score(candidate: Candidate, weight_sum: int) -> float:
-    """-priority + 0.5 * weight share within the priority, + PREFERRED_BONUS when preferred: a
-    number that orders exactly like the ranking, shown to operators."""
-    share = max(candidate.config.weight, 0) / weight_sum if weight_sum else 0.0
-    return -candidate.config.priority + 0.5 * share + (PREFERRED_BONUS if candidate.preferred else 0.0)
+def _rank(kept: list[Candidate], request: RouteRequest, policy: RoutingPolicy,
+          health: Mapping[str, HealthSnapshot], rng: random.Random) -> list[Candidate]:
+    by_name = {c.channel: c for c in kept}
+    scored = order(policy, [Entry(c.channel, c.config.priority, c.config.weight) for c in kept],
+                   request.amount_minor, request.method, health, rng)
+    scored.sort(key=lambda s: not by_name[s.channel].preferred)  # stable: the preferred one first
+    return [Candidate(s.channel, by_name[s.channel].config, (), by_name[s.channel].preferred, rank,
+                      s.score + (PREFERRED_BONUS if by_name[s.channel].preferred else 0.0), s.detail)
+            for rank, s in enumerate(scored, start=1)]
 
 
 def _preference_note(request: RouteRequest, evaluated: list[Candidate]) -> str:

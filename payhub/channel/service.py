@@ -19,6 +19,7 @@ from datetime import date
 from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, ChannelNotReached
 from payhub.channel.domain import (
     check_integrity,
+    circuit_open_result,
     error_result,
     may_fail_over,
     no_channel_result,
@@ -27,7 +28,8 @@ from payhub.channel.domain import (
 from payhub.channel.health import HealthTracker
 from payhub.channel.registry import ChannelRegistry
 from payhub.channel.repository import ChannelStateRepository, SentAmount, SentLog
-from payhub.channel.routing import Candidate, RouteDecision, RouteRequest, route
+from payhub.channel.routing import Candidate, RouteDecision, RouteRequest, route, unsupported_installments
+from payhub.channel.strategies import RoutingPolicy, Strategy
 from payhub.channel.types import ChannelResult, PaymentInstruction, RoutePlan
 from payhub.identity.principal import current_principal
 from payhub.kernel import clock
@@ -53,8 +55,9 @@ class Expected:
 class ChannelRouter:
     def __init__(self, registry: ChannelRegistry, states: ChannelStateRepository, sent: SentLog,
                  merchants: Callable[[], MerchantClient], health: HealthTracker,
-                 notify_url: Callable[[str, str], str]) -> None:
+                 notify_url: Callable[[str, str], str], routing: RoutingPolicy | None = None) -> None:
         self.registry = registry
+        self.routing = routing or RoutingPolicy()  # costs and exploration; the strategy is the merchant's
         self.states = states
         self.sent = sent
         self._merchants = merchants  # resolved per call: components are built lazily
@@ -62,10 +65,24 @@ class ChannelRouter:
         self._notify_url = notify_url
 
     # -- routing --------------------------------------------------------------------------------
-    def decide(self, request: RouteRequest) -> RouteDecision:
+    def decide(self, request: RouteRequest, field_prefix: str = "") -> RouteDecision:
+        """Route one payment (pure routing over cached configuration and this replica's health).
+        An installment count no configured channel offers is INVALID_ARGUMENT, not a routing miss."""
         configs = self._merchants().channel_configs(request.merchant_id)
         capabilities = {a.name: a.capabilities() for a in self.registry.adapters()}
-        return route(request, configs, capabilities, self.states.all(), clock.now())
+        problem = unsupported_installments(request, configs, capabilities)
+        if problem:
+            raise InvalidArgument.field(f"{field_prefix}installments", problem)
+        policy = replace(self.routing, strategy=self._strategy(request.merchant_id))
+        health = {c.channel: self.health.snapshot(c.channel) for c in configs}
+        return route(request, configs, capabilities, self.states.all(), clock.now(), policy=policy, health=health)
+
+    def _strategy(self, merchant_id: str) -> Strategy:
+        try:
+            name = self._merchants().get_merchant(merchant_id).routing_strategy
+        except NotFound:
+            return Strategy.PRIORITY
+        return Strategy(name) if name in Strategy.__members__ else Strategy.PRIORITY
 
     def route_payment(self, request: RouteRequest) -> RouteDecision:
         """The dry run behind RoutePayment: NotFound for an unknown merchant (or another merchant's,
@@ -81,14 +98,14 @@ class ChannelRouter:
         an attempt goes before it is sent (the trade center records it with its claim) plans, then
         pays each channel with `instruction.channel` set."""
         validate_instruction(instruction)
-        decision = self.decide(RouteRequest.of(instruction))
+        decision = self.decide(RouteRequest.of(instruction), "pay.")
         return RoutePlan(tuple(c.channel for c in decision.kept), decision.explanation)
 
     def pay(self, instruction: PaymentInstruction) -> ChannelResult:
         validate_instruction(instruction)
         if instruction.channel:
             return self._pay_at(instruction)
-        decision = self.decide(RouteRequest.of(instruction))
+        decision = self.decide(RouteRequest.of(instruction), "pay.")
         result = no_channel_result(instruction.amount_minor, instruction.currency, decision.explanation)
         for candidate in decision.kept:
             result = self._pay_with(candidate, instruction)
@@ -107,6 +124,8 @@ class ChannelRouter:
 
     def _pay_with(self, candidate: Candidate, instruction: PaymentInstruction) -> ChannelResult:
         adapter = self.registry.get(candidate.channel)
+        if not self.health.admit(adapter.name):  # opened since routing, or its one probe is out
+            return circuit_open_result(adapter.name, instruction.amount_minor, instruction.currency)
         if not instruction.sent_recorded:
             self.sent.record_attempt(instruction.attempt_id, adapter.name, instruction.merchant_id,
                                      instruction.payment_id, instruction.amount_minor, instruction.currency)

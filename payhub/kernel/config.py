@@ -72,6 +72,16 @@ class Settings:
                                                            "for ReviewTransaction before the default applies.")
     risk_review_default: str = _setting("reject", "What an unreviewed hold becomes after the timeout: `reject` "
                                                   "(the payment is voided) or `approve` (it is captured).")
+    breaker_failure_threshold: int = _setting(5, "Technical failures in a row (timeouts, unreachable, UNKNOWN "
+                                                 "answers) that open a channel's circuit breaker in this "
+                                                 "process; routing then skips the channel.")
+    breaker_cooldown_seconds: float = _setting(30.0, "Seconds an open circuit breaker keeps its channel out of "
+                                                     "routing before one probe call may try it (half-open).")
+    routing_exploration: float = _setting(0.05, "Share of payments the success-rate strategy sends first to "
+                                                "a channel other than the best one, so every rate stays measured.")
+    channel_costs: str = _setting("", "What each channel charges, for the lowest-cost strategy: "
+                                      "`channel[/METHOD]=PERCENT%[+FIXED]` entries separated by commas, fixed in "
+                                      "minor units, e.g. `alipay=0.6%,bankcard/CARD=0.5%+10`.")
     merchant_address: str = _setting("", "Address of MerchantService when it is not served here.")
     trade_address: str = _setting("", "Address of TradeService when it is not served here.")
     cashier_address: str = _setting("", "Address of CashierService when it is not served here.")

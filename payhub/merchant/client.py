@@ -22,6 +22,7 @@ class MerchantInfo:
     state: str           # "PENDING_REVIEW" | "ACTIVE" | "SUSPENDED"
     display_name: str
     country: str
+    routing_strategy: str = "PRIORITY"  # how the channel router ranks the merchant's channels
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class LocalMerchantClient:
     def get_merchant(self, merchant_id: str) -> MerchantInfo:
         def load() -> MerchantInfo:
             m = self._center.merchant_of(merchant_id)
-            return MerchantInfo(m.id, m.state.value, m.display_name, m.country_code)
+            return MerchantInfo(m.id, m.state.value, m.display_name, m.country_code, m.routing_strategy)
         return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:
@@ -126,7 +127,8 @@ class RemoteMerchantClient:
         def load() -> MerchantInfo:
             m = self._call("GetMerchant", pb.GetMerchantRequest(name=f"merchants/{merchant_id}")).merchant
             state = pb.MerchantState.Name(m.state).removeprefix("MERCHANT_STATE_")
-            return MerchantInfo(merchant_id, state, m.display_name, m.country_code)
+            return MerchantInfo(merchant_id, state, m.display_name, m.country_code,
+                                convert.routing_strategy_name(m.routing_strategy) or "PRIORITY")
         return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:

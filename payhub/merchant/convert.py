@@ -7,6 +7,7 @@ import re
 from datetime import UTC
 
 from google.protobuf.message import Message
+from payhub.channel.v1 import channel_pb2 as routing_pb
 from payhub.common.v1 import common_pb2
 from payhub.merchant.v1 import merchant_pb2 as pb
 
@@ -89,7 +90,8 @@ def draft_from(msg: pb.Merchant) -> MerchantDraft:
         legal_name=msg.legal_name, display_name=msg.display_name,
         contact=Contact(msg.contact.name, msg.contact.email, msg.contact.phone),
         business_category=msg.business_category, country_code=msg.country_code,
-        settlement_account=BankAccountInput(account.account_name, account.bank_name, account.account_number))
+        settlement_account=BankAccountInput(account.account_name, account.bank_name, account.account_number),
+        routing_strategy=routing_strategy_name(msg.routing_strategy))
 
 
 def merchant_to(m: Merchant) -> pb.Merchant:
@@ -101,7 +103,19 @@ def merchant_to(m: Merchant) -> pb.Merchant:
             account_name=m.settlement_account.account_name, bank_name=m.settlement_account.bank_name,
             account_number_last4=m.settlement_account.account_number_last4),
         state=state_value(m.state), suspend_reason=m.suspend_reason,
-        create_time=timestamp(m.create_time), update_time=timestamp(m.update_time))
+        create_time=timestamp(m.create_time), update_time=timestamp(m.update_time),
+        routing_strategy=routing_pb.RoutingStrategy.Value(f"ROUTING_STRATEGY_{m.routing_strategy}"))
+
+
+def routing_strategy_name(value: int) -> str:
+    """PRIORITY for ROUTING_STRATEGY_PRIORITY; "" when unset; "?<n>" for a value this build does not
+    know (so validation names it instead of silently routing by priority)."""
+    if value == 0:
+        return ""
+    try:
+        return routing_pb.RoutingStrategy.Name(value).removeprefix("ROUTING_STRATEGY_")  # type: ignore[arg-type]
+    except ValueError:
+        return f"?{value}"
 
 
 def api_key_to(key: ApiKey) -> pb.ApiKey:

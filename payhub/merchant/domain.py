@@ -82,6 +82,7 @@ class MerchantDraft:
     business_category: str
     country_code: str
     settlement_account: BankAccountInput
+    routing_strategy: str = ""  # "" on create: PRIORITY
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,16 @@ class Merchant:
     suspend_reason: str
     create_time: datetime
     update_time: datetime
+    routing_strategy: str = "PRIORITY"
 
 
 # Paths an update_mask may name, and which of them a merchant may change about itself: the rest
 # changes who the merchant is or where its money goes, so only staff (after review) may.
 UPDATABLE_PATHS = frozenset({"legal_name", "display_name", "contact", "contact.name", "contact.email",
-                             "contact.phone", "business_category", "country_code", "settlement_account"})
+                             "contact.phone", "business_category", "country_code", "settlement_account",
+                             "routing_strategy"})
+# How the channel router ranks a merchant's channels (payhub.channel.strategies).
+ROUTING_STRATEGIES = frozenset({"PRIORITY", "WEIGHTED", "LOWEST_COST", "SUCCESS_RATE"})
 MERCHANT_SELF_SERVICE_PATHS = frozenset({"display_name", "contact", "contact.name", "contact.email",
                                          "contact.phone"})
 
@@ -173,6 +178,10 @@ def validate_merchant(v: Violations, draft: MerchantDraft, paths: frozenset[str]
         v.add(f"{prefix}.country_code", "must be an ISO 3166-1 alpha-2 code in upper case, e.g. CN")
     if _selected(paths, "settlement_account"):
         validate_bank_account(v, prefix, draft.settlement_account)
+    chosen = "routing_strategy" in paths if paths is not None else bool(draft.routing_strategy)
+    if chosen and draft.routing_strategy not in ROUTING_STRATEGIES:
+        v.add(f"{prefix}.routing_strategy", "must be one of ROUTING_STRATEGY_" + ", ROUTING_STRATEGY_".join(
+            sorted(ROUTING_STRATEGIES)))
 
 
 def validate_update_mask(v: Violations, paths: Iterable[str]) -> frozenset[str]:

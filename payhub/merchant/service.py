@@ -72,6 +72,7 @@ _MASK_COLUMNS: dict[str, tuple[tuple[str, Callable[[MerchantDraft], str]], ...]]
     "contact.phone": (("contact_phone", lambda d: d.contact.phone),),
     "business_category": (("business_category", lambda d: d.business_category),),
     "country_code": (("country_code", lambda d: d.country_code),),
+    "routing_strategy": (("routing_strategy", lambda d: d.routing_strategy),),
 }
 _MASK_COLUMNS["contact"] = (_MASK_COLUMNS["contact.name"] + _MASK_COLUMNS["contact.email"]
                             + _MASK_COLUMNS["contact.phone"])
@@ -175,7 +176,7 @@ class MerchantCenter:
                 country_code=draft.country_code, state=MerchantState.PENDING_REVIEW, suspend_reason="",
                 settlement_account=BankAccount(account.account_name, account.bank_name,
                                                last4(account.account_number)),
-                create_time=now, update_time=now)
+                create_time=now, update_time=now, routing_strategy=draft.routing_strategy or "PRIORITY")
             self._repo.insert_merchant(conn, merchant, account.account_number)
             self._event(conn, "merchant.created", merchant.id, {"state": merchant.state.value})
             return merchant

@@ -34,6 +34,7 @@ merchants = Table(
     Column("suspend_reason", String(500), nullable=False),
     Column("create_time", UtcDateTime, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
+    Column("routing_strategy", String(16), nullable=False, server_default="PRIORITY"),
 )
 # Lists page by id (ids are time-ordered), optionally within one state.
 Index("ix_merchants_state_id", merchants.c.state, merchants.c.id)

@@ -11,7 +11,7 @@ from payhub.channel.client import LocalChannelClient
 from payhub.channel.types import Outcome
 from payhub.kernel import clock
 from payhub.kernel.db import Database
-from payhub.kernel.errors import FailedPrecondition
+from payhub.kernel.errors import FailedPrecondition, InvalidArgument
 from payhub.kernel.ids import new_id
 from tests.unit.channel.helpers import Harness, StaticMerchants, config, harness, instruction
 
@@ -60,9 +60,14 @@ def test_installments(h: Harness, periods: int, outcome: Outcome) -> None:
     assert h.router.pay(instruction(installments=periods)).outcome is outcome
 
 
-def test_unsupported_installments_never_reach_the_sandbox(h: Harness) -> None:
-    result = h.router.pay(instruction(installments=5))
-    assert result.failure_code == "no_channel_available" and "5 installments not offered" in result.failure_message
+def test_unsupported_installments_are_invalid_before_routing(h: Harness) -> None:
+    instr = instruction(installments=5)
+    with pytest.raises(InvalidArgument) as caught:
+        h.router.pay(instr)
+    assert caught.value.violations[0].field == "pay.installments"
+    assert "offered: 3, 6, 12" in caught.value.violations[0].description
+    assert h.sandbox.query(instr.attempt_id, h.router.credentials_for("mer_1", "sandbox")).failure_code \
+        == "transaction_not_found", "nothing was sent"
 
 
 def test_an_attempt_id_reused_for_another_amount_is_refused(h: Harness) -> None:

@@ -61,6 +61,7 @@ class StaticMerchants:
     """MerchantClient over fixed data (the merchant center is tested on its own)."""
 
     configs: dict[str, list[ChannelConfigInfo]] = field(default_factory=dict)
+    strategies: dict[str, str] = field(default_factory=dict)  # merchant -> routing strategy
 
     def add(self, *configs: ChannelConfigInfo) -> StaticMerchants:
         for c in configs:
@@ -70,7 +71,7 @@ class StaticMerchants:
     def get_merchant(self, merchant_id: str) -> MerchantInfo:
         if merchant_id not in self.configs:
             raise NotFound(f"merchants/{merchant_id} not found")
-        return MerchantInfo(merchant_id, "ACTIVE", "Shop", "CN")
+        return MerchantInfo(merchant_id, "ACTIVE", "Shop", "CN", self.strategies.get(merchant_id, "PRIORITY"))
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:
         return list(self.configs.get(merchant_id, []))

@@ -246,3 +246,18 @@ def test_merchant_key_sees_its_own_merchant_and_not_found_for_another(mc: Mercha
     assert foreign.value.message == f"merchants/{other.id} not found"
     assert missing.value.message == "merchants/mch_missing not found"
     assert mc.get_merchant(other.id).display_name == other.display_name
+
+
+# -- routing strategy ---------------------------------------------------------------------------------
+
+def test_routing_strategy_is_priority_until_staff_choose_another(mc: MerchantCenter) -> None:
+    merchant = mc.create_merchant(draft(), fresh())
+    assert merchant.routing_strategy == "PRIORITY"
+    updated = mc.update_merchant(merchant.id, draft(routing_strategy="SUCCESS_RATE"), ["routing_strategy"], fresh())
+    assert mc.get_merchant(merchant.id).routing_strategy == updated.routing_strategy == "SUCCESS_RATE"
+    with pytest.raises(InvalidArgument) as info:
+        mc.update_merchant(merchant.id, draft(routing_strategy=""), ["routing_strategy"], fresh())
+    assert fields_of(info.value) == {"merchant.routing_strategy"}
+    with acting_as(merchant_key(merchant.id)), pytest.raises(PermissionDenied):
+        mc.update_merchant(merchant.id, draft(routing_strategy="LOWEST_COST"), ["routing_strategy"], fresh())
+    assert mc.create_merchant(draft(routing_strategy="WEIGHTED"), fresh()).routing_strategy == "WEIGHTED"

@@ -94,6 +94,16 @@ class _RoutingStrategyEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper
     """By the merchant configuration's priority (lower first), then weight (higher first), then
     channel name; an eligible preferred channel first.
     """
+    ROUTING_STRATEGY_WEIGHTED: _RoutingStrategy.ValueType  # 2
+    """A random order in which each channel comes first in proportion to its configured weight."""
+    ROUTING_STRATEGY_LOWEST_COST: _RoutingStrategy.ValueType  # 3
+    """The cheapest channel for the payment first, by the deployment's channel cost table (percentage
+    plus fixed amount, per channel and method); channels without a cost come last.
+    """
+    ROUTING_STRATEGY_SUCCESS_RATE: _RoutingStrategy.ValueType  # 4
+    """The highest success rate over the answering replica's recent window first (smoothed), with a
+    small share of payments sent first to another channel to keep measuring it.
+    """
 
 class RoutingStrategy(_RoutingStrategy, metaclass=_RoutingStrategyEnumTypeWrapper):
     """How candidates are ranked."""
@@ -103,6 +113,16 @@ ROUTING_STRATEGY_UNSPECIFIED: RoutingStrategy.ValueType  # 0
 ROUTING_STRATEGY_PRIORITY: RoutingStrategy.ValueType  # 1
 """By the merchant configuration's priority (lower first), then weight (higher first), then
 channel name; an eligible preferred channel first.
+"""
+ROUTING_STRATEGY_WEIGHTED: RoutingStrategy.ValueType  # 2
+"""A random order in which each channel comes first in proportion to its configured weight."""
+ROUTING_STRATEGY_LOWEST_COST: RoutingStrategy.ValueType  # 3
+"""The cheapest channel for the payment first, by the deployment's channel cost table (percentage
+plus fixed amount, per channel and method); channels without a cost come last.
+"""
+ROUTING_STRATEGY_SUCCESS_RATE: RoutingStrategy.ValueType  # 4
+"""The highest success rate over the answering replica's recent window first (smoothed), with a
+small share of payments sent first to another channel to keep measuring it.
 """
 Global___RoutingStrategy: typing_extensions.TypeAlias = RoutingStrategy
 
@@ -164,6 +184,10 @@ class _DropReasonEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enu
     """The channel does not offer the requested number of installment periods."""
     DROP_REASON_PREAUTH_NOT_SUPPORTED: _DropReason.ValueType  # 13
     """The channel cannot hold an authorisation for later capture (manual capture was asked for)."""
+    DROP_REASON_CIRCUIT_OPEN: _DropReason.ValueType  # 14
+    """The answering replica's circuit breaker for the channel is open (technical failures in a row),
+    or half-open with its probe call in flight.
+    """
 
 class DropReason(_DropReason, metaclass=_DropReasonEnumTypeWrapper):
     """Why a candidate channel was dropped."""
@@ -196,6 +220,10 @@ DROP_REASON_INSTALLMENTS_NOT_SUPPORTED: DropReason.ValueType  # 12
 """The channel does not offer the requested number of installment periods."""
 DROP_REASON_PREAUTH_NOT_SUPPORTED: DropReason.ValueType  # 13
 """The channel cannot hold an authorisation for later capture (manual capture was asked for)."""
+DROP_REASON_CIRCUIT_OPEN: DropReason.ValueType  # 14
+"""The answering replica's circuit breaker for the channel is open (technical failures in a row),
+or half-open with its probe call in flight.
+"""
 Global___DropReason: typing_extensions.TypeAlias = DropReason
 
 class _ChannelOutcome:
@@ -480,7 +508,7 @@ class ChannelHealth(google.protobuf.message.Message):
     consecutive_failures: builtins.int
     """Technical failures in a row, across windows; reset by any answered call."""
     breaker_state: Global___CircuitBreakerState.ValueType
-    """The circuit breaker's state. Always CLOSED until circuit breakers are introduced."""
+    """The answering replica's circuit breaker for the channel."""
     @property
     def window(self) -> google.protobuf.duration_pb2.Duration:
         """Length of the sliding window the counters below cover."""
@@ -687,9 +715,11 @@ class RouteCandidate(google.protobuf.message.Message):
     rank: builtins.int
     """1-based position in the try order among kept candidates; 0 when dropped."""
     score: builtins.float
-    """The strategy's score; higher is tried first; 0 when dropped. For ROUTING_STRATEGY_PRIORITY:
-    `-priority + 0.5 * weight / (sum of weights of kept candidates with that priority)`, plus
-    1000000 for an eligible preferred channel.
+    """The strategy's score; higher is tried first; 0 when dropped. Plus 1000000 for an eligible
+    preferred channel. ROUTING_STRATEGY_PRIORITY: `-priority + 0.5 * weight / (sum of weights of
+    kept candidates with that priority)`; WEIGHTED: the weight's share of the kept weights;
+    LOWEST_COST: minus the cost in minor units (minus infinity without a cost); SUCCESS_RATE: the
+    smoothed success rate `(succeeded + 1) / (outcomes + 2)`. `explanation` says how it was found.
     """
     priority: builtins.int
     """Priority from the merchant's configuration (lower is tried first)."""

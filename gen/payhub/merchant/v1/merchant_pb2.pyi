@@ -12,6 +12,7 @@ import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
+import payhub.channel.v1.channel_pb2
 import payhub.common.v1.common_pb2
 import sys
 import typing
@@ -120,6 +121,7 @@ class Merchant(google.protobuf.message.Message):
     SUSPEND_REASON_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
     UPDATE_TIME_FIELD_NUMBER: builtins.int
+    ROUTING_STRATEGY_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name `merchants/{merchant}`. Output only (ignored on create)."""
     legal_name: builtins.str
@@ -136,6 +138,11 @@ class Merchant(google.protobuf.message.Message):
     """Where the merchant is in its life cycle. Output only."""
     suspend_reason: builtins.str
     """Why the merchant was suspended, while MERCHANT_STATE_SUSPENDED. Output only."""
+    routing_strategy: payhub.channel.v1.channel_pb2.RoutingStrategy.ValueType
+    """How the channel router ranks this merchant's channels for each payment (see
+    `payhub.channel.v1.ChannelRouterService.RoutePayment`). Not set: ROUTING_STRATEGY_PRIORITY.
+    Staff only (`update_mask` path `routing_strategy`).
+    """
     @property
     def contact(self) -> Global___Contact:
         """Who payhub talks to at the merchant. Required."""
@@ -166,9 +173,10 @@ class Merchant(google.protobuf.message.Message):
         suspend_reason: builtins.str = ...,
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         update_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        routing_strategy: payhub.channel.v1.channel_pb2.RoutingStrategy.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["contact", b"contact", "create_time", b"create_time", "settlement_account", b"settlement_account", "update_time", b"update_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["business_category", b"business_category", "contact", b"contact", "country_code", b"country_code", "create_time", b"create_time", "display_name", b"display_name", "legal_name", b"legal_name", "name", b"name", "settlement_account", b"settlement_account", "state", b"state", "suspend_reason", b"suspend_reason", "update_time", b"update_time"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["business_category", b"business_category", "contact", b"contact", "country_code", b"country_code", "create_time", b"create_time", "display_name", b"display_name", "legal_name", b"legal_name", "name", b"name", "routing_strategy", b"routing_strategy", "settlement_account", b"settlement_account", "state", b"state", "suspend_reason", b"suspend_reason", "update_time", b"update_time"]) -> None: ...
 
 Global___Merchant: typing_extensions.TypeAlias = Merchant
 

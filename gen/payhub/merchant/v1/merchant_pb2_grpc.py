@@ -234,7 +234,7 @@ class MerchantServiceServicer(object):
     def UpdateMerchant(self, request, context):
         """Changes the merchant fields named in `update_mask`: `legal_name`, `display_name`, `contact`
         (or `contact.name`, `contact.email`, `contact.phone`), `business_category`, `country_code`,
-        `settlement_account` (always as a whole, with the full account number).
+        `settlement_account` (always as a whole, with the full account number), `routing_strategy`.
 
         Callers: merchant keys (own merchant; only `display_name` and `contact`, other paths answer
         PERMISSION_DENIED because they need a new review); staff `admin`, `operations`, `business`.
