@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from payhub.channel.v1 import channel_pb2
 from payhub.common.v1 import common_pb2
 from payhub.merchant.v1 import merchant_pb2 as pb
 
 from payhub.kernel.errors import InvalidArgument, Violations
 from payhub.merchant import convert
-from payhub.merchant.domain import SettlementCycle, validate_channel_config
+from payhub.merchant.domain import SettlementCycle, validate_channel_config, validate_merchant
+from tests.unit.merchant.factories import draft
 
 
 def test_channel_config_defaults_enabled_and_weight_but_keeps_an_explicit_zero() -> None:
@@ -52,3 +54,14 @@ def test_fee_plan_round_trips() -> None:
         payment_method=common_pb2.PAYMENT_METHOD_TYPE_ALIPAY, currency_code="CNY", rate_bps=55, fixed_fee_minor=1,
         minimum_fee_minor=2, maximum_fee_minor=300)])
     assert convert.fee_plan_to(convert.fee_plan_from(msg, "mch_1")) == msg
+
+
+def test_routing_strategy_round_trips_and_an_unknown_number_is_refused_by_name() -> None:
+    chosen = convert.draft_from(pb.Merchant(routing_strategy=channel_pb2.ROUTING_STRATEGY_LOWEST_COST))
+    assert chosen.routing_strategy == "LOWEST_COST"
+    assert convert.draft_from(pb.Merchant()).routing_strategy == ""
+    v = Violations()
+    validate_merchant(v, draft(routing_strategy=convert.draft_from(
+        pb.Merchant(routing_strategy=42)).routing_strategy), frozenset({"routing_strategy"}))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"merchant\.routing_strategy"):
+        v.raise_if_any()
