@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from payhub.channel.adapter import ChannelNotReached
+from payhub.kernel.config import Settings
 from payhub.kernel.logging import get_logger
 
 log = get_logger("payhub.channel.transport")
@@ -33,6 +34,12 @@ class ChannelHttp:
             timeout=httpx.Timeout(total_seconds, connect=connect_seconds),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False, trust_env=False)
+
+    @classmethod
+    def from_settings(cls, channel: str, settings: Settings) -> ChannelHttp:
+        """Timeouts from the deployment's settings (PAYHUB_CHANNEL_CONNECT_SECONDS, _TIMEOUT_SECONDS)."""
+        return cls(channel, connect_seconds=settings.channel_connect_seconds,
+                   total_seconds=settings.channel_timeout_seconds)
 
     def send(self, method: str, url: str, *, deadline: float | None = None, **kwargs: object) -> httpx.Response:
         """Send one request. Raises ChannelNotReached when no connection was made; other httpx errors

@@ -49,6 +49,10 @@ class Settings:
                                                   "a port already taken is an error; empty turns it off.")
     public_base_url: str = _setting("", "Base URL under which channels reach payhub's callback endpoint "
                                         "(notify URLs). Default: http://<http_listen>.")
+    channel_connect_seconds: float = _setting(3.0, "HTTP channel adapters (wechatpay, ...): seconds to connect "
+                                                   "to a channel; a connection never made is safe to fail over.")
+    channel_timeout_seconds: float = _setting(10.0, "HTTP channel adapters: seconds one call to a channel may take "
+                                                    "in all; past it the outcome is UNKNOWN and re-queried.")
     admin_token: str = _setting("", "Bootstrap admin bearer token (role admin). Empty: no bootstrap token.")
     internal_token: str = _setting("", "Bearer token services use to call each other when run apart.")
     encryption_keys: str = _setting("", "Key ring for secrets at rest: `kid:base64(32 bytes)` entries "

@@ -75,7 +75,7 @@ class WechatPayAdapter(ChannelAdapter):
     display_name = "WeChat Pay (API v3, direct merchant)"
 
     def __init__(self, env: AdapterEnvironment) -> None:
-        self._api = WechatPayApi(ChannelHttp(NAME))
+        self._api = WechatPayApi(ChannelHttp.from_settings(NAME, env.settings))
 
     def capabilities(self) -> Capabilities:
         return CAPABILITIES

@@ -13,11 +13,9 @@ import pytest
 
 from payhub.channel.adapter import AdapterEnvironment, ChannelCredentials, NotificationRejected
 from payhub.channel.simkit import ControlClient, ControlError, private_pem, public_pem
-from payhub.channel.transport import ChannelHttp
 from payhub.channel.types import ActionKind, Outcome, PaymentInstruction
 from payhub.channel.wechatpay import wire
 from payhub.channel.wechatpay.adapter import WechatPayAdapter
-from payhub.channel.wechatpay.api import WechatPayApi
 from payhub.channel.wechatpay.contract_kit import NOT_ENOUGH_CODE, NOWHERE, PAID_CODE, WechatPayKit, shared_simulator
 from payhub.channel.wechatpay.statement import parse_trade_bill
 from payhub.kernel import clock
@@ -36,10 +34,9 @@ def control() -> Iterator[ControlClient]:
 
 @pytest.fixture
 def adapter(tmp_path: Path) -> WechatPayAdapter:
-    # A short read timeout, so the `timeout` fault is quick; the database is not used by this adapter.
-    made = WechatPayAdapter(AdapterEnvironment(Settings(data_dir=str(tmp_path)), None))  # type: ignore[arg-type]
-    made._api = WechatPayApi(ChannelHttp("wechatpay", total_seconds=1.0))
-    return made
+    # PAYHUB_CHANNEL_TIMEOUT_SECONDS=1, so the `timeout` fault is quick; this adapter uses no database.
+    settings = Settings(data_dir=str(tmp_path), channel_timeout_seconds=1.0)
+    return WechatPayAdapter(AdapterEnvironment(settings, None))  # type: ignore[arg-type]
 
 
 @pytest.fixture
