@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from payhub.channel.types import ChannelResult, ChannelUpdate, PaymentInstruction
+from payhub.channel.types import ChannelResult, ChannelUpdate, PaymentInstruction, PayoutInstruction
 from payhub.kernel.config import Settings
 from payhub.kernel.db import Database
 from payhub.kernel.errors import PayhubError
@@ -174,3 +174,19 @@ class ChannelAdapter(ABC):
     @abstractmethod
     def fetch_statement(self, day: date, credentials: ChannelCredentials) -> bytes:
         """The channel's statement (bill) file for one day, in the channel's own format."""
+
+
+class PayoutCapable(ABC):
+    """Optional, for channels that can send money to a bank account (the sandbox; the bank channel).
+    An adapter opts in by also subclassing this; adapters that do not are untouched, and the router
+    answers FAILED `payouts_not_supported` for them. Outcomes as for payments: SUCCEEDED (sent and
+    confirmed), FAILED (definitely not sent: the money stays with payhub), PENDING or UNKNOWN (query
+    later with the same instruction)."""
+
+    @abstractmethod
+    def payout(self, instruction: PayoutInstruction, credentials: ChannelCredentials) -> ChannelResult:
+        """Send the payout; sending the same payout_id again must not pay twice."""
+
+    @abstractmethod
+    def query_payout(self, instruction: PayoutInstruction, credentials: ChannelCredentials) -> ChannelResult:
+        """The payout's state at the channel."""

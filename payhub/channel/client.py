@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from payhub.channel import convert
 from payhub.channel.adapter import HttpReply
-from payhub.channel.types import ChannelResult, PaymentInstruction, RoutePlan
+from payhub.channel.types import ChannelResult, PaymentInstruction, PayoutInstruction, RoutePlan
 from payhub.kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -146,6 +146,11 @@ class LocalChannelClient:
     def fetch_statement(self, channel: str, merchant_id: str, day: date) -> bytes:
         """Not part of ChannelClient yet: reconciliation (settlement) reads channel statements here."""
         return self._router.fetch_statement(channel, merchant_id, day)
+
+    def payout(self, channel: str, instruction: PayoutInstruction, query: bool = False) -> ChannelResult:
+        """Not part of ChannelClient yet (settlement's payouts; in-process only for now): send or
+        re-query a payout through a payout-capable channel."""
+        return self._router.payout(channel, instruction, query)
 
 
 # A pay may fail over across channels, each with its own network timeout: give it room.

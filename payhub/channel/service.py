@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 
-from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, ChannelNotReached
+from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, ChannelNotReached, PayoutCapable
 from payhub.channel.domain import (
     check_integrity,
     circuit_open_result,
@@ -30,7 +30,7 @@ from payhub.channel.registry import ChannelRegistry
 from payhub.channel.repository import ChannelStateRepository, SentAmount, SentLog
 from payhub.channel.routing import Candidate, RouteDecision, RouteRequest, route, unsupported_installments
 from payhub.channel.strategies import RoutingPolicy, Strategy
-from payhub.channel.types import ChannelResult, PaymentInstruction, RoutePlan
+from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction, PayoutInstruction, RoutePlan
 from payhub.identity.principal import current_principal
 from payhub.kernel import clock
 from payhub.kernel.errors import InvalidArgument, NotFound, Violations
@@ -174,6 +174,21 @@ class ChannelRouter:
         """The channel's statement file of one merchant account for one day (for reconciliation)."""
         adapter, credentials = self._target(channel, merchant_id)
         return adapter.fetch_statement(day, credentials)
+
+    def payout(self, channel: str, instruction: PayoutInstruction, query: bool = False) -> ChannelResult:
+        """Send (or, with query, re-query) a payout through a payout-capable channel, with payhub's own
+        account there (no merchant configuration: the money is payhub's until it reaches the bank)."""
+        _require("channel", channel)
+        _validate_amount("payout.amount", instruction.amount_minor, instruction.currency)
+        adapter = self.registry.get(channel)
+        if not isinstance(adapter, PayoutCapable):
+            return ChannelResult(Outcome.FAILED, channel, instruction.amount_minor, instruction.currency,
+                                 failure_code="payouts_not_supported",
+                                 failure_message=f"channel {channel} cannot send payouts")
+        credentials = ChannelCredentials(instruction.merchant_id)
+        operation = adapter.query_payout if query else adapter.payout
+        return self._call(adapter, lambda: operation(instruction, credentials),
+                          Expected(instruction.amount_minor, instruction.currency), instruction.payout_id)
 
     # -- shared pieces --------------------------------------------------------------------------
     def guard(self, result: ChannelResult, expected: Expected | None, attempt_id: str) -> ChannelResult:

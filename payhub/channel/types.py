@@ -68,6 +68,7 @@ class PaymentInstruction:
     # In-process only: the caller wrote the router's sent-record inside its own transaction
     # (ChannelClient.record_sent returned True), so the router does not write it again.
     sent_recorded: bool = False
+    customer_id: str = ""      # the payment's customer (the merchant's id for them), e.g. for the wallet
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,18 @@ class RoutePlan:
 
     channels: tuple[str, ...]
     explanation: str = ""
+
+
+@dataclass(frozen=True)
+class PayoutInstruction:
+    """Money from payhub to a merchant's settlement bank account (a payout-capable channel only)."""
+
+    merchant_id: str
+    payout_id: str             # unique; the channel's out_biz_no: sending it again must not pay twice
+    amount_minor: int
+    currency: str
+    bank_name: str
+    account_last4: str         # the destination as payhub shows it (the full number stays in the merchant center)
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,22 @@ class Settings:
                                                      "routing before one probe call may try it (half-open).")
     routing_exploration: float = _setting(0.05, "Share of payments the success-rate strategy sends first to "
                                                 "a channel other than the best one, so every rate stays measured.")
-    channel_costs: str = _setting("", "What each channel charges, for the lowest-cost strategy: "
+    channel_costs: str = _setting("", "What each channel charges, for the lowest-cost strategy and the ledger's "
+                                      "channel cost accounts (margin per channel): "
                                       "`channel[/METHOD]=PERCENT%[+FIXED]` entries separated by commas, fixed in "
                                       "minor units, e.g. `alipay=0.6%,bankcard/CARD=0.5%+10`.")
+    ledger_refund_fee_policy: str = _setting("proportional", "What a refund does with the merchant's fee: "
+                                                             "`none` (kept), `proportional` (the refunded share "
+                                                             "comes back, rounded half up on the cumulative "
+                                                             "refunded amount) or `full` (all of it comes back "
+                                                             "with the first refund).")
+    settlement_time: str = _setting("02:00", "Beijing time (HH:MM) at which the daily settlement run starts; "
+                                             "empty disables the scheduled run (RunSettlement still works).")
+    settlement_weekend: str = _setting("sat,sun", "Days that are not business days for T+N settlement.")
+    settlement_holidays: str = _setting("", "Further non-business days, `YYYY-MM-DD` separated by commas.")
+    settlement_working_days: str = _setting("", "Weekend days that are business days (调休), `YYYY-MM-DD` "
+                                                "separated by commas.")
+    payout_channel: str = _setting("sandbox", "The payout-capable channel payouts are sent through.")
     merchant_address: str = _setting("", "Address of MerchantService when it is not served here.")
     trade_address: str = _setting("", "Address of TradeService when it is not served here.")
     cashier_address: str = _setting("", "Address of CashierService when it is not served here.")

@@ -16,6 +16,7 @@ TABLE_MODULES = (
     "payhub.trade.tables",
     "payhub.trade.webhook_tables",
     "payhub.risk.tables",
+    "payhub.settlement.tables",
 )
 
 

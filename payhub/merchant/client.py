@@ -23,6 +23,9 @@ class MerchantInfo:
     display_name: str
     country: str
     routing_strategy: str = "PRIORITY"  # how the channel router ranks the merchant's channels
+    # The settlement bank account payouts go to, masked: bank name and the number's last four.
+    settlement_bank: str = ""
+    settlement_account_last4: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ class LocalMerchantClient:
     def get_merchant(self, merchant_id: str) -> MerchantInfo:
         def load() -> MerchantInfo:
             m = self._center.merchant_of(merchant_id)
-            return MerchantInfo(m.id, m.state.value, m.display_name, m.country_code, m.routing_strategy)
+            return MerchantInfo(m.id, m.state.value, m.display_name, m.country_code, m.routing_strategy,
+                                m.settlement_account.bank_name, m.settlement_account.account_number_last4)
         return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:
@@ -128,7 +132,8 @@ class RemoteMerchantClient:
             m = self._call("GetMerchant", pb.GetMerchantRequest(name=f"merchants/{merchant_id}")).merchant
             state = pb.MerchantState.Name(m.state).removeprefix("MERCHANT_STATE_")
             return MerchantInfo(merchant_id, state, m.display_name, m.country_code,
-                                convert.routing_strategy_name(m.routing_strategy) or "PRIORITY")
+                                convert.routing_strategy_name(m.routing_strategy) or "PRIORITY",
+                                m.settlement_account.bank_name, m.settlement_account.account_number_last4)
         return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from payhub.channel.types import ChannelUpdate
+from payhub.kernel.errors import Unimplemented
+from payhub.trade.facts import MoneyFact, list_money_facts
+
+
+@dataclass(frozen=True)
+class CreatedPayment:
+    id: str
+    name: str
 
 if TYPE_CHECKING:
     from payhub.trade.service import TradeService
@@ -19,6 +29,20 @@ class TradeClient(Protocol):
         ...
 
 
+class TradeLedgerClient(Protocol):
+    """What the settlement center asks of trade (both trade clients implement it)."""
+
+    def money_facts(self, kind: str, after_id: str, limit: int, start: datetime | None = None,
+                    end: datetime | None = None) -> list[MoneyFact]:
+        """Succeeded payments ("payment") or refunds ("refund") after `after_id`, in id order."""
+        ...
+
+    def create_payment(self, merchant_id: str, *, merchant_order_no: str, currency: str, amount_minor: int,
+                       subject: str, metadata: dict[str, str], customer_id: str, request_id: str) -> CreatedPayment:
+        """CreatePayment on behalf of another service (e.g. a wallet top-up); idempotent by request_id."""
+        ...
+
+
 class LocalTradeClient:
     """The in-process client: calls the trade service directly (no gRPC, no auth: a service call)."""
 
@@ -27,6 +51,19 @@ class LocalTradeClient:
 
     def apply_channel_update(self, update: ChannelUpdate) -> None:
         self._service.apply_channel_update(update)
+
+    def money_facts(self, kind: str, after_id: str, limit: int, start: datetime | None = None,
+                    end: datetime | None = None) -> list[MoneyFact]:
+        return list_money_facts(self._service.db, kind, after_id, limit, start, end)
+
+    def create_payment(self, merchant_id: str, *, merchant_order_no: str, currency: str, amount_minor: int,
+                       subject: str, metadata: dict[str, str], customer_id: str, request_id: str) -> CreatedPayment:
+        from payhub.trade.domain import Customer
+        from payhub.trade.payments import PaymentDraft
+        draft = PaymentDraft(merchant_order_no=merchant_order_no, currency=currency, amount_minor=amount_minor,
+                             subject=subject, metadata=dict(metadata), customer=Customer(id=customer_id))
+        payment = self._service.create_payment(merchant_id, draft, request_id)
+        return CreatedPayment(payment.id, payment.name)
 
 
 class RemoteTradeClient:
@@ -47,6 +84,27 @@ class RemoteTradeClient:
             self._stub.ApplyChannelUpdate(request, timeout=10)
         except grpc.RpcError as exc:
             raise domain_error(exc) from exc
+
+    def money_facts(self, kind: str, after_id: str, limit: int, start: datetime | None = None,
+                    end: datetime | None = None) -> list[MoneyFact]:
+        raise Unimplemented("the ledger audit needs the trade service in the same process (no RPC lists "
+                            "refunds across payments yet)", reason="TRADE_FACTS_REMOTE_UNSUPPORTED")
+
+    def create_payment(self, merchant_id: str, *, merchant_order_no: str, currency: str, amount_minor: int,
+                       subject: str, metadata: dict[str, str], customer_id: str, request_id: str) -> CreatedPayment:
+        from payhub.trade.v1 import trade_pb2
+
+        from payhub.channel.client import domain_error
+        from payhub.kernel.protobuf import money
+        payment = trade_pb2.Payment(merchant_order_no=merchant_order_no, amount=money(amount_minor, currency),
+                                    subject=subject, metadata=metadata, customer=trade_pb2.Customer(id=customer_id))
+        request = trade_pb2.CreatePaymentRequest(parent=f"merchants/{merchant_id}", payment=payment,
+                                                 request_id=request_id)
+        try:
+            reply = self._stub.CreatePayment(request, timeout=10)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        return CreatedPayment(reply.payment.name.rsplit("/", 1)[-1], reply.payment.name)
 
 
 def remote_client(channel: grpc.Channel) -> TradeClient:

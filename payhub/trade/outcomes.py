@@ -157,7 +157,8 @@ class OutcomeRecorder(TradeBase):
         self._cas_attempt(conn, attempt, state, base | {"next_query_time": None, **repo.failure_values(None)})
         attempt.channel = base["channel"]
         payload = payment.snapshot() | {"attempt_id": attempt.id, "policy": "void" if manual else "auto_refund",
-                                        "attempt_amount_minor": attempt.amount_minor}
+                                        "attempt_amount_minor": attempt.amount_minor,
+                                        "attempt_channel": attempt.channel}  # the ledger posts it there
         record_event(conn, type="payment.paid_after_close", aggregate_type="payment", aggregate_id=payment.id,
                      merchant_id=payment.merchant_id, payload=payload)
         log.warning("payment paid after close", payment=payment.id, attempt=attempt.id,

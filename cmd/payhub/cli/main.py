@@ -43,6 +43,15 @@ def _simulate(args: argparse.Namespace) -> int:
     return run_simulator(args.channel, args.simulator_args)
 
 
+def _ledger_audit(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from payhub.cli.ledger import audit
+    start = datetime.fromisoformat(args.start) if args.start else None
+    end = datetime.fromisoformat(args.end) if args.end else None
+    return audit(load_settings(), start, end)
+
+
 def _config_doc(_args: argparse.Namespace) -> int:
     print(settings_table())
     return 0
@@ -77,6 +86,13 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("channel", help="registered channel name, e.g. alipay, wechatpay")
     simulate.add_argument("simulator_args", nargs=argparse.REMAINDER, help="the simulator's own options")
     simulate.set_defaults(func=_simulate)
+
+    ledger = sub.add_parser("ledger", help="the double-entry ledger").add_subparsers(dest="ledger_command",
+                                                                                    required=True)
+    ledger_audit = ledger.add_parser("audit", help="check every ledger invariant; exit 1 on any violation")
+    ledger_audit.add_argument("--start", help="only payments/refunds that succeeded at or after (ISO 8601 with zone)")
+    ledger_audit.add_argument("--end", help="only payments/refunds that succeeded before (ISO 8601 with zone)")
+    ledger_audit.set_defaults(func=_ledger_audit)
 
     sub.add_parser("config-doc", help="print the settings table").set_defaults(func=_config_doc)
     return root

@@ -23,11 +23,19 @@ from payhub.channel.adapter import (
     ChannelCredentials,
     HttpReply,
     NotificationRejected,
+    PayoutCapable,
 )
 from payhub.channel.sandbox import scenarios
 from payhub.channel.sandbox.book import SandboxBook, SandboxRefund, SandboxTransaction
 from payhub.channel.sandbox.scenarios import Decision, Failure, Scenario
-from payhub.channel.types import ActionKind, ChannelResult, ChannelUpdate, Outcome, PaymentInstruction
+from payhub.channel.types import (
+    ActionKind,
+    ChannelResult,
+    ChannelUpdate,
+    Outcome,
+    PaymentInstruction,
+    PayoutInstruction,
+)
 from payhub.kernel import clock
 from payhub.kernel.crypto import constant_time_equal, hmac_sha256_hex
 from payhub.kernel.errors import FailedPrecondition, NotFound
@@ -46,7 +54,7 @@ CAPABILITIES = Capabilities(
     min_amount_minor=1, max_amount_minor=10**10)
 
 
-class SandboxAdapter(ChannelAdapter):
+class SandboxAdapter(ChannelAdapter, PayoutCapable):
     name = NAME
     display_name = "Sandbox (simulated bank with magic test values)"
 
@@ -156,6 +164,21 @@ class SandboxAdapter(ChannelAdapter):
             self._book.settle_refund(refund_id)  # the simulated bank finishes a pending refund when asked
             refund = self._book.find_refund(refund_id) or refund
         return _refund_result(refund)
+
+    # -- payouts ---------------------------------------------------------------------------------
+    def payout(self, instruction: PayoutInstruction, credentials: ChannelCredentials) -> ChannelResult:
+        """The simulated bank's transfer: decided by the destination account's last four digits
+        (scenarios.PAYOUT_FAILURES), the same answer every time, so a re-send or a query never
+        pays twice or answers differently."""
+        failure = scenarios.PAYOUT_FAILURES.get(instruction.account_last4)
+        reference = "sbxp_" + instruction.payout_id
+        if failure is not None:
+            return ChannelResult(Outcome.FAILED, NAME, instruction.amount_minor, instruction.currency, reference,
+                                 failure_code=failure[0], failure_message=failure[1], channel_code=failure[2])
+        return ChannelResult(Outcome.SUCCEEDED, NAME, instruction.amount_minor, instruction.currency, reference)
+
+    def query_payout(self, instruction: PayoutInstruction, credentials: ChannelCredentials) -> ChannelResult:
+        return self.payout(instruction, credentials)
 
     # -- the consumer's side --------------------------------------------------------------------
     def merchant_of(self, attempt_id: str) -> str:

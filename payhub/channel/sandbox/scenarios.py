@@ -46,6 +46,11 @@ RETRYABLE_ELSEWHERE_CARD = "4000000000000234"
 CORRECT_OTP = "123456"
 PENDING_REFUND_AMOUNT = 99999
 INSTALLMENT_PERIODS = frozenset({3, 6, 12})
+# Payouts: the destination settlement account's last four digits decide (any other: paid at once).
+PAYOUT_FAILURES: dict[str, tuple[str, str, str]] = {
+    "0002": ("account_invalid", "the destination account does not exist", "ACCOUNT_INVALID"),
+    "0069": ("account_closed", "the destination account is closed", "ACCOUNT_CLOSED"),
+}
 SANDBOX_HOST = "https://sandbox.payhub.local"
 
 

@@ -194,7 +194,11 @@ class _AuditFindingKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrappe
     AUDIT_FINDING_KIND_NEGATIVE_BALANCE: _AuditFindingKind.ValueType  # 6
     """An account that must not go negative is negative."""
     AUDIT_FINDING_KIND_BALANCE_MISMATCH: _AuditFindingKind.ValueType  # 7
-    """An account's stored balance differs from the sum of its entries."""
+    """An account's stored balance differs from the sum of its entries (subject: the account), or the
+    accounts of a currency do not sum to zero (subject: `currencies/{code}`).
+    """
+    AUDIT_FINDING_KIND_AMOUNT_MISMATCH: _AuditFindingKind.ValueType  # 8
+    """A payment or refund is posted with another amount than trade recorded (captured or refunded)."""
 
 class AuditFindingKind(_AuditFindingKind, metaclass=_AuditFindingKindEnumTypeWrapper):
     """The kind of a finding of `AuditLedger`."""
@@ -214,7 +218,11 @@ AUDIT_FINDING_KIND_REFUND_POSTED_TWICE: AuditFindingKind.ValueType  # 5
 AUDIT_FINDING_KIND_NEGATIVE_BALANCE: AuditFindingKind.ValueType  # 6
 """An account that must not go negative is negative."""
 AUDIT_FINDING_KIND_BALANCE_MISMATCH: AuditFindingKind.ValueType  # 7
-"""An account's stored balance differs from the sum of its entries."""
+"""An account's stored balance differs from the sum of its entries (subject: the account), or the
+accounts of a currency do not sum to zero (subject: `currencies/{code}`).
+"""
+AUDIT_FINDING_KIND_AMOUNT_MISMATCH: AuditFindingKind.ValueType  # 8
+"""A payment or refund is posted with another amount than trade recorded (captured or refunded)."""
 Global___AuditFindingKind: typing_extensions.TypeAlias = AuditFindingKind
 
 class _SettlementItemKind:
@@ -1960,6 +1968,9 @@ class AuditLedgerResponse(google.protobuf.message.Message):
     FINDINGS_FIELD_NUMBER: builtins.int
     FINDING_COUNT_FIELD_NUMBER: builtins.int
     AUDIT_TIME_FIELD_NUMBER: builtins.int
+    ENTRIES_CHECKED_FIELD_NUMBER: builtins.int
+    CURRENCIES_CHECKED_FIELD_NUMBER: builtins.int
+    IN_FLIGHT_COUNT_FIELD_NUMBER: builtins.int
     passed: builtins.bool
     """True when no invariant is violated."""
     journals_checked: builtins.int
@@ -1972,6 +1983,14 @@ class AuditLedgerResponse(google.protobuf.message.Message):
     """Number of succeeded refunds checked."""
     finding_count: builtins.int
     """Total number of findings, including those not returned."""
+    entries_checked: builtins.int
+    """Number of ledger entries checked."""
+    currencies_checked: builtins.int
+    """Number of currencies whose accounts were checked to sum to zero."""
+    in_flight_count: builtins.int
+    """Succeeded payments and refunds not posted yet but younger than the poster's grace period
+    (30 s): in flight through the outbox, not findings.
+    """
     @property
     def findings(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___AuditFinding]:
         """The findings, up to `max_findings`."""
@@ -1991,9 +2010,12 @@ class AuditLedgerResponse(google.protobuf.message.Message):
         findings: collections.abc.Iterable[Global___AuditFinding] | None = ...,
         finding_count: builtins.int = ...,
         audit_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        entries_checked: builtins.int = ...,
+        currencies_checked: builtins.int = ...,
+        in_flight_count: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["audit_time", b"audit_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["accounts_checked", b"accounts_checked", "audit_time", b"audit_time", "finding_count", b"finding_count", "findings", b"findings", "journals_checked", b"journals_checked", "passed", b"passed", "payments_checked", b"payments_checked", "refunds_checked", b"refunds_checked"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["accounts_checked", b"accounts_checked", "audit_time", b"audit_time", "currencies_checked", b"currencies_checked", "entries_checked", b"entries_checked", "finding_count", b"finding_count", "findings", b"findings", "in_flight_count", b"in_flight_count", "journals_checked", b"journals_checked", "passed", b"passed", "payments_checked", b"payments_checked", "refunds_checked", b"refunds_checked"]) -> None: ...
 
 Global___AuditLedgerResponse: typing_extensions.TypeAlias = AuditLedgerResponse
 

@@ -1,0 +1,206 @@
+"""The ledger poster: an outbox consumer (its own cursor, `ledger-poster`) that turns trade events
+into journals, off the payment's request path.
+
+`payhub.kernel.outbox.consume` hands a batch to `handle` in one transaction with the cursor advance,
+and locks the cursor row (SKIP LOCKED on PostgreSQL), so with several replicas one posts a batch and
+the others skip it. On top of that every journal names its source event (unique), and each payment
+and refund is recorded once in ledger_payments / ledger_refunds (primary keys): an event posted twice
+changes nothing, whatever happens to the cursor.
+
+Journals (A = captured, F = merchant fee, C = channel cost, R = refunded, Fr = fee returned):
+  payment.succeeded / payment.captured   Dr clearing[ch] A / Cr merchant pending A;
+                                         Dr merchant pending F / Cr fee revenue F;
+                                         Dr channel cost[ch] C / Cr clearing[ch] C
+  ... of a wallet top-up                 Dr clearing[ch] A / Cr customer wallet A (+ the channel cost)
+  payment.paid_after_close (auto_refund) Dr clearing[ch] A / Cr suspense A (nobody's money yet)
+  refund.succeeded                       Dr merchant pending R / Cr clearing[ch] R;
+                                         Dr fee revenue Fr / Cr merchant pending Fr
+  ... automatic (paid after close)       Dr suspense R / Cr clearing[ch] R
+  ... of a wallet top-up                 Dr customer wallet R / Cr clearing[ch] R (suspense if spent)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from payhub.kernel import clock
+from payhub.kernel.db import insert_ignore
+from payhub.kernel.ids import new_id
+from payhub.kernel.outbox import Event, consume
+from payhub.settlement import repository as repo
+from payhub.settlement.base import SettlementBase, log
+from payhub.settlement.domain import (
+    AccountKind,
+    JournalDraft,
+    JournalKind,
+    Line,
+    channel_cost,
+    clearing,
+    fee_returned,
+    fee_revenue,
+    merchant_account,
+    suspense,
+    transfer,
+    wallet_account,
+)
+from payhub.settlement.tables import (
+    ledger_payments,
+    ledger_refunds,
+    settlement_queue,
+    wallet_top_ups,
+    wallets,
+)
+
+CONSUMER = "ledger-poster"
+CAPTURE_EVENTS = ("payment.succeeded", "payment.captured")
+TOP_UP_METADATA_KEY = "payhub_wallet_top_up"
+
+
+class LedgerPoster(SettlementBase):
+    def post_pending(self, limit: int = 200) -> int:
+        """Post the next batch of events after the poster's cursor; returns how many were read."""
+        return consume(self.db, CONSUMER, self._handle, limit=limit)
+
+    def _handle(self, conn: Connection, events: list[Event]) -> None:
+        for event in events:
+            if event.type in CAPTURE_EVENTS:
+                self._post_capture(conn, event)
+            elif event.type == "refund.succeeded":
+                self._post_refund(conn, event)
+            elif event.type == "payment.paid_after_close":
+                self._post_paid_after_close(conn, event)
+
+    # -- payments ---------------------------------------------------------------------------------
+    def _post_capture(self, conn: Connection, event: Event) -> None:
+        p = event.payload
+        amount, currency, channel = int(p["amount_captured"]), p["currency"], p.get("channel") or "unknown"
+        merchant_id, now = p["merchant_id"], clock.now()
+        if amount <= 0:
+            return
+        method = ((p.get("method") or {}).get("type")) or ""
+        top_up = self._top_up_of(conn, p)
+        cost = self.channel_cost(channel, method, amount)
+        fee = 0 if top_up is not None else self._merchants().fee_plan(merchant_id).fee(method, currency, amount)
+        journal_id = new_id("jn")
+        if not insert_ignore(conn, ledger_payments, {
+                "payment_id": p["id"], "merchant_id": merchant_id, "kind": "top_up" if top_up else "payment",
+                "currency": currency, "channel": channel, "method": method,
+                "merchant_order_no": p.get("merchant_order_no", ""), "captured_minor": amount, "fee_minor": fee,
+                "cost_minor": cost, "refunded_minor": 0, "fee_returned_minor": 0, "journal_id": journal_id,
+                "wallet_id": top_up or "", "post_time": now}):
+            log.warning("payment already posted; event ignored", payment=p["id"], event_id=event.event_id)
+            return
+        cost_lines = transfer(channel_cost(channel, currency), clearing(channel, currency), cost)
+        if top_up is not None:
+            credit = wallet_account(merchant_id, top_up, currency)
+            kind, description = JournalKind.WALLET_TOP_UP, f"wallet top-up via {channel}"
+            lines = transfer(clearing(channel, currency), credit, amount) + cost_lines
+        else:
+            pending = merchant_account(AccountKind.MERCHANT_PENDING, merchant_id, currency)
+            kind, description = JournalKind.PAYMENT_CAPTURED, f"payment captured via {channel}"
+            lines = (transfer(clearing(channel, currency), pending, amount)
+                     + transfer(pending, fee_revenue(currency), fee) + cost_lines)
+        draft = JournalDraft(kind, p["name"], event.event_id, description, tuple(lines), merchant_id,
+                             event.create_time)
+        repo.post_journal(conn, draft, now, journal_id)
+        if top_up is None:
+            self._queue(conn, journal_id, merchant_id, currency, "PAYMENT", p["name"], p.get("merchant_order_no", ""),
+                        amount, fee, amount - fee, event.create_time)
+
+    def _top_up_of(self, conn: Connection, payment: dict[str, Any]) -> str | None:
+        """The wallet a top-up payment credits, or None for an ordinary payment. A top-up is known by
+        its row in wallet_top_ups (written by TopUpWallet), never by the payment's metadata alone."""
+        top_up_id = (payment.get("metadata") or {}).get(TOP_UP_METADATA_KEY)
+        if not top_up_id:
+            return None
+        row = conn.execute(select(wallet_top_ups.c.wallet_id, wallets.c.currency)
+                           .join(wallets, wallets.c.id == wallet_top_ups.c.wallet_id)
+                           .where(wallet_top_ups.c.id == top_up_id,
+                                  wallet_top_ups.c.merchant_id == payment["merchant_id"],
+                                  wallet_top_ups.c.payment_id == payment["id"])).first()
+        if row is None or row.currency != payment["currency"]:
+            return None
+        return str(row.wallet_id)
+
+    def _post_paid_after_close(self, conn: Connection, event: Event) -> None:
+        p = event.payload
+        if p.get("policy") != "auto_refund":
+            return  # a late authorisation is voided: no money was taken
+        amount, currency = int(p.get("attempt_amount_minor") or 0), p["currency"]
+        channel = p.get("attempt_channel") or p.get("channel") or "unknown"
+        if amount <= 0:
+            return
+        lines = transfer(clearing(channel, currency), suspense(currency), amount)
+        draft = JournalDraft(JournalKind.PAYMENT_CAPTURED, f"{p['name']}/attempts/{p['attempt_id']}",
+                             event.event_id, f"paid after close via {channel}: held in suspense until refunded",
+                             tuple(lines), p["merchant_id"], event.create_time)
+        repo.post_journal(conn, draft, clock.now())
+
+    # -- refunds ----------------------------------------------------------------------------------
+    def _post_refund(self, conn: Connection, event: Event) -> None:
+        r = event.payload
+        amount, currency, channel = int(r["amount_minor"]), r["currency"], r.get("channel") or "unknown"
+        merchant_id, now = r["merchant_id"], clock.now()
+        paid = conn.execute(select(ledger_payments).where(ledger_payments.c.payment_id == r["payment_id"])).first()
+        automatic = bool(r.get("automatic"))
+        fee_back = 0
+        if paid is not None and not automatic and paid.kind == "payment":
+            fee_back = fee_returned(self.refund_fee_policy, paid.fee_minor, paid.captured_minor,
+                                    paid.refunded_minor, amount, paid.fee_returned_minor)
+        journal_id = new_id("jn")
+        if not insert_ignore(conn, ledger_refunds, {
+                "refund_id": r["id"], "payment_id": r["payment_id"], "merchant_id": merchant_id,
+                "currency": currency, "amount_minor": amount, "fee_returned_minor": fee_back,
+                "journal_id": journal_id, "post_time": now}):
+            log.warning("refund already posted; event ignored", refund=r["id"], event_id=event.event_id)
+            return
+        kind, lines = self._refund_lines(conn, r, paid, automatic, amount, fee_back, channel, currency)
+        draft = JournalDraft(kind, r["name"], event.event_id, f"refund via {channel}", tuple(lines),
+                             merchant_id, event.create_time)
+        repo.post_journal(conn, draft, now, journal_id)
+        if paid is not None:
+            conn.execute(update(ledger_payments).where(ledger_payments.c.payment_id == r["payment_id"])
+                         .values(refunded_minor=ledger_payments.c.refunded_minor + amount,
+                                 fee_returned_minor=ledger_payments.c.fee_returned_minor + fee_back))
+        if kind is JournalKind.REFUND_SUCCEEDED:
+            self._queue(conn, journal_id, merchant_id, currency, "REFUND", r["name"], r.get("merchant_refund_no", ""),
+                        amount, -fee_back, -(amount - fee_back), event.create_time)
+
+    def _refund_lines(self, conn: Connection, r: dict[str, Any], paid: Any, automatic: bool, amount: int,
+                      fee_back: int, channel: str, currency: str) -> tuple[JournalKind, list[Line]]:
+        out = clearing(channel, currency)
+        if automatic:
+            return JournalKind.REFUND_SUCCEEDED, transfer(suspense(currency), out, amount)
+        if paid is not None and paid.kind == "top_up":
+            wallet = wallet_account(r["merchant_id"], paid.wallet_id, currency)
+            account = repo.account_by_ref(conn, wallet)
+            if account is not None and account.balance >= amount:
+                return JournalKind.WALLET_REFUND, transfer(wallet, out, amount)
+            log.error("refund of a top-up whose wallet no longer holds it: charged to suspense",
+                      refund=r["id"], wallet=paid.wallet_id)
+            return JournalKind.WALLET_REFUND, transfer(suspense(currency), out, amount)
+        pending = merchant_account(AccountKind.MERCHANT_PENDING, r["merchant_id"], currency)
+        return JournalKind.REFUND_SUCCEEDED, transfer(pending, out, amount) + transfer(fee_revenue(currency),
+                                                                                      pending, fee_back)
+
+    @staticmethod
+    def _queue(conn: Connection, journal_id: str, merchant_id: str, currency: str, kind: str, reference: str,
+               merchant_reference: str, amount: int, fee: int, net: int, event_time: datetime) -> None:
+        conn.execute(settlement_queue.insert().values(
+            journal_id=journal_id, merchant_id=merchant_id, currency=currency, kind=kind, reference=reference,
+            merchant_reference=merchant_reference[:64], amount_minor=amount, fee_minor=fee, net_minor=net,
+            event_time=event_time, batch_id=None))
+
+    def lag(self) -> dict[str, int]:
+        """How far the poster is behind: sequenced events after its cursor."""
+        from sqlalchemy import func
+
+        from payhub.kernel.outbox import outbox_cursors, outbox_events
+        with self.db.read() as conn:
+            cursor = conn.execute(select(outbox_cursors.c.position)
+                                  .where(outbox_cursors.c.consumer == CONSUMER)).scalar() or 0
+            head = conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one()
+        return {"cursor": int(cursor), "head": int(head), "behind": int(head) - int(cursor)}

@@ -1,0 +1,16 @@
+"""The settlement center's use cases, one class over the use-case modules: posting (the ledger
+poster), queries (balances, accounts, entries, journals), audit, settling (RunSettlement and its
+job), payouts, batches (settlement reads) and wallets."""
+
+from __future__ import annotations
+
+from payhub.settlement.audit import LedgerAudit
+from payhub.settlement.batches import BatchQueries
+from payhub.settlement.posting import LedgerPoster
+from payhub.settlement.queries import LedgerQueries
+from payhub.settlement.settling import Settling
+from payhub.settlement.wallets import WalletService
+
+
+class SettlementService(LedgerPoster, LedgerQueries, LedgerAudit, Settling, BatchQueries, WalletService):
+    """SettlementService: the double-entry ledger, fees, balances, settlement, payouts, the e-wallet."""

@@ -1,0 +1,132 @@
+"""SettlementService over gRPC: protobuf in, a use case, protobuf out. Profit split and reconciliation
+(issue #14) answer UNIMPLEMENTED until they land."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+from payhub.settlement.v1 import settlement_pb2 as pb
+from payhub.settlement.v1 import settlement_pb2_grpc
+
+from payhub.kernel.errors import Unimplemented
+from payhub.settlement import convert as cv
+from payhub.settlement.base import parse_name
+from payhub.settlement.service import SettlementService
+
+Ctx = grpc.ServicerContext
+
+
+def _later(rpc: str) -> NoReturn:
+    raise Unimplemented(f"SettlementService.{rpc} (profit split and reconciliation) is not implemented yet",
+                        reason="NOT_IMPLEMENTED_YET")
+
+
+class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
+    def __init__(self, service: SettlementService) -> None:
+        self._s = service
+
+    # -- ledger -------------------------------------------------------------------------------------
+    def GetBalance(self, request: pb.GetBalanceRequest, context: Ctx) -> pb.GetBalanceResponse:
+        name, balances, as_of = self._s.get_balance(request.name, request.currency_code)
+        return pb.GetBalanceResponse(balance=cv.balance_to(name, balances, as_of))
+
+    def ListLedgerAccounts(self, request: pb.ListLedgerAccountsRequest, context: Ctx) -> pb.ListLedgerAccountsResponse:
+        rows, token = self._s.list_ledger_accounts(request.page_size, request.page_token, request.owner,
+                                                   cv.kind_name(request.kind), request.currency_code, request.channel)
+        return pb.ListLedgerAccountsResponse(ledger_accounts=[cv.account_to(a) for a in rows], next_page_token=token)
+
+    def ListLedgerEntries(self, request: pb.ListLedgerEntriesRequest, context: Ctx) -> pb.ListLedgerEntriesResponse:
+        rows, token = self._s.list_ledger_entries(
+            request.parent, request.page_size, request.page_token, cv.optional_time(request, "start_time"),
+            cv.optional_time(request, "end_time"), cv.journal_kind_name(request.journal_kind))
+        return pb.ListLedgerEntriesResponse(ledger_entries=[cv.entry_to(e) for e in rows], next_page_token=token)
+
+    def GetJournal(self, request: pb.GetJournalRequest, context: Ctx) -> pb.GetJournalResponse:
+        return pb.GetJournalResponse(journal=cv.journal_to(self._s.get_journal(request.name)))
+
+    def AuditLedger(self, request: pb.AuditLedgerRequest, context: Ctx) -> pb.AuditLedgerResponse:
+        report = self._s.audit_ledger(cv.optional_time(request, "start_time"), cv.optional_time(request, "end_time"))
+        return cv.audit_to(report, request.max_findings)
+
+    # -- settlement and payouts -----------------------------------------------------------------------
+    def RunSettlement(self, request: pb.RunSettlementRequest, context: Ctx) -> pb.RunSettlementResponse:
+        result = self._s.run_settlement(request.settlement_date, request.merchant, request.request_id)
+        return pb.RunSettlementResponse(settlement_date=result.settlement_date, settlement_batches=result.batches,
+                                        created_batch_count=result.created, payouts=result.payouts)
+
+    def ListSettlementBatches(self, request: pb.ListSettlementBatchesRequest,
+                              context: Ctx) -> pb.ListSettlementBatchesResponse:
+        rows, token = self._s.list_settlement_batches(request.parent, request.page_size, request.page_token,
+                                                      request.start_date, request.end_date, request.currency_code)
+        return pb.ListSettlementBatchesResponse(settlement_batches=[cv.batch_to(b) for b in rows],
+                                                next_page_token=token)
+
+    def GetSettlementBatch(self, request: pb.GetSettlementBatchRequest, context: Ctx) -> pb.GetSettlementBatchResponse:
+        return pb.GetSettlementBatchResponse(settlement_batch=cv.batch_to(self._s.get_settlement_batch(request.name)))
+
+    def ListSettlementItems(self, request: pb.ListSettlementItemsRequest,
+                            context: Ctx) -> pb.ListSettlementItemsResponse:
+        rows, token = self._s.list_settlement_items(request.parent, request.page_size, request.page_token)
+        return pb.ListSettlementItemsResponse(settlement_items=[cv.item_to(request.parent, i) for i in rows],
+                                              next_page_token=token)
+
+    def CreatePayout(self, request: pb.CreatePayoutRequest, context: Ctx) -> pb.CreatePayoutResponse:
+        (merchant_id,) = parse_name(request.parent, "parent", "merchants")
+        amount = request.payout.amount
+        payout = self._s.create_payout(merchant_id, amount.amount_minor, amount.currency_code,
+                                       request.payout.description, request.request_id)
+        return pb.CreatePayoutResponse(payout=cv.payout_to(payout))
+
+    def ListPayouts(self, request: pb.ListPayoutsRequest, context: Ctx) -> pb.ListPayoutsResponse:
+        rows, token = self._s.list_payouts(request.parent, request.page_size, request.page_token,
+                                           cv.payout_state_name(request.state), cv.optional_time(request, "start_time"),
+                                           cv.optional_time(request, "end_time"))
+        return pb.ListPayoutsResponse(payouts=[cv.payout_to(p) for p in rows], next_page_token=token)
+
+    # -- wallets -------------------------------------------------------------------------------------
+    def CreateWallet(self, request: pb.CreateWalletRequest, context: Ctx) -> pb.CreateWalletResponse:
+        (merchant_id,) = parse_name(request.parent, "parent", "merchants")
+        wallet = self._s.create_wallet(merchant_id, request.wallet.customer_id, request.wallet.currency_code,
+                                       request.request_id)
+        return pb.CreateWalletResponse(wallet=cv.wallet_to(wallet))
+
+    def GetWallet(self, request: pb.GetWalletRequest, context: Ctx) -> pb.GetWalletResponse:
+        return pb.GetWalletResponse(wallet=cv.wallet_to(self._s.get_wallet(request.name)))
+
+    def ListWallets(self, request: pb.ListWalletsRequest, context: Ctx) -> pb.ListWalletsResponse:
+        rows, token = self._s.list_wallets(request.parent, request.page_size, request.page_token, request.customer_id)
+        return pb.ListWalletsResponse(wallets=[cv.wallet_to(w) for w in rows], next_page_token=token)
+
+    def TopUpWallet(self, request: pb.TopUpWalletRequest, context: Ctx) -> pb.TopUpWalletResponse:
+        payment, wallet = self._s.top_up_wallet(request.wallet, request.amount.amount_minor,
+                                                request.amount.currency_code, request.request_id)
+        return pb.TopUpWalletResponse(payment=payment, wallet=cv.wallet_to(wallet))
+
+    # -- issue #14 ------------------------------------------------------------------------------------
+    def SplitPayment(self, request: Any, context: Ctx) -> Any:
+        _later("SplitPayment")
+
+    def ListSplits(self, request: Any, context: Ctx) -> Any:
+        _later("ListSplits")
+
+    def CreateSplitReceiver(self, request: Any, context: Ctx) -> Any:
+        _later("CreateSplitReceiver")
+
+    def ListSplitReceivers(self, request: Any, context: Ctx) -> Any:
+        _later("ListSplitReceivers")
+
+    def ImportStatement(self, request: Any, context: Ctx) -> Any:
+        _later("ImportStatement")
+
+    def GetStatement(self, request: Any, context: Ctx) -> Any:
+        _later("GetStatement")
+
+    def ListStatements(self, request: Any, context: Ctx) -> Any:
+        _later("ListStatements")
+
+    def ListDiscrepancies(self, request: Any, context: Ctx) -> Any:
+        _later("ListDiscrepancies")
+
+    def ResolveDiscrepancy(self, request: Any, context: Ctx) -> Any:
+        _later("ResolveDiscrepancy")
