@@ -19,9 +19,10 @@ for every result, so no adapter can forget it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from payhub.channel.types import ChannelResult, ChannelUpdate, PaymentInstruction, PayoutInstruction
 from payhub.kernel.config import Settings
@@ -79,6 +80,9 @@ class AdapterEnvironment:
 
     settings: Settings
     db: Database
+    # Other payhub services by name (AppContext.client), for internal channels such as the wallet,
+    # which moves money through the settlement client. None outside a server (tests, tools).
+    clients: Callable[[str], Any] | None = None
 
     def notify_url(self, channel: str, merchant_id: str) -> str:
         """The callback URL payhub's HTTP endpoint serves for one channel and merchant."""

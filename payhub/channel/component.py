@@ -48,7 +48,7 @@ class ChannelComponent:
 
 def build(ctx: AppContext, registry: ChannelRegistry | None = None) -> ChannelComponent:
     """`registry` defaults to every adapter registered under the `payhub.channels` entry points."""
-    env = AdapterEnvironment(ctx.settings, ctx.db)
+    env = AdapterEnvironment(ctx.settings, ctx.db, ctx.client)
     registry = registry or load_registry(env)
     settings = ctx.settings
     states = ChannelStateRepository(ctx.db)

@@ -53,7 +53,7 @@ def instruction_to_pb(instruction: PaymentInstruction) -> pb.PaymentInstruction:
         payment_method_type=method_value(instruction.method), client_type=client_type_value(instruction.client_type),
         capture=instruction.capture, subject=instruction.subject, installments=instruction.installments,
         preferred_channel=instruction.preferred_channel, channel_input=instruction.channel_input,
-        channel=instruction.channel)
+        channel=instruction.channel, customer_id=instruction.customer_id)
     if instruction.card is not None:
         card = instruction.card
         message.card.CopyFrom(pb.CardInput(token=card.token, number=card.pan, exp_month=card.exp_month,
@@ -75,4 +75,5 @@ def instruction_from_pb(message: pb.PaymentInstruction) -> PaymentInstruction:
         capture=message.capture, subject=message.subject, card=card, installments=message.installments,
         preferred_channel=message.preferred_channel,
         expire_time=from_timestamp(message.expire_time) if message.HasField("expire_time") else None,
-        channel_input=dict(message.channel_input), channel=message.channel)
+        channel_input=dict(message.channel_input), channel=message.channel,
+        customer_id=message.customer_id)

@@ -3,6 +3,7 @@ customer's wallet money through these calls (never through the ledger's tables).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
 from payhub.settlement.wallets import WalletResult
@@ -28,6 +29,10 @@ class SettlementClient(Protocol):
         """Credit a wallet payment's money back to the wallet. Idempotent by refund id."""
         ...
 
+    def wallet_statement(self, merchant_id: str, day: date) -> bytes:
+        """The wallet channel's statement of a day (payhub canonical CSV)."""
+        ...
+
 
 class LocalSettlementClient:
     def __init__(self, service: SettlementService) -> None:
@@ -44,3 +49,6 @@ class LocalSettlementClient:
     def wallet_refund(self, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
                       currency: str) -> WalletResult:
         return self._service.wallet_refund(merchant_id, attempt_id, refund_id, amount_minor, currency)
+
+    def wallet_statement(self, merchant_id: str, day: date) -> bytes:
+        return self._service.wallet_statement(merchant_id, day)

@@ -136,7 +136,8 @@ class UnbalancedJournal(ValueError):
 
 
 def transfer(debit: AccountRef, credit: AccountRef, amount_minor: int) -> list[Line]:
-    """Money from `credit` to `debit`: two lines, none for a zero amount, reversed for a negative one."""
+    """Dr `debit` / Cr `credit` by the amount: two lines, none for a zero amount, sides swapped for a
+    negative one. (A debit raises an asset or expense and lowers a liability or revenue.)"""
     if amount_minor == 0:
         return []
     if amount_minor < 0:

@@ -111,8 +111,8 @@ class PayoutService(SettlementBase):
             destination_last4=info.settlement_account_last4, channel_payout_id="", failure_code="",
             failure_message="", settlement_batch_id=batch_id, query_count=0, next_query_time=now,
             create_time=now, update_time=now, complete_time=None))
-        lines = transfer(merchant_account(AccountKind.PAYOUTS_IN_TRANSIT, merchant_id, currency),
-                         merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency), amount_minor)
+        lines = transfer(merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency),
+                         merchant_account(AccountKind.PAYOUTS_IN_TRANSIT, merchant_id, currency), amount_minor)
         repo.post_journal(conn, JournalDraft(JournalKind.PAYOUT_SENT, f"merchants/{merchant_id}/payouts/{payout_id}",
                                              f"payout:{payout_id}:sent", "payout sent", tuple(lines), merchant_id,
                                              now), now)
@@ -153,7 +153,7 @@ class PayoutService(SettlementBase):
                                                                       row.amount_minor)
             else:
                 available = merchant_account(AccountKind.MERCHANT_AVAILABLE, row.merchant_id, row.currency)
-                kind, lines = JournalKind.PAYOUT_FAILED, transfer(available, in_transit, row.amount_minor)
+                kind, lines = JournalKind.PAYOUT_FAILED, transfer(in_transit, available, row.amount_minor)
             repo.post_journal(conn, JournalDraft(kind, f"merchants/{row.merchant_id}/payouts/{payout_id}",
                                                  f"payout:{payout_id}:{state.lower()}", f"payout {state.lower()}",
                                                  tuple(lines), row.merchant_id, now), now)

@@ -12,9 +12,11 @@ wallet channel's clearing back to zero.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,7 +30,7 @@ from payhub.kernel.money import CURRENCY_EXPONENTS, validate_money
 from payhub.kernel.pagination import next_token, parse_page
 from payhub.settlement import repository as repo
 from payhub.settlement.base import SettlementBase, not_found, parse_name
-from payhub.settlement.domain import JournalDraft, JournalKind, clearing, transfer, wallet_account
+from payhub.settlement.domain import JournalDraft, JournalKind, clearing, day_start, transfer, wallet_account
 from payhub.settlement.posting import TOP_UP_METADATA_KEY
 from payhub.settlement.repository import InsufficientFunds
 from payhub.settlement.tables import ledger_accounts, wallet_charges, wallet_top_ups, wallets
@@ -190,7 +192,7 @@ class WalletService(SettlementBase):
                         "journal_id": journal_id, "create_time": now}):
                     raise _Replay()
                 lines = transfer(wallet_account(merchant_id, wallet.id, currency), clearing(WALLET_CHANNEL, currency),
-                                 -amount_minor)
+                                 amount_minor)
                 repo.post_journal(conn, JournalDraft(
                     JournalKind.WALLET_PAYMENT, f"merchants/{merchant_id}/payments/{payment_id}",
                     f"wallet-charge:{attempt_id}", "paid with the wallet", tuple(lines), merchant_id, now),
@@ -250,6 +252,23 @@ class WalletService(SettlementBase):
                 JournalKind.WALLET_REFUND, f"merchants/{merchant_id}/wallets/{charge.wallet_id}",
                 f"wallet-refund:{refund_id}", "refund to the wallet", tuple(lines), merchant_id, now), now, journal_id)
         return WalletResult(True, amount_minor, currency, reference=journal_id)
+
+
+    def wallet_statement(self, merchant_id: str, day: date) -> bytes:
+        """The wallet channel's statement of one day for one merchant, in payhub's canonical CSV
+        (amounts in minor units): every charge and refund with its reference (the journal)."""
+        start = day_start(day)
+        with self.db.read() as conn:
+            rows = conn.execute(select(wallet_charges).where(
+                wallet_charges.c.merchant_id == merchant_id, wallet_charges.c.create_time >= start,
+                wallet_charges.c.create_time < start + timedelta(days=1)).order_by(wallet_charges.c.create_time)).all()
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["time", "kind", "attempt_id", "id", "currency", "amount_minor", "reference"])
+        for r in rows:
+            writer.writerow([r.create_time.isoformat(), r.kind, r.attempt_id, r.id, r.currency, r.amount_minor,
+                             r.journal_id])
+        return out.getvalue().encode()
 
 
 class _Replay(Exception):

@@ -152,7 +152,8 @@ class Confirmation(OutcomeRecorder):
                 client_type=method.client_type, capture=current.capture_method is CaptureMethod.AUTOMATIC,
                 subject=current.subject, card=self._card_input(card, method.cvc),
                 installments=current.installment_count, preferred_channel=preferred_channel,
-                expire_time=current.expire_time, channel_input=dict(method.channel_input))
+                expire_time=current.expire_time, channel_input=dict(method.channel_input),
+                customer_id=current.customer.id)
             plan = self._channels().plan(instruction)
             channel = plan.channels[0] if plan.channels else ""
             summary = MethodSummary(

@@ -50,7 +50,7 @@ class World:
                                      req())
 
     def pay(self, amount: int = 1000, number: str = "4242424242424242", **kw: object) -> Payment:
-        payment = self.trade.create_payment(self.merchant, draft(amount=amount, **kw), new_id("c"))
+        payment = self.trade.create_payment(self.merchant, draft(amount=amount, **kw), new_id("c"))  # type: ignore[arg-type]
         return self.trade.confirm_payment(self.merchant, payment.id, card(number), "", new_id("k"))
 
     def paid_after_close(self, amount: int = 1000) -> Payment:
@@ -70,6 +70,27 @@ class World:
         late = ChannelResult(Outcome.SUCCEEDED, "sandbox", amount, "CNY", channel_reference="late")
         self.trade.apply_channel_update(ChannelUpdate(attempt_id=attempt, result=late))
         return payment
+
+    def wallet(self, customer: str, balance: int = 0) -> str:
+        """A wallet for `customer`, topped up by `balance` with a card payment; returns its name."""
+        wallet = self.ledger.create_wallet(self.merchant, customer, "CNY", new_id("w"))
+        if balance:
+            self.top_up(wallet.name, balance)
+        return wallet.name
+
+    def top_up(self, wallet: str, amount: int) -> Payment:
+        name, _ = self.ledger.top_up_wallet(wallet, amount, "CNY", new_id("t"))
+        payment_id = name.rsplit("/", 1)[-1]
+        paid = self.trade.confirm_payment(self.merchant, payment_id, card(), "", new_id("k"))
+        self.post()
+        return paid
+
+    def pay_with_wallet(self, customer: str, amount: int) -> Payment:
+        from payhub.trade.domain import Customer
+        from payhub.trade.service import MethodInput
+        payment = self.trade.create_payment(self.merchant, draft(amount=amount, customer=Customer(id=customer)),
+                                            new_id("c"))
+        return self.trade.confirm_payment(self.merchant, payment.id, MethodInput("WALLET", "H5"), "", new_id("k"))
 
     def refund(self, payment: Payment, amount: int) -> Refund:
         refund = self.trade.create_refund(self.merchant, payment.id, amount, "CNY", "", new_id("rn"), new_id("r"))
@@ -103,9 +124,29 @@ class World:
 
 
 def make_world(db: Database) -> World:
+    from payhub.merchant.domain import ChannelConfigInput
     ctx = make_context(db)
     ctx.settings = ctx.settings.replace(channel_costs="sandbox=0.2%")  # the sandbox charges payhub 0.2 %
     world = World(ctx, active_merchant(ctx))
     center = ctx.component("merchant").service  # type: ignore[attr-defined]
     center.set_fee_plan(world.merchant, (CARD_FEE,), req())
+    center.configure_channel(world.merchant, ChannelConfigInput(
+        channel="wallet", enabled=True, methods=frozenset({"WALLET"}), client_types=frozenset(), priority=1,
+        weight=100), req())
     return world
+
+
+def merchant_with_account(ctx: AppContext, account_number: str) -> str:
+    """Another ACTIVE merchant (sandbox for cards, the card fee plan) paid out to `account_number`."""
+    from payhub.merchant.domain import BankAccountInput, ChannelConfigInput, Contact, MerchantDraft
+    center = ctx.component("merchant").service  # type: ignore[attr-defined]
+    merchant = center.create_merchant(MerchantDraft(
+        legal_name="Other Shop Ltd", display_name="Other Shop", contact=Contact("Bo", "bo@example.com"),
+        business_category="retail", country_code="CN",
+        settlement_account=BankAccountInput("Other Shop Ltd", "Bank", account_number)), req())
+    center.approve_merchant(merchant.id, req())
+    center.configure_channel(merchant.id, ChannelConfigInput(
+        channel="sandbox", enabled=True, methods=frozenset({"CARD", "WALLET"}), client_types=frozenset(),
+        priority=1, weight=100), req())
+    center.set_fee_plan(merchant.id, (CARD_FEE,), req())
+    return str(merchant.id)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.outbox import outbox_cursors
-from payhub.settlement.domain import AccountKind, clearing, channel_cost, fee_revenue, suspense
+from payhub.settlement.domain import AccountKind, channel_cost, clearing, fee_revenue, suspense
 from payhub.settlement.tables import ledger_accounts, ledger_entries, ledger_journals
 from tests.integration.settlement.helpers import World, make_world
 

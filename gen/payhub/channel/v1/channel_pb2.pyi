@@ -1096,6 +1096,7 @@ class PaymentInstruction(google.protobuf.message.Message):
     EXPIRE_TIME_FIELD_NUMBER: builtins.int
     CHANNEL_INPUT_FIELD_NUMBER: builtins.int
     CHANNEL_FIELD_NUMBER: builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: builtins.int
     merchant_id: builtins.str
     """The merchant's id (not a resource name), e.g. "mer_01j..."."""
     payment_id: builtins.str
@@ -1118,6 +1119,10 @@ class PaymentInstruction(google.protobuf.message.Message):
     """Send to exactly this channel (registry name): no routing, no failover. Set by a caller that
     routed first with `plan` and recorded its choice before sending, so that whatever instant it
     crashes at, it knows where the attempt may have gone. Optional.
+    """
+    customer_id: builtins.str
+    """The payment's customer id (the merchant's own id for the customer); the wallet channel pays
+    from this customer's wallet. Empty when the payment names no customer.
     """
     @property
     def amount(self) -> payhub.common.v1.common_pb2.Money:
@@ -1152,9 +1157,10 @@ class PaymentInstruction(google.protobuf.message.Message):
         expire_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         channel_input: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         channel: builtins.str = ...,
+        customer_id: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["amount", b"amount", "card", b"card", "expire_time", b"expire_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["amount", b"amount", "attempt_id", b"attempt_id", "capture", b"capture", "card", b"card", "channel", b"channel", "channel_input", b"channel_input", "client_type", b"client_type", "expire_time", b"expire_time", "installments", b"installments", "merchant_id", b"merchant_id", "payment_id", b"payment_id", "payment_method_type", b"payment_method_type", "preferred_channel", b"preferred_channel", "subject", b"subject"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "attempt_id", b"attempt_id", "capture", b"capture", "card", b"card", "channel", b"channel", "channel_input", b"channel_input", "client_type", b"client_type", "customer_id", b"customer_id", "expire_time", b"expire_time", "installments", b"installments", "merchant_id", b"merchant_id", "payment_id", b"payment_id", "payment_method_type", b"payment_method_type", "preferred_channel", b"preferred_channel", "subject", b"subject"]) -> None: ...
 
 Global___PaymentInstruction: typing_extensions.TypeAlias = PaymentInstruction
 

@@ -1,0 +1,1 @@
+"""The wallet channel: payments from the customer's payhub e-wallet (stored value on the ledger)."""
