@@ -85,6 +85,9 @@ def _merchant(center: MerchantCenter, state: DemoState) -> str:
     sandbox = ChannelConfigInput(channel="sandbox", enabled=True, methods=DEMO_METHODS, client_types=frozenset(),
                                  priority=1, weight=100, credentials={"notify_secret": secrets.token_hex(16)})
     center.configure_channel(merchant.id, sandbox, _request(f"sandbox-{merchant.id}"))
+    wallet = ChannelConfigInput(channel="wallet", enabled=True, methods=frozenset({"WALLET"}),
+                                client_types=frozenset(), priority=1, weight=100)
+    center.configure_channel(merchant.id, wallet, _request(f"wallet-{merchant.id}"))
     return merchant.id
 
 
@@ -113,7 +116,7 @@ def instructions(settings: Settings, state: DemoState, admin_token: str) -> str:
     return "\n".join([
         "payhub demo",
         f"  admin token:   {admin_token}",
-        f"  merchant:      Demo Store (merchants/{state.merchant_id}), ACTIVE, sandbox channel",
+        f"  merchant:      Demo Store (merchants/{state.merchant_id}), ACTIVE, sandbox and wallet channels",
         f"  API key:       {state.api_key}",
         "",
         "Try it (buf: .tools/node_modules/.bin/buf after `make proto-check`, or `npm i -g @bufbuild/buf`):",
