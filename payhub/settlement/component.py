@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 from payhub.settlement.v1 import settlement_pb2_grpc
+from starlette.routing import BaseRoute
 
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
@@ -45,6 +46,9 @@ class SettlementComponent:
             Job("payouts", PAYOUT_INTERVAL, self.service.process_payouts),
             Job("settlement-schedule", SCHEDULE_INTERVAL, self.service.scheduled_run),
         ]
+
+    def http_routes(self) -> list[BaseRoute]:
+        return []
 
     def client(self) -> LocalSettlementClient:
         return LocalSettlementClient(self.service)
