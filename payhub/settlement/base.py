@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from payhub.channel.strategies import CostTable, parse_costs
 from payhub.identity.principal import current_principal
 from payhub.kernel.config import Settings
 from payhub.kernel.db import Database
 from payhub.kernel.errors import InvalidArgument, NotFound
 from payhub.kernel.logging import get_logger
-from payhub.channel.strategies import CostTable, parse_costs
 from payhub.settlement.domain import Calendar, RefundFeePolicy
 
 log = get_logger("payhub.settlement")
