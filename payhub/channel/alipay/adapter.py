@@ -105,7 +105,7 @@ class AlipayAdapter(ChannelAdapter):
     display_name = "Alipay (Open Platform gateway, RSA2)"
 
     def __init__(self, env: AdapterEnvironment, http: ChannelHttp | None = None) -> None:
-        self._http = http or ChannelHttp(NAME)
+        self._http = http or ChannelHttp.from_settings(NAME, env.settings)  # PAYHUB_CHANNEL_*_SECONDS
         self._plain_http_seen: set[str] = set()
 
     def capabilities(self) -> Capabilities:
