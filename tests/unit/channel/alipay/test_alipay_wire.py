@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -100,3 +101,15 @@ def test_the_bill_is_a_zip_of_gbk_csvs_and_parses_back() -> None:
     assert parsed[0].subject == "咖啡, 大杯" and parsed[0].finish_time == when
     with pytest.raises(ValueError):
         bill.detail_csv(b"not a zip")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(["subject", "body", "out_trade_no", "store_id"]),
+                       st.text(min_size=1, max_size=40), min_size=1))
+def test_any_request_survives_form_encoding_and_verifies_at_the_gateway(biz: dict[str, str]) -> None:
+    params = wire.common_params("2021000000000001", "alipay.trade.precreate", biz, datetime.now(UTC),
+                                notify_url="http://127.0.0.1/notify?a=1&b=2")
+    signed = wire.sign_params(KEY, params)
+    received = dict(parse_qsl(urlencode(signed), keep_blank_values=True))
+    assert wire.verify_params(KEY.public_key(), received)
+    assert json.loads(received["biz_content"]) == biz
