@@ -114,6 +114,12 @@ def test_a_qr_payment_is_confirmed_by_alipays_notification(server: RunningServer
     log = httpx.get(f"{simulator.url}/__simulator/notifications", params={"subject": str(trade["out_trade_no"])},
                     trust_env=False).json()["notifications"]
     assert log and log[0]["delivered"], "payhub answered `success` over HTTP"
+    refund = shop.trade.CreateRefund(pb.CreateRefundRequest(parent=payment.name, refund=pb.Refund(
+        amount=common_pb2.Money(currency_code="CNY", amount_minor=345), merchant_refund_no=rid()),
+        request_id=rid()), metadata=shop.md).refund
+    assert refund.state == pb.REFUND_STATE_SUCCEEDED and refund.channel_reference == trade["trade_no"], refund
+    held = simulator.control("trade", app_id=simulator.config["app_id"], out_trade_no=str(trade["out_trade_no"]))
+    assert (held["refunded_amount"], held["status"]) == ("3.45", "TRADE_SUCCESS")
 
 
 def test_a_forged_notification_is_refused_and_changes_nothing(server: RunningServer,
