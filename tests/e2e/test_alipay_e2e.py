@@ -38,10 +38,10 @@ class SimProcess:
         self.process.wait(10)
 
 
-def start_simulator(keys: Path) -> SimProcess:
+def start_simulator(keys: Path, *extra: str) -> SimProcess:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "payhub.cli.main", "simulate", "alipay", "--listen",
-                                f"127.0.0.1:{port}", "--keys", str(keys), "--notify-delay-scale", "0.001"],
+                                f"127.0.0.1:{port}", "--keys", str(keys), "--notify-delay-scale", "0.001", *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -58,6 +58,7 @@ class SimTrade:
     close_time: datetime | None = None
     qr_code: str = ""
     hb_fq_num: str = ""
+    scanned: bool = True      # False: a QR order nobody scanned yet (hidden from query/close in strict mode)
     buyer_id: str = ""
     buyer_logon_id: str = ""
     refunds: dict[str, SimRefund] = field(default_factory=dict)

@@ -69,8 +69,10 @@ class BillToken:
 
 class Gateway:
     def __init__(self, book: SimBook, alipay_key: rsa.RSAPrivateKey, clock: SimClock,
-                 notify: Callable[[Event], None]) -> None:
+                 notify: Callable[[Event], None], *, exists_after_scan: bool = False) -> None:
         self.book = book
+        # Strict: a precreated (QR) trade exists for query/close only once the buyer scans, as at Alipay.
+        self.exists_after_scan = exists_after_scan
         self.key = alipay_key
         self.clock = clock
         self.notify = notify
@@ -168,6 +170,7 @@ class Gateway:
                          params.get("notify_url", ""), now, expire, hb_fq_num=hb_fq_num)
         if api == "alipay.trade.precreate":
             trade.qr_code = f"https://qr.alipay.com/bax{secrets.token_hex(10)}"
+            trade.scanned = not self.exists_after_scan
         return self.book.add(trade), False
 
     def _precreate(self, app_id: str, biz: dict[str, Any], params: Mapping[str, str], base: str) -> dict[str, Any]:
@@ -198,7 +201,7 @@ class Gateway:
             return
         if trade.status != WAIT:
             raise business("ACQ.TRADE_HAS_CLOSE", f"交易已经关闭: {trade.status}")
-        trade.status, trade.pay_time = SUCCESS, self.clock.now()
+        trade.status, trade.pay_time, trade.scanned = SUCCESS, self.clock.now(), True
         trade.buyer_id = "2088" + f"{secrets.randbelow(10**12):012d}"
         trade.buyer_logon_id = "buy***@example.com"
         self.notify(Event(trade))
@@ -227,7 +230,7 @@ class Gateway:
         if not out_trade_no and not trade_no:
             raise business("ACQ.INVALID_PARAMETER", "参数无效: out_trade_no/trade_no")
         trade = self.book.find(app_id, out_trade_no, trade_no)
-        if trade is None:
+        if trade is None or not trade.scanned:
             raise business("ACQ.TRADE_NOT_EXIST", "交易不存在")
         return trade
 

@@ -11,13 +11,15 @@ asynchronous notifications to the notify_url of the order and retries until the 
 created on first use; DIR/config.json (printed too) holds the merchant's credentials under the names
 payhub's ConfigureChannel takes: app_id, app_private_key, alipay_public_key, gateway_url, seller_id.
 
-One deliberate simplification: `alipay.trade.precreate` opens the trade at once (WAIT_BUYER_PAY), where
-the real gateway shows it only after the buyer scans (query/close answer ACQ.TRADE_NOT_EXIST before).
-Page, WAP and APP orders do exist only once the buyer opens them (control `open` or `pay`).
+By default `alipay.trade.precreate` opens the trade at once (WAIT_BUYER_PAY); the real gateway shows it
+only after the buyer scans (query/close answer ACQ.TRADE_NOT_EXIST before, and a close then leaves the
+QR code payable): --trade-exists-after-scan behaves so (control `scan`). Page, WAP and APP orders exist
+only once the buyer opens them (control `open` or `pay`).
 
 Control API (JSON over HTTP, POST unless noted, under /__simulator, a path Alipay never uses):
   pay      {"app_id", "out_trade_no"} | {"qr_code"} | {"url"} | {"order_string"}   the buyer pays
   open     {"url"} | {"order_string"}      the buyer opens a page/WAP/APP order (the trade now exists)
+  scan     {"app_id", "out_trade_no"}      the buyer scans a QR order (with --trade-exists-after-scan)
   cancel   {"app_id", "out_trade_no"}      the buyer gives up: the unpaid trade closes
   expire   {"app_id", "out_trade_no"}      the order times out now (closes if unpaid)
   finish   {"app_id", "out_trade_no"}      the refund period ends: TRADE_SUCCESS -> TRADE_FINISHED
@@ -71,13 +73,14 @@ def new_app_ids() -> dict[str, Any]:
 class AlipaySimulator:
     """The gateway, its book, clock, faults and notifier; `app()` is the ASGI app serving them."""
 
-    def __init__(self, alipay_key: rsa.RSAPrivateKey, *, notify_delay_scale: float = 1.0) -> None:
+    def __init__(self, alipay_key: rsa.RSAPrivateKey, *, notify_delay_scale: float = 1.0,
+                 exists_after_scan: bool = False) -> None:
         self.alipay_key = alipay_key
         self.book = SimBook()
         self.clock = SimClock(wire.BEIJING)
         self.faults = Faults()
         self.notifier = Notifier(RETRY_SCHEDULE, scale=notify_delay_scale)
-        self.gateway = Gateway(self.book, alipay_key, self.clock, self._notify)
+        self.gateway = Gateway(self.book, alipay_key, self.clock, self._notify, exists_after_scan=exists_after_scan)
         self.base_url = ""
 
     def register(self, public_key: rsa.RSAPublicKey, app_id: str, seller_id: str) -> None:
@@ -147,7 +150,8 @@ class AlipaySimulator:
 
     # -- the control API -----------------------------------------------------------------------
     def _actions(self) -> dict[str, simkit.ControlHandler]:
-        return {"pay": self._control_pay, "open": self._control_open, "cancel": self._trade_action("cancel"),
+        return {"pay": self._control_pay, "open": self._control_open, "scan": self._control_scan,
+                "cancel": self._trade_action("cancel"),
                 "expire": self._trade_action("expire"), "finish": self._trade_action("finish"),
                 "trade": self._trade_action("show"), "notification": self._control_notification,
                 "apps": lambda body: self.new_app()}
@@ -161,6 +165,14 @@ class AlipaySimulator:
     def _control_open(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.book.lock:
             return _show(self._control_trade(body, create=True))
+
+    def _control_scan(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.book.lock:
+            trade = self._control_trade(body, create=False)
+            if trade.status != "WAIT_BUYER_PAY":
+                raise ControlError(f"the trade is {trade.status}: nothing to scan", 409)
+            trade.scanned = True
+            return _show(trade)
 
     def _trade_action(self, action: str) -> simkit.ControlHandler:
         def run(body: dict[str, Any]) -> dict[str, Any]:
@@ -224,10 +236,11 @@ def _show(trade: SimTrade) -> dict[str, Any]:
 
 
 # -- the command line ----------------------------------------------------------------------------
-def load(keys: KeyDir, scale: float) -> tuple[AlipaySimulator, dict[str, str]]:
+def load(keys: KeyDir, scale: float, exists_after_scan: bool = False) -> tuple[AlipaySimulator, dict[str, str]]:
     """A simulator with the merchant app of a keys directory registered; the app's credentials
     (gateway_url filled in once the address is known)."""
-    simulator = AlipaySimulator(keys.private_key("alipay_private_key"), notify_delay_scale=scale)
+    simulator = AlipaySimulator(keys.private_key("alipay_private_key"), notify_delay_scale=scale,
+                                exists_after_scan=exists_after_scan)
     app_key = keys.private_key("app_private_key")
     ids = keys.json("app", new_app_ids)
     simulator.register(app_key.public_key(), ids["app_id"], ids["seller_id"])
@@ -242,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT to serve on (default %(default)s)")
     p.add_argument("--keys", default="var/alipay-simulator", help="directory of keys and config.json "
                    "(created on first use; default %(default)s)")
+    p.add_argument("--trade-exists-after-scan", action="store_true",
+                   help="a QR (precreate) trade is unknown to query/close until the buyer scans, as at Alipay")
     p.add_argument("--notify-delay-scale", type=float, default=1.0,
                    help="multiply the notification retry delays (0.001: a day's schedule in about a minute)")
     return p
@@ -250,7 +265,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     keys = KeyDir(Path(args.keys))
-    simulator, creds = load(keys, args.notify_delay_scale)
+    simulator, creds = load(keys, args.notify_delay_scale, args.trade_exists_after_scan)
     try:
         sock = simkit.bind(args.listen)
     except (OSError, ValueError) as exc:

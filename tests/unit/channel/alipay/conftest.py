@@ -27,8 +27,18 @@ class Sim:
 
 @pytest.fixture
 def sim() -> Iterator[Sim]:
+    yield from running_simulator(exists_after_scan=False)
+
+
+@pytest.fixture
+def strict_sim() -> Iterator[Sim]:
+    """A QR trade exists for query/close only once the buyer scans it, as at Alipay."""
+    yield from running_simulator(exists_after_scan=True)
+
+
+def running_simulator(*, exists_after_scan: bool) -> Iterator[Sim]:
     simulator = AlipaySimulator(rsa.generate_private_key(public_exponent=65537, key_size=2048),
-                                notify_delay_scale=0.0005)
+                                notify_delay_scale=0.0005, exists_after_scan=exists_after_scan)
     served = simkit.serve_in_thread(simulator.app())
     simulator.base_url = served.url
     control = ControlClient(served.url)

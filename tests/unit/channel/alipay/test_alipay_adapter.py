@@ -184,3 +184,21 @@ def test_the_bill_of_a_day_before_it_is_ready_is_not_there(sim: Sim, adapter: Al
         adapter.fetch_statement(today, creds(sim))
 
 
+
+
+def test_a_qr_trade_alipay_shows_only_after_the_scan(strict_sim: Sim, adapter: AlipayAdapter) -> None:
+    sim = strict_sim
+    waiting, closed = order(), order()
+    for instr in (waiting, closed):
+        assert adapter.pay(instr, creds(sim)).outcome is Outcome.REQUIRES_ACTION
+    unseen = adapter.query(waiting.attempt_id, creds(sim))
+    assert (unseen.outcome, unseen.channel_code) == (Outcome.UNKNOWN, "ACQ.TRADE_NOT_EXIST"), "never FAILED"
+    sim.control.call("scan", app_id=sim.creds["app_id"], out_trade_no=waiting.attempt_id)
+    assert adapter.query(waiting.attempt_id, creds(sim)).outcome is Outcome.PENDING
+    # Closing a trade Alipay does not show yet succeeds, yet its QR code stays payable: a late
+    # payment is then reported as it is (SUCCEEDED), for payhub's paid-after-close handling.
+    gone = adapter.close(closed.attempt_id, creds(sim))
+    assert (gone.outcome, gone.channel_code) == (Outcome.SUCCEEDED, "ACQ.TRADE_NOT_EXIST")
+    sim.control.call("pay", app_id=sim.creds["app_id"], out_trade_no=closed.attempt_id)
+    late = adapter.query(closed.attempt_id, creds(sim))
+    assert (late.outcome, late.amount_minor) == (Outcome.SUCCEEDED, 1000)
