@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from payhub.channel.adapter import Capabilities
+from payhub.channel.adapter import Capabilities, CredentialKey
 from payhub.channel.domain import ChannelState, ChannelStatus, MaintenanceWindow
 from payhub.channel.health import HealthSnapshot, HealthTracker
 from payhub.channel.registry import ChannelRegistry
@@ -37,6 +37,7 @@ class ChannelView:
     status: ChannelStatus
     state: ChannelState
     health: HealthSnapshot
+    credential_keys: tuple[CredentialKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class ChannelAdmin:
         adapter = self._registry.get(channel)
         status = status or self._states.get(channel)
         return ChannelView(channel, adapter.display_name, adapter.capabilities(), status,
-                           status.effective(clock.now()), self._health.snapshot(channel))
+                           status.effective(clock.now()), self._health.snapshot(channel), adapter.credential_keys())
 
     def set_state(self, channel: str, state: ChannelState | None, window: MaintenanceWindow | None, reason: str,
                   request: IdempotentRequest, actor: str) -> ChannelView:

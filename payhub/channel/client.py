@@ -52,6 +52,12 @@ class NotificationReceipt:
     rejection_reason: str = ""
 
 
+class CredentialChecker(Protocol):
+    def check_credentials(self, channel: str, merchant_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """Problems with a merchant's credentials for a channel, by key; empty when acceptable."""
+        ...
+
+
 class NotificationHandler(Protocol):
     def handle_notification(self, channel: str, merchant_id: str, headers: Mapping[str, str],
                             body: bytes) -> NotificationReceipt:
@@ -100,6 +106,9 @@ class LocalChannelClient:
     def __init__(self, router: ChannelRouter, outcomes: AsyncOutcomes | None = None) -> None:
         self._router = router
         self._outcomes = outcomes
+
+    def check_credentials(self, channel: str, merchant_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        return self._router.check_credentials(channel, merchant_id, values)
 
     def handle_notification(self, channel: str, merchant_id: str, headers: Mapping[str, str],
                             body: bytes) -> NotificationReceipt:
@@ -157,6 +166,7 @@ class LocalChannelClient:
 REMOTE_TIMEOUT_SECONDS = 60.0
 # A notification is verified and applied locally; channels wait a few seconds for the answer.
 NOTIFICATION_TIMEOUT_SECONDS = 10.0
+CHECK_TIMEOUT_SECONDS = 10.0
 
 
 class RemoteChannelClient:
@@ -225,6 +235,15 @@ class RemoteChannelClient:
         reply = HttpReply(response.http_status, response.http_body, dict(response.http_headers))
         return NotificationReceipt(response.accepted, reply, response.attempt_id, response.refund_id,
                                    response.rejection_reason)
+
+    def check_credentials(self, channel: str, merchant_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        request = channel_pb2.CheckChannelCredentialsRequest(channel=channel, merchant=f"merchants/{merchant_id}",
+                                                             credentials=dict(values))
+        try:
+            response = self._stub.CheckChannelCredentials(request, timeout=CHECK_TIMEOUT_SECONDS)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        return {p.key: p.description for p in response.problems}
 
     def _execute(self, request: channel_pb2.ExecuteChannelOperationRequest) -> ChannelResult:
         request.request_id = new_id("req")

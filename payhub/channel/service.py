@@ -12,11 +12,12 @@ records a failed attempt the consumer can follow with another method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
 from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, ChannelNotReached, PayoutCapable
+from payhub.channel.credentials import check_credentials
 from payhub.channel.domain import (
     check_integrity,
     circuit_open_result,
@@ -189,6 +190,12 @@ class ChannelRouter:
         operation = adapter.query_payout if query else adapter.payout
         return self._call(adapter, lambda: operation(instruction, credentials),
                           Expected(instruction.amount_minor, instruction.currency), instruction.payout_id)
+
+    def check_credentials(self, channel: str, merchant_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """Problems with a merchant's credentials for a channel, by key (CheckChannelCredentials)."""
+        _require("channel", channel)
+        _require("merchant", merchant_id)
+        return check_credentials(self.registry.find(channel), merchant_id, values)
 
     # -- shared pieces --------------------------------------------------------------------------
     def guard(self, result: ChannelResult, expected: Expected | None, attempt_id: str) -> ChannelResult:

@@ -11,6 +11,7 @@ from payhub.channel.v1 import channel_pb2_grpc
 
 from payhub.channel import convert
 from payhub.channel.admin import ChannelAdmin, ChannelView, IdempotentRequest, idempotency_scope
+from payhub.channel.credentials import KINDS
 from payhub.channel.domain import ChannelState, MaintenanceWindow
 from payhub.channel.health import HealthSnapshot
 from payhub.channel.notifications import AsyncOutcomes
@@ -114,6 +115,13 @@ class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
                                                         _idempotent("CompleteSandboxAction", request))
         return pb.CompleteSandboxActionResponse(result=convert.result_to_pb(result))
 
+    def CheckChannelCredentials(self, request: pb.CheckChannelCredentialsRequest,
+                                context: Any) -> pb.CheckChannelCredentialsResponse:
+        merchant_id = resource_id(request.merchant, "merchants", "merchant")
+        problems = self._router.check_credentials(request.channel, merchant_id, dict(request.credentials))
+        return pb.CheckChannelCredentialsResponse(
+            problems=[pb.CredentialProblem(key=k, description=d) for k, d in problems.items()])
+
     def add_to(self, server: grpc.Server) -> None:
         channel_pb2_grpc.add_ChannelRouterServiceServicer_to_server(self, server)
 
@@ -147,13 +155,21 @@ def channel_pb(view: ChannelView) -> pb.Channel:
             currency_codes=sorted(caps.currencies), supports_preauth=caps.supports_preauth,
             installment_periods=sorted(caps.installment_periods), supports_partial_refund=caps.partial_refund,
             min_amount_minor=caps.min_amount_minor, max_amount_minor=caps.max_amount_minor),
-        state=_state_pb(view.state), state_reason=status.reason, health=health_pb(view.state, view.health))
+        state=_state_pb(view.state), state_reason=status.reason, health=health_pb(view.state, view.health),
+        credential_keys=[pb.CredentialKey(name=k.name, required=k.required, kind=_kind_pb(k.kind),
+                                          description=k.description) for k in view.credential_keys])
     if status.maintenance:
         message.maintenance_window.start_time.CopyFrom(timestamp(status.maintenance.start))
         message.maintenance_window.end_time.CopyFrom(timestamp(status.maintenance.end))
     if status.update_time:
         message.state_update_time.CopyFrom(timestamp(status.update_time))
     return message
+
+
+def _kind_pb(kind: str) -> pb.CredentialKind.ValueType:
+    if kind not in KINDS:
+        return pb.CREDENTIAL_KIND_UNSPECIFIED
+    return pb.CredentialKind.Value(f"CREDENTIAL_KIND_{kind.upper()}")
 
 
 def _state_pb(state: ChannelState) -> pb.ChannelState.ValueType:

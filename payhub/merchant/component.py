@@ -9,11 +9,14 @@ from payhub.merchant.v1 import merchant_pb2_grpc
 from starlette.routing import BaseRoute
 
 from payhub.kernel import idempotency
+from payhub.kernel.logging import get_logger
 from payhub.merchant.client import LocalMerchantClient
 from payhub.merchant.service import MerchantCenter
 from payhub.merchant.servicer import MerchantServicer
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
+
+log = get_logger("payhub.merchant")
 
 # Housekeeping is cheap and idempotent, so every replica may run it.
 PURGE_INTERVAL_SECONDS = 3600.0
@@ -44,7 +47,13 @@ class MerchantComponent:
 
 
 def build(ctx: AppContext) -> MerchantComponent:
-    service = MerchantCenter(ctx.db, ctx.keyring, ctx.credentials)
+    channels = None
+    if "channel" in ctx.served or ctx.settings.channel_address:
+        channels = lambda: ctx.client("channel")  # noqa: E731 - resolved per call: built lazily
+    else:
+        log.warning("no channel router reachable (not served here, PAYHUB_CHANNEL_ADDRESS empty): "
+                    "ConfigureChannel stores credentials without checking them")
+    service = MerchantCenter(ctx.db, ctx.keyring, ctx.credentials, channels)
     client = LocalMerchantClient(service)
     # This process never serves a configuration it changed itself from the client's cache.
     service.subscribe(client.invalidate)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +56,9 @@ from payhub.merchant.domain import (
     validate_webhook,
 )
 from payhub.merchant.repository import MerchantRepository
+
+if TYPE_CHECKING:
+    from payhub.channel.client import CredentialChecker
 
 T = TypeVar("T")
 
@@ -105,10 +108,14 @@ def not_found(merchant_id: str) -> NotFound:
 
 
 class MerchantCenter:
-    def __init__(self, db: Database, keyring: KeyRing, credentials: CredentialStore) -> None:
+    def __init__(self, db: Database, keyring: KeyRing, credentials: CredentialStore,
+                 channels: Callable[[], CredentialChecker] | None = None) -> None:
+        """`channels` resolves the channel router's client per call (components are built lazily);
+        None when no router is reachable from this process: credentials are then stored unchecked."""
         self.db = db
         self._keyring = keyring
         self._credentials = credentials
+        self._channels = channels
         self._repo = MerchantRepository(keyring)
         self._listeners: list[Callable[[str], None]] = []
 
@@ -336,6 +343,11 @@ class MerchantCenter:
         self._scoped(merchant_id)
         v = Violations()
         validate_channel_config(v, config)
+        if not v.items and config.credentials and self._channels is not None:
+            # Empty credentials keep the stored ones, which were checked when they were set.
+            problems = self._channels().check_credentials(config.channel, merchant_id, config.credentials)
+            for key, problem in problems.items():
+                v.add(f"channel_config.credentials.{key}", problem)
         self._check(v, req)
 
         def work(conn: Connection) -> ChannelConfig:

@@ -90,6 +90,7 @@ _TABLE: dict[str, dict[str, Access]] = {
         "SetChannelState": staff(OPS),
         "GetChannelHealth": staff(OPS, BIZ, FIN),
         "ExecuteChannelOperation": INTERNAL,
+        "CheckChannelCredentials": INTERNAL,
         "CompleteSandboxAction": write(OPS),
     },
     "payhub.cashier.v1.CashierService": {

@@ -22,6 +22,54 @@ else:
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
+class _CredentialKind:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _CredentialKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_CredentialKind.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    CREDENTIAL_KIND_UNSPECIFIED: _CredentialKind.ValueType  # 0
+    """Not set."""
+    CREDENTIAL_KIND_TEXT: _CredentialKind.ValueType  # 1
+    """Free text (an id, a number); the channel may check it further."""
+    CREDENTIAL_KIND_URL: _CredentialKind.ValueType  # 2
+    """An absolute `https://` URL; plain `http://` is meant for a simulator on loopback (logged as a
+    warning elsewhere). No user name or password in it.
+    """
+    CREDENTIAL_KIND_PRIVATE_KEY: _CredentialKind.ValueType  # 3
+    """An unencrypted PEM private key, PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`)."""
+    CREDENTIAL_KIND_PUBLIC_KEY: _CredentialKind.ValueType  # 4
+    """A PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`)."""
+    CREDENTIAL_KIND_CERTIFICATE: _CredentialKind.ValueType  # 5
+    """A PEM X.509 certificate."""
+    CREDENTIAL_KIND_KEY_AND_CERTIFICATE: _CredentialKind.ValueType  # 6
+    """A PEM private key and the PEM certificate of its public key, in one value."""
+    CREDENTIAL_KIND_SECRET: _CredentialKind.ValueType  # 7
+    """An opaque secret (e.g. an API key); the channel may check its length."""
+
+class CredentialKind(_CredentialKind, metaclass=_CredentialKindEnumTypeWrapper):
+    """The form of a credential value, as ConfigureChannel checks it."""
+
+CREDENTIAL_KIND_UNSPECIFIED: CredentialKind.ValueType  # 0
+"""Not set."""
+CREDENTIAL_KIND_TEXT: CredentialKind.ValueType  # 1
+"""Free text (an id, a number); the channel may check it further."""
+CREDENTIAL_KIND_URL: CredentialKind.ValueType  # 2
+"""An absolute `https://` URL; plain `http://` is meant for a simulator on loopback (logged as a
+warning elsewhere). No user name or password in it.
+"""
+CREDENTIAL_KIND_PRIVATE_KEY: CredentialKind.ValueType  # 3
+"""An unencrypted PEM private key, PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`)."""
+CREDENTIAL_KIND_PUBLIC_KEY: CredentialKind.ValueType  # 4
+"""A PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`)."""
+CREDENTIAL_KIND_CERTIFICATE: CredentialKind.ValueType  # 5
+"""A PEM X.509 certificate."""
+CREDENTIAL_KIND_KEY_AND_CERTIFICATE: CredentialKind.ValueType  # 6
+"""A PEM private key and the PEM certificate of its public key, in one value."""
+CREDENTIAL_KIND_SECRET: CredentialKind.ValueType  # 7
+"""An opaque secret (e.g. an API key); the channel may check its length."""
+Global___CredentialKind: typing_extensions.TypeAlias = CredentialKind
+
 class _ChannelState:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: typing_extensions.TypeAlias = ValueType
@@ -345,6 +393,7 @@ class Channel(google.protobuf.message.Message):
     STATE_REASON_FIELD_NUMBER: builtins.int
     STATE_UPDATE_TIME_FIELD_NUMBER: builtins.int
     HEALTH_FIELD_NUMBER: builtins.int
+    CREDENTIAL_KEYS_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name `channels/{channel}`, e.g. `channels/sandbox`."""
     channel_id: builtins.str
@@ -371,6 +420,12 @@ class Channel(google.protobuf.message.Message):
     def health(self) -> Global___ChannelHealth:
         """Recent health as observed by the replica that answered."""
 
+    @property
+    def credential_keys(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___CredentialKey]:
+        """The credential keys a merchant's configuration of this channel holds
+        (`MerchantService.ConfigureChannel`), in the channel's own words. Never values.
+        """
+
     def __init__(
         self,
         *,
@@ -383,11 +438,44 @@ class Channel(google.protobuf.message.Message):
         state_reason: builtins.str = ...,
         state_update_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         health: Global___ChannelHealth | None = ...,
+        credential_keys: collections.abc.Iterable[Global___CredentialKey] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["capabilities", b"capabilities", "health", b"health", "maintenance_window", b"maintenance_window", "state_update_time", b"state_update_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["capabilities", b"capabilities", "channel_id", b"channel_id", "display_name", b"display_name", "health", b"health", "maintenance_window", b"maintenance_window", "name", b"name", "state", b"state", "state_reason", b"state_reason", "state_update_time", b"state_update_time"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["capabilities", b"capabilities", "channel_id", b"channel_id", "credential_keys", b"credential_keys", "display_name", b"display_name", "health", b"health", "maintenance_window", b"maintenance_window", "name", b"name", "state", b"state", "state_reason", b"state_reason", "state_update_time", b"state_update_time"]) -> None: ...
 
 Global___Channel: typing_extensions.TypeAlias = Channel
+
+@typing.final
+class CredentialKey(google.protobuf.message.Message):
+    """One key of a channel's credentials, named exactly as the channel names it (e.g. Alipay's
+    `app_private_key`).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: builtins.int
+    REQUIRED_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    DESCRIPTION_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    """The key, e.g. "app_private_key"."""
+    required: builtins.bool
+    """Whether ConfigureChannel refuses a configuration without it."""
+    kind: Global___CredentialKind.ValueType
+    """The form its value must have; ConfigureChannel checks it."""
+    description: builtins.str
+    """What it is, for people (e.g. "the application's private key (PEM)")."""
+    def __init__(
+        self,
+        *,
+        name: builtins.str = ...,
+        required: builtins.bool = ...,
+        kind: Global___CredentialKind.ValueType = ...,
+        description: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["description", b"description", "kind", b"kind", "name", b"name", "required", b"required"]) -> None: ...
+
+Global___CredentialKey: typing_extensions.TypeAlias = CredentialKey
 
 @typing.final
 class ChannelCapabilities(google.protobuf.message.Message):
@@ -861,6 +949,94 @@ class HandleNotificationResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["accepted", b"accepted", "attempt_id", b"attempt_id", "http_body", b"http_body", "http_headers", b"http_headers", "http_status", b"http_status", "outcome", b"outcome", "refund_id", b"refund_id", "rejection_reason", b"rejection_reason"]) -> None: ...
 
 Global___HandleNotificationResponse: typing_extensions.TypeAlias = HandleNotificationResponse
+
+@typing.final
+class CheckChannelCredentialsRequest(google.protobuf.message.Message):
+    """Request of CheckChannelCredentials."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class CredentialsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    CHANNEL_FIELD_NUMBER: builtins.int
+    MERCHANT_FIELD_NUMBER: builtins.int
+    CREDENTIALS_FIELD_NUMBER: builtins.int
+    channel: builtins.str
+    """Registry name of the channel, e.g. "alipay"."""
+    merchant: builtins.str
+    """The merchant the credentials are for, `merchants/{merchant}` (named in the logs)."""
+    @property
+    def credentials(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """The credentials as ConfigureChannel received them."""
+
+    def __init__(
+        self,
+        *,
+        channel: builtins.str = ...,
+        merchant: builtins.str = ...,
+        credentials: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["channel", b"channel", "credentials", b"credentials", "merchant", b"merchant"]) -> None: ...
+
+Global___CheckChannelCredentialsRequest: typing_extensions.TypeAlias = CheckChannelCredentialsRequest
+
+@typing.final
+class CheckChannelCredentialsResponse(google.protobuf.message.Message):
+    """Response of CheckChannelCredentials."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PROBLEMS_FIELD_NUMBER: builtins.int
+    @property
+    def problems(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___CredentialProblem]:
+        """One entry per credential key with a problem, ordered by key; empty when the credentials are
+        acceptable.
+        """
+
+    def __init__(
+        self,
+        *,
+        problems: collections.abc.Iterable[Global___CredentialProblem] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["problems", b"problems"]) -> None: ...
+
+Global___CheckChannelCredentialsResponse: typing_extensions.TypeAlias = CheckChannelCredentialsResponse
+
+@typing.final
+class CredentialProblem(google.protobuf.message.Message):
+    """What is wrong with one credential (never its value)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: builtins.int
+    DESCRIPTION_FIELD_NUMBER: builtins.int
+    key: builtins.str
+    """The credential key, e.g. "app_private_key"."""
+    description: builtins.str
+    """What is wrong, for people, e.g. "must be a PEM private key"."""
+    def __init__(
+        self,
+        *,
+        key: builtins.str = ...,
+        description: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["description", b"description", "key", b"key"]) -> None: ...
+
+Global___CredentialProblem: typing_extensions.TypeAlias = CredentialProblem
 
 @typing.final
 class SetChannelStateRequest(google.protobuf.message.Message):

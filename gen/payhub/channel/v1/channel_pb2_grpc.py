@@ -98,6 +98,11 @@ class ChannelRouterServiceStub(object):
                 request_serializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CompleteSandboxActionRequest.SerializeToString,
                 response_deserializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CompleteSandboxActionResponse.FromString,
                 _registered_method=True)
+        self.CheckChannelCredentials = channel.unary_unary(
+                '/payhub.channel.v1.ChannelRouterService/CheckChannelCredentials',
+                request_serializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CheckChannelCredentialsRequest.SerializeToString,
+                response_deserializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CheckChannelCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class ChannelRouterServiceServicer(object):
@@ -237,6 +242,22 @@ class ChannelRouterServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckChannelCredentials(self, request, context):
+        """Internal: checks a merchant's credentials for a channel before the merchant center stores them
+        (`MerchantService.ConfigureChannel`): every key the channel requires is present, every value
+        has the form its kind needs (see `CredentialKind`), and the channel's own checks pass. Nothing is
+        stored; the values are never logged or returned. A channel no adapter is registered for has
+        nothing to check. A plain `http://` endpoint on a non-loopback host is accepted (unless the
+        channel refuses it) and logged as a warning: plain http is meant for simulators on loopback.
+
+        Callers: internal service principal (the merchant center when it runs in another process);
+        staff `admin`.
+        Errors: INVALID_ARGUMENT (`channel`, `merchant`, `credentials`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChannelRouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +295,11 @@ def add_ChannelRouterServiceServicer_to_server(servicer, server):
                     servicer.CompleteSandboxAction,
                     request_deserializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CompleteSandboxActionRequest.FromString,
                     response_serializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CompleteSandboxActionResponse.SerializeToString,
+            ),
+            'CheckChannelCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckChannelCredentials,
+                    request_deserializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CheckChannelCredentialsRequest.FromString,
+                    response_serializer=payhub_dot_channel_dot_v1_dot_channel__pb2.CheckChannelCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +520,33 @@ class ChannelRouterService(object):
             '/payhub.channel.v1.ChannelRouterService/CompleteSandboxAction',
             payhub_dot_channel_dot_v1_dot_channel__pb2.CompleteSandboxActionRequest.SerializeToString,
             payhub_dot_channel_dot_v1_dot_channel__pb2.CompleteSandboxActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckChannelCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.channel.v1.ChannelRouterService/CheckChannelCredentials',
+            payhub_dot_channel_dot_v1_dot_channel__pb2.CheckChannelCredentialsRequest.SerializeToString,
+            payhub_dot_channel_dot_v1_dot_channel__pb2.CheckChannelCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -137,7 +137,23 @@ _ChannelRouterServiceCompleteSandboxActionType = typing_extensions.TypeVar(
     ],
 )
 
-class ChannelRouterServiceStub(typing.Generic[_ChannelRouterServiceListChannelsType, _ChannelRouterServiceRoutePaymentType, _ChannelRouterServiceHandleNotificationType, _ChannelRouterServiceSetChannelStateType, _ChannelRouterServiceGetChannelHealthType, _ChannelRouterServiceExecuteChannelOperationType, _ChannelRouterServiceCompleteSandboxActionType]):
+_ChannelRouterServiceCheckChannelCredentialsType = typing_extensions.TypeVar(
+    '_ChannelRouterServiceCheckChannelCredentialsType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse,
+    ],
+)
+
+class ChannelRouterServiceStub(typing.Generic[_ChannelRouterServiceListChannelsType, _ChannelRouterServiceRoutePaymentType, _ChannelRouterServiceHandleNotificationType, _ChannelRouterServiceSetChannelStateType, _ChannelRouterServiceGetChannelHealthType, _ChannelRouterServiceExecuteChannelOperationType, _ChannelRouterServiceCompleteSandboxActionType, _ChannelRouterServiceCheckChannelCredentialsType]):
     """ChannelRouterService owns payhub's payment channels: the registry of channel adapters (Alipay,
     WeChat Pay, UnionPay, bank cards over ISO 8583, the sandbox, and any adapter a third party
     registers under the Python entry-point group `payhub.channels`), the routing decision for each
@@ -199,6 +215,10 @@ class ChannelRouterServiceStub(typing.Generic[_ChannelRouterServiceListChannelsT
             payhub.channel.v1.channel_pb2.CompleteSandboxActionRequest,
             payhub.channel.v1.channel_pb2.CompleteSandboxActionResponse,
         ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+            payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse,
+        ],
     ], channel: grpc.Channel) -> None: ...
 
     @typing.overload
@@ -230,6 +250,10 @@ class ChannelRouterServiceStub(typing.Generic[_ChannelRouterServiceListChannelsT
         grpc.aio.UnaryUnaryMultiCallable[
             payhub.channel.v1.channel_pb2.CompleteSandboxActionRequest,
             payhub.channel.v1.channel_pb2.CompleteSandboxActionResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+            payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse,
         ],
     ], channel: grpc.aio.Channel) -> None: ...
 
@@ -317,6 +341,19 @@ class ChannelRouterServiceStub(typing.Generic[_ChannelRouterServiceListChannelsT
     outcome was recorded but the trade center could not be told (retry with the same request).
     """
 
+    CheckChannelCredentials: _ChannelRouterServiceCheckChannelCredentialsType
+    """Internal: checks a merchant's credentials for a channel before the merchant center stores them
+    (`MerchantService.ConfigureChannel`): every key the channel requires is present, every value
+    has the form its kind needs (see `CredentialKind`), and the channel's own checks pass. Nothing is
+    stored; the values are never logged or returned. A channel no adapter is registered for has
+    nothing to check. A plain `http://` endpoint on a non-loopback host is accepted (unless the
+    channel refuses it) and logged as a warning: plain http is meant for simulators on loopback.
+
+    Callers: internal service principal (the merchant center when it runs in another process);
+    staff `admin`.
+    Errors: INVALID_ARGUMENT (`channel`, `merchant`, `credentials`).
+    """
+
 ChannelRouterServiceAsyncStub: typing_extensions.TypeAlias = ChannelRouterServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.channel.v1.channel_pb2.ListChannelsRequest,
@@ -345,6 +382,10 @@ ChannelRouterServiceAsyncStub: typing_extensions.TypeAlias = ChannelRouterServic
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.channel.v1.channel_pb2.CompleteSandboxActionRequest,
         payhub.channel.v1.channel_pb2.CompleteSandboxActionResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+        payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse,
     ],
 ]
 
@@ -497,6 +538,24 @@ class ChannelRouterServiceServicer(metaclass=abc.ABCMeta):
         attempt does not require action or needs another action (ErrorInfo metadata `state`);
         ALREADY_EXISTS when `request_id` was used with different parameters; UNAVAILABLE when the
         outcome was recorded but the trade center could not be told (retry with the same request).
+        """
+
+    @abc.abstractmethod
+    def CheckChannelCredentials(
+        self,
+        request: payhub.channel.v1.channel_pb2.CheckChannelCredentialsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse, collections.abc.Awaitable[payhub.channel.v1.channel_pb2.CheckChannelCredentialsResponse]]:
+        """Internal: checks a merchant's credentials for a channel before the merchant center stores them
+        (`MerchantService.ConfigureChannel`): every key the channel requires is present, every value
+        has the form its kind needs (see `CredentialKind`), and the channel's own checks pass. Nothing is
+        stored; the values are never logged or returned. A channel no adapter is registered for has
+        nothing to check. A plain `http://` endpoint on a non-loopback host is accepted (unless the
+        channel refuses it) and logged as a warning: plain http is meant for simulators on loopback.
+
+        Callers: internal service principal (the merchant center when it runs in another process);
+        staff `admin`.
+        Errors: INVALID_ARGUMENT (`channel`, `merchant`, `credentials`).
         """
 
 def add_ChannelRouterServiceServicer_to_server(servicer: ChannelRouterServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

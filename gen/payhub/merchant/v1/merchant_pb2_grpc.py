@@ -321,12 +321,15 @@ class MerchantServiceServicer(object):
         """Enables a payment channel for a merchant, or updates its configuration when the channel is
         already configured (every field is replaced, except that an empty `credentials` map keeps the
         stored credentials). Disable a channel with `enabled` false. Credentials are encrypted at rest
-        and never returned by any public RPC.
+        and never returned by any public RPC. New credentials are checked by the channel router first
+        (`ChannelRouterService.CheckChannelCredentials`): every key the channel requires must be present
+        and every value must have its kind's form (`ListChannels` shows each channel's keys).
 
         Callers: staff `admin`, `operations`.
         Errors: INVALID_ARGUMENT (e.g. `channel_config.channel`, `channel_config.payment_methods`,
-        `channel_config.priority`, `channel_config.credentials`); NOT_FOUND when `parent` names no
-        merchant; ALREADY_EXISTS reason `REQUEST_ID_REUSED`.
+        `channel_config.priority`, `channel_config.credentials`, `channel_config.credentials.<key>` for a
+        missing or malformed credential); NOT_FOUND when `parent` names no merchant; ALREADY_EXISTS
+        reason `REQUEST_ID_REUSED`; UNAVAILABLE when the channel router cannot be reached to check them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,6 +1,7 @@
-"""Channel callbacks over real HTTP into a real `payhub serve`: a genuine sandbox notification moves
-the payment, a forged one changes nothing, a duplicate is harmless; and the same through an HTTP edge
-that does not run the channel router itself (HandleNotification over gRPC)."""
+"""The channel edge of a real `payhub serve`: callbacks over real HTTP (a genuine sandbox notification
+moves the payment, a forged one changes nothing, a duplicate is harmless), credentials checked before
+ConfigureChannel stores them and listed by ListChannels; and both with the channel router in another
+process than the HTTP edge and the merchant center (HandleNotification, CheckChannelCredentials)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from payhub.channel.v1 import channel_pb2, channel_pb2_grpc
 from payhub.common.v1 import common_pb2
 from payhub.merchant.v1 import merchant_pb2, merchant_pb2_grpc
 from payhub.trade.v1 import trade_pb2 as pb
-from payhub.trade.v1 import trade_pb2_grpc
 
 from payhub.channel.adapter import AdapterEnvironment, ChannelCredentials
 from payhub.channel.contract import ContractKit, load_kit
@@ -34,6 +38,7 @@ class Shop:
 
     def __init__(self, grpc_server: RunningServer, http_base: str, database_url: str) -> None:
         self.api = Api(grpc_server)
+        self.admin = grpc_server.admin_metadata()
         merchants = merchant_pb2_grpc.MerchantServiceStub(self.api.channel)
         config = merchant_pb2.ChannelConfig(
             channel="sandbox", enabled=True, priority=1,
@@ -61,6 +66,24 @@ class Shop:
                channel: str = "sandbox") -> httpx.Response:
         return self.http.post(f"/channels/{channel}/notify/{merchant_id or self.merchant_id}", headers=headers,
                               content=body)
+
+    def configure(self, channel: str, credentials: dict[str, str]) -> dict[str, str]:
+        """ConfigureChannel; the field violations it answered (empty: stored)."""
+        merchants = merchant_pb2_grpc.MerchantServiceStub(self.api.channel)
+        config = merchant_pb2.ChannelConfig(channel=channel, enabled=True, priority=5,
+                                            payment_methods=[common_pb2.PAYMENT_METHOD_TYPE_ALIPAY],
+                                            credentials=credentials)
+        try:
+            merchants.ConfigureChannel(merchant_pb2.ConfigureChannelRequest(
+                parent=self.api.merchant, channel_config=config, request_id=rid()), metadata=self.admin, timeout=10)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc
+            status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+            assert status is not None
+            bad = error_details_pb2.BadRequest()
+            assert any(d.Unpack(bad) for d in status.details)
+            return {v.field: v.description for v in bad.field_violations}
+        return {}
 
     def close(self) -> None:
         self.http.close()
@@ -130,23 +153,52 @@ def test_the_http_edge_answers_health_and_refuses_what_it_does_not_serve(shop: S
     assert too_big.status_code == 413
 
 
-def test_notifications_reach_a_channel_router_running_in_another_process(tmp_path: Path) -> None:
-    """The HTTP edge of a process without the channel router passes notifications on over gRPC
-    (HandleNotification); the router applies them to the trade center over gRPC in turn."""
+ALIPAY_KEYS = {"app_id", "app_private_key", "alipay_public_key", "gateway_url"}
+
+
+def test_credentials_are_checked_before_they_are_stored(shop: Shop) -> None:
+    public = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+    refused = shop.configure("alipay", {"app_id": "2021000000000001", "app_private_key": "not a pem",
+                                        "alipay_public_key": public, "gateway_url": "ftp://openapi.alipay.com"})
+    assert set(refused) == {f"channel_config.credentials.{k}" for k in ALIPAY_KEYS - {"app_id"}}
+    assert "PEM private key" in refused["channel_config.credentials.app_private_key"]
+    assert "not a pem" not in str(refused)
+    missing = shop.configure("alipay", {"app_id": "2021000000000001"})
+    assert set(missing) == {f"channel_config.credentials.{k}" for k in ALIPAY_KEYS - {"app_id"}}
+    assert set(missing.values()) == {"is required"}
+
+
+def test_list_channels_shows_each_channels_credential_keys_never_values(shop: Shop) -> None:
+    stub = channel_pb2_grpc.ChannelRouterServiceStub(shop.api.channel)
+    channels = {c.channel_id: c for c in stub.ListChannels(channel_pb2.ListChannelsRequest(),
+                                                            metadata=shop.admin, timeout=10).channels}
+    alipay = {k.name: k for k in channels["alipay"].credential_keys}
+    assert set(alipay) == ALIPAY_KEYS | {"seller_id"}
+    private = alipay["app_private_key"]
+    assert private.required and private.kind == channel_pb2.CREDENTIAL_KIND_PRIVATE_KEY
+    assert alipay["gateway_url"].kind == channel_pb2.CREDENTIAL_KIND_URL and not alipay["seller_id"].required
+    assert list(channels["sandbox"].credential_keys) == []
+
+
+def test_the_channel_router_in_another_process_checks_credentials_and_takes_notifications(tmp_path: Path) -> None:
+    """Process a runs the merchant center, the trade center and the HTTP edge; process b the channel
+    router. ConfigureChannel asks b to check credentials (CheckChannelCredentials); a's HTTP edge
+    passes notifications on to b (HandleNotification), which applies them to a's trade center."""
     a_listen, b_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     shared = {"PAYHUB_ADMIN_TOKEN": f"admin-{secrets.token_hex(8)}",
               "PAYHUB_INTERNAL_TOKEN": f"internal-{secrets.token_hex(8)}", "PAYHUB_BACKGROUND_WORKERS": "false",
-              "PAYHUB_MERCHANT_ADDRESS": a_listen, "PAYHUB_CHANNEL_ADDRESS": a_listen, "PAYHUB_TRADE_ADDRESS": b_listen}
+              "PAYHUB_MERCHANT_ADDRESS": a_listen, "PAYHUB_TRADE_ADDRESS": a_listen, "PAYHUB_CHANNEL_ADDRESS": b_listen}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = start_server(tmp_path / "a", database_url=url, args=("--services", "merchant,channel"),
+    a = start_server(tmp_path / "a", database_url=url, args=("--services", "merchant,trade"),
                      extra_env={**shared, "PAYHUB_LISTEN": a_listen})
-    b = start_server(tmp_path / "b", database_url=url, args=("--services", "trade"),
+    b = start_server(tmp_path / "b", database_url=url, args=("--services", "channel"),
                      extra_env={**shared, "PAYHUB_LISTEN": b_listen})
-    shop = Shop(a, _http_base(b), url)
+    shop = Shop(a, _http_base(a), url)
     try:
-        shop.api.trade = trade_pb2_grpc.TradeServiceStub(b.channel())
+        assert set(shop.configure("alipay", {"app_id": "1"})) == {
+            f"channel_config.credentials.{k}" for k in ALIPAY_KEYS - {"app_id"}}
         payment, attempt = shop.qr_payment()
         shop.kit.consumer_pays(attempt)
         notification = shop.kit.notification(attempt, shop.credentials)
