@@ -4,6 +4,7 @@
 2. every account's maintained balance and entry count equal the sum and count of its entries;
 3. no account that must not go negative is negative;
 4. money is conserved: per currency, the signed balances of all accounts add up to zero;
+   and each merchant's pending balance equals the net of its items not settled yet;
 5. every payment trade says succeeded (captured) is posted exactly once with its captured amount, and
    every succeeded refund exactly once with its amount. Trade's facts come through the trade client.
 
@@ -18,13 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal, select
 
 from payhub.kernel import clock
 from payhub.kernel.errors import InvalidArgument
 from payhub.settlement.base import SettlementBase
 from payhub.settlement.domain import DEBIT, JournalKind
-from payhub.settlement.tables import ledger_accounts, ledger_entries, ledger_journals, ledger_payments, ledger_refunds
+from payhub.settlement.tables import (
+    ledger_accounts,
+    ledger_entries,
+    ledger_journals,
+    ledger_payments,
+    ledger_refunds,
+    settlement_queue,
+)
 
 IN_FLIGHT_SECONDS = 30.0
 FACT_PAGE = 500
@@ -66,6 +74,7 @@ class LedgerAudit(SettlementBase):
         with self.db.read() as conn:
             self._check_journals(conn, report)
             self._check_accounts(conn, report)
+            self._check_pending(conn, report)
         self._check_facts(report, "payment", start, end)
         self._check_facts(report, "refund", start, end)
         return report
@@ -119,6 +128,26 @@ class LedgerAudit(SettlementBase):
             if total:
                 report.findings.append(Finding("BALANCE_MISMATCH", f"currencies/{currency}", currency, total,
                                                f"all accounts in {currency} sum to {total}, not zero"))
+
+    @staticmethod
+    def _check_pending(conn: Any, report: AuditReport) -> None:
+        """Settlement moves exactly the queued items: pending = the net of the unsettled ones."""
+        q, a = settlement_queue, ledger_accounts
+        unsettled = {(r.merchant_id, r.currency): int(r.net) for r in conn.execute(
+            select(q.c.merchant_id, q.c.currency, func.sum(q.c.net_minor).label("net"))
+            .where(q.c.batch_id.is_(None)).group_by(q.c.merchant_id, q.c.currency))}
+        pending = conn.execute(select(a.c.id, a.c.merchant_id, a.c.currency, a.c.balance).where(
+            a.c.kind == "MERCHANT_PENDING", a.c.owner == literal("merchants/") + a.c.merchant_id)).all()
+        for r in pending:
+            expected = unsettled.pop((r.merchant_id, r.currency), 0)
+            if r.balance != expected:
+                report.findings.append(Finding("BALANCE_MISMATCH", f"ledgerAccounts/{r.id}", r.currency,
+                                               int(r.balance - expected),
+                                               f"merchant pending {r.balance}, unsettled items net {expected}"))
+        for (merchant_id, currency), net in unsettled.items():
+            if net:
+                report.findings.append(Finding("BALANCE_MISMATCH", f"merchants/{merchant_id}", currency, net,
+                                               f"unsettled items net {net} but no pending account"))
 
     def _facts(self, kind: str, start: datetime | None, end: datetime | None) -> Iterator[list[Any]]:
         after = ""

@@ -58,16 +58,20 @@ def account_from_row(row: Any) -> Account:
 
 
 _SELECT_BY_KEYS = select(ledger_accounts).where(ledger_accounts.c.account_key.in_(bindparam("keys", expanding=True)))
+# One UPDATE per account and batch: the sum of its lines' deltas and how many entries they add. A guarded
+# account (must not go negative) also carries `balance + :b_low >= 0`, b_low being the lowest running
+# sum of its deltas in the batch, so no entry's balance_after is below zero.
 _APPLY = (update(ledger_accounts).where(ledger_accounts.c.id == bindparam("b_id"))
           .values(balance=ledger_accounts.c.balance + bindparam("b_delta"),
-                  entry_count=ledger_accounts.c.entry_count + 1, update_time=bindparam("b_now"))
+                  entry_count=ledger_accounts.c.entry_count + bindparam("b_n"), update_time=bindparam("b_now"))
           .returning(ledger_accounts.c.balance, ledger_accounts.c.entry_count))
 _APPLY_GUARDED = (update(ledger_accounts)
                   .where(and_(ledger_accounts.c.id == bindparam("b_id"),
-                              ledger_accounts.c.balance + bindparam("b_delta") >= 0))
+                              ledger_accounts.c.balance + bindparam("b_low") >= 0))
                   .values(balance=ledger_accounts.c.balance + bindparam("b_delta"),
-                          entry_count=ledger_accounts.c.entry_count + 1, update_time=bindparam("b_now"))
+                          entry_count=ledger_accounts.c.entry_count + bindparam("b_n"), update_time=bindparam("b_now"))
                   .returning(ledger_accounts.c.balance, ledger_accounts.c.entry_count))
+_INSERT_JOURNAL = insert(ledger_journals)
 _INSERT_ENTRY = insert(ledger_entries)
 
 
@@ -92,32 +96,82 @@ def open_accounts(conn: Connection, refs: list[AccountRef], now: datetime) -> di
 def post_journal(conn: Connection, draft: JournalDraft, now: datetime, journal_id: str | None = None) -> str | None:
     """Post a balanced journal; returns its id, or None when its source was posted before.
     Raises InsufficientFunds (nothing may be committed then) when a guarded account would go negative."""
-    check_balanced(draft.lines)
-    journal_id = journal_id or new_id("jn")
-    inserted = insert_ignore(conn, ledger_journals, {
-        "id": journal_id, "kind": draft.kind.value, "reference": draft.reference,
-        "source_event_id": draft.source_event_id, "merchant_id": draft.merchant_id,
-        "description": draft.description[:500], "event_time": draft.event_time or now, "post_time": now})
-    if not inserted:
-        return None
-    accounts = open_accounts(conn, [line.account for line in draft.lines], now)
-    rows = []
-    for line in sorted(draft.lines, key=lambda ln: accounts[ln.account.key].id):
-        account = accounts[line.account.key]
-        delta = balance_delta(account.normal_side, line.direction, line.amount_minor)
-        guarded = not account.may_go_negative and delta < 0
+    posted = post_journals(conn, [(journal_id or new_id("jn"), draft)], now)
+    return posted[0] if posted else None
+
+
+def post_journals(conn: Connection, drafts: list[tuple[str, JournalDraft]], now: datetime) -> list[str]:
+    """Post balanced journals in order, skipping those whose source was posted before; returns the ids
+    posted. The ledger poster posts a whole outbox batch this way: a handful of statements for the batch
+    instead of one per line, and each account row is locked only from its UPDATE to the commit."""
+    for _, draft in drafts:
+        check_balanced(draft.lines)
+    fresh = _unposted(conn, drafts, now)
+    if not fresh:
+        return []
+    accounts = open_accounts(conn, [line.account for _, d in fresh for line in d.lines], now)
+    # Per account, in posting order: each entry's running delta; the entry rows wait for the totals.
+    running: dict[str, list[int]] = {}
+    pending: list[tuple[dict[str, Any], str, int]] = []
+    for journal_id, draft in fresh:
+        for line in sorted(draft.lines, key=lambda ln: accounts[ln.account.key].id):
+            account = accounts[line.account.key]
+            deltas = running.setdefault(account.id, [])
+            deltas.append((deltas[-1] if deltas else 0) + balance_delta(account.normal_side, line.direction,
+                                                                         line.amount_minor))
+            pending.append(({"journal_id": journal_id, "account_id": account.id, "journal_kind": draft.kind.value,
+                             "direction": line.direction, "currency": account.currency,
+                             "amount_minor": line.amount_minor, "post_time": now}, account.id, len(deltas) - 1))
+    final: dict[str, tuple[int, int]] = {}
+    by_id = {a.id: a for a in accounts.values()}
+    for account_id in sorted(running):  # id order: two writers never wait on each other in a cycle
+        deltas, account = running[account_id], by_id[account_id]
+        low = min(deltas)
+        guarded = not account.may_go_negative and low < 0
         result = conn.execute(_APPLY_GUARDED if guarded else _APPLY,
-                              {"b_id": account.id, "b_delta": delta, "b_now": now}).first()
+                              {"b_id": account_id, "b_delta": deltas[-1], "b_n": len(deltas), "b_now": now,
+                               **({"b_low": low} if guarded else {})}).first()
         if result is None:
             current = conn.execute(select(ledger_accounts.c.balance)
-                                   .where(ledger_accounts.c.id == account.id)).scalar_one()
-            raise InsufficientFunds(account.id, account.kind, current, -delta)
-        rows.append({"journal_id": journal_id, "account_id": account.id, "journal_kind": draft.kind.value,
-                     "direction": line.direction, "currency": account.currency,
-                     "amount_minor": line.amount_minor, "balance_after": result.balance,
-                     "sequence": result.entry_count, "post_time": now})
+                                   .where(ledger_accounts.c.id == account_id)).scalar_one()
+            raise InsufficientFunds(account_id, account.kind, current, -low)
+        final[account_id] = (result.balance, result.entry_count)
+    rows = []
+    for row, account_id, index in pending:
+        balance, count = final[account_id]
+        deltas = running[account_id]
+        row["balance_after"] = balance - deltas[-1] + deltas[index]
+        row["sequence"] = count - len(deltas) + index + 1
+        rows.append(row)
     conn.execute(_INSERT_ENTRY, rows)
-    return journal_id
+    return [journal_id for journal_id, _ in fresh]
+
+
+def _unposted(conn: Connection, drafts: list[tuple[str, JournalDraft]],
+              now: datetime) -> list[tuple[str, JournalDraft]]:
+    """Insert the journals whose source is new (the unique source_event_id decides); return them."""
+    if len(drafts) == 1:
+        journal_id, draft = drafts[0]
+        return drafts if insert_ignore(conn, ledger_journals, _journal_row(journal_id, draft, now)) else []
+    sources = [d.source_event_id for _, d in drafts]
+    seen = set(conn.execute(select(ledger_journals.c.source_event_id)
+                            .where(ledger_journals.c.source_event_id.in_(sources))).scalars())
+    fresh = []
+    for journal_id, draft in drafts:
+        if draft.source_event_id not in seen:
+            seen.add(draft.source_event_id)
+            fresh.append((journal_id, draft))
+    if fresh:
+        # A concurrent writer of the same source makes this INSERT fail on the unique key: the whole
+        # transaction (the poster's batch) rolls back and is retried, never posting anything twice.
+        conn.execute(_INSERT_JOURNAL, [_journal_row(journal_id, draft, now) for journal_id, draft in fresh])
+    return fresh
+
+
+def _journal_row(journal_id: str, draft: JournalDraft, now: datetime) -> dict[str, Any]:
+    return {"id": journal_id, "kind": draft.kind.value, "reference": draft.reference,
+            "source_event_id": draft.source_event_id, "merchant_id": draft.merchant_id,
+            "description": draft.description[:500], "event_time": draft.event_time or now, "post_time": now}
 
 
 def account_by_id(conn: Connection, account_id: str) -> Account | None:
