@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from google.rpc import error_details_pb2
@@ -82,6 +82,12 @@ class ChannelClient(Protocol):
         instruction); False when the router is remote and records it itself when it sends."""
         ...
 
+    def sent_record_statement(self, instruction: PaymentInstruction, source: str) -> tuple[str, dict[str, Any]] | None:
+        """PostgreSQL, in process: the router's record as a data-modifying CTE for the caller's claim
+        statement (written if the CTE `source` returned a row), with its parameters; None when the
+        router is remote (it records when it sends)."""
+        ...
+
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult: ...
 
     def capture(self, channel: str, merchant_id: str, attempt_id: str, amount_minor: int,
@@ -125,6 +131,11 @@ class LocalChannelClient:
 
     def plan(self, instruction: PaymentInstruction) -> RoutePlan:
         return self._router.plan(instruction)
+
+    def sent_record_statement(self, instruction: PaymentInstruction, source: str) -> tuple[str, dict[str, Any]] | None:
+        i = instruction
+        return self._router.sent.pg_record_attempt(source, i.attempt_id, i.channel, i.merchant_id, i.payment_id,
+                                                   i.amount_minor, i.currency)
 
     def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
         i = instruction
@@ -194,6 +205,9 @@ class RemoteChannelClient:
 
     def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
         return False  # another process's database transaction cannot be joined: the router records it
+
+    def sent_record_statement(self, instruction: PaymentInstruction, source: str) -> tuple[str, dict[str, Any]] | None:
+        return None
 
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
         op = channel_pb2.AttemptOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id)

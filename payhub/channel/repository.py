@@ -67,6 +67,12 @@ def _status(row: Any) -> ChannelStatus:
     return ChannelStatus(row.channel, bool(row.enabled), window, row.reason, row.update_time)
 
 
+_PG_RECORD_ATTEMPT = (
+    "INSERT INTO channel_attempts (attempt_id, channel, merchant_id, payment_id, amount_minor, currency, "
+    "create_time) SELECT %(sent_attempt_id)s, %(sent_channel)s, %(sent_merchant_id)s, %(sent_payment_id)s, "
+    "%(sent_amount_minor)s, %(sent_currency)s, %(sent_create_time)s FROM {source} ON CONFLICT DO NOTHING")
+
+
 class SentLog:
     """channel_attempts / channel_refunds: written before the channel is called, so an answer that
     arrives by any path (even a notification racing the call) can be checked."""
@@ -86,6 +92,16 @@ class SentLog:
         insert_ignore(conn, channel_attempts, {
             "attempt_id": attempt_id, "channel": channel, "merchant_id": merchant_id, "payment_id": payment_id,
             "amount_minor": amount_minor, "currency": currency, "create_time": clock.now()})
+
+    @staticmethod
+    def pg_record_attempt(source: str, attempt_id: str, channel: str, merchant_id: str, payment_id: str,
+                          amount_minor: int, currency: str) -> tuple[str, dict[str, Any]]:
+        """PostgreSQL: the same record as a data-modifying CTE of an in-process caller's claim statement,
+        written only if the CTE `source` returned a row (parameters prefixed `sent_`)."""
+        return _PG_RECORD_ATTEMPT.format(source=source), {
+            "sent_attempt_id": attempt_id, "sent_channel": channel, "sent_merchant_id": merchant_id,
+            "sent_payment_id": payment_id, "sent_amount_minor": amount_minor, "sent_currency": currency,
+            "sent_create_time": clock.now()}
 
     def attempt(self, attempt_id: str, channel: str) -> SentAmount | None:
         t = channel_attempts

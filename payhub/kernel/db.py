@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -138,6 +139,29 @@ class Database:
         with self.read() as conn:
             return (int(conn.exec_driver_sql("SHOW max_connections").scalar_one()),
                     int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one()))
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Any]:
+        """PostgreSQL only: the pooled connection's own psycopg connection in autocommit mode, for
+        the hot path's statements that are each a whole transaction (data-modifying CTEs): one round
+        trip each, no BEGIN, no separate COMMIT, and none of SQLAlchemy's per-statement work.
+        Statements use psycopg's `%(name)s` parameters; psycopg prepares them after a few runs."""
+        fairy = self.engine.raw_connection()
+        try:
+            conn = fairy.driver_connection
+            assert conn is not None
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        except psycopg.OperationalError as exc:
+            fairy.invalidate(exc)  # the pool opens a fresh connection next time
+            raise Unavailable("the database is unavailable; retry with the same request_id",
+                              reason="DATABASE_UNAVAILABLE") from exc
+        finally:
+            fairy.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

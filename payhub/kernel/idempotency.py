@@ -23,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Column, Connection, Index, LargeBinary, String, Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -73,11 +74,16 @@ def check(conn: Connection, scope: str, key: str, fingerprint: str) -> bytes | N
     row = conn.execute(_SELECT_KEY, {"b_scope": scope, "b_key": key}).first()
     if row is None:
         return None
-    if row.fingerprint != fingerprint:
+    return answer(row.fingerprint, row.response, fingerprint, key)
+
+
+def answer(stored_fingerprint: str, stored_response: bytes, fingerprint: str, key: str) -> bytes:
+    """The stored response for a replay; AlreadyExists (REQUEST_ID_REUSED) for other parameters."""
+    if stored_fingerprint != fingerprint:
         raise AlreadyExists(f"request_id {key!r} was already used with different parameters; "
                             "use a new request_id for a new request", reason=REUSED_REASON,
                             metadata={"request_id": key})
-    return bytes(row.response)
+    return bytes(stored_response)
 
 
 def save(conn: Connection, scope: str, key: str, fingerprint: str, response: bytes) -> None:
@@ -86,6 +92,22 @@ def save(conn: Connection, scope: str, key: str, fingerprint: str, response: byt
     roll back and retry, and `check` will return the winner's response."""
     conn.execute(_INSERT_KEY, {"scope": scope, "key": key, "fingerprint": fingerprint, "response": response,
                                "create_time": clock.now()})
+
+
+def pg_key_insert(prefix: str, source: str = "") -> str:
+    """PostgreSQL: the INSERT `save` runs, for a data-modifying CTE of a hot-path statement
+    (parameters `%(<prefix>scope)s`, `key`, `fingerprint`, `response`, `create_time`; see
+    payhub.kernel.outbox.pg_event_insert for `source`). A replay makes the whole statement fail on
+    the primary key, exactly as `save` does."""
+    columns = ("scope", "key", "fingerprint", "response", "create_time")
+    values = ", ".join(f"%({prefix}{c})s" for c in columns)
+    select = f"SELECT {values} FROM {source}" if source else f"VALUES ({values})"
+    return f"INSERT INTO idempotency_keys ({', '.join(columns)}) {select}"
+
+
+def key_values(scope: str, key: str, fingerprint: str, response: bytes) -> dict[str, Any]:
+    return {"scope": scope, "key": key, "fingerprint": fingerprint, "response": response,
+            "create_time": clock.now()}
 
 
 def run_once(db: Database, scope: str, key: str, fingerprint: str,

@@ -93,14 +93,35 @@ class Event:
 def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_id: str,
                  merchant_id: str | None, payload: dict[str, Any]) -> str:
     """Write one domain event inside the caller's transaction; returns its stable event id."""
-    event_id = new_id("evt")
-    conn.execute(_INSERT_EVENT_PG if conn.dialect.name == "postgresql" else _INSERT_EVENT, {
-        "event_id": event_id, "type": type, "aggregate_type": aggregate_type,
-        "aggregate_id": aggregate_id, "merchant_id": merchant_id,
-        "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
-        "create_time": clock.now(),
-    })
-    return event_id
+    values = event_values(type=type, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
+                          merchant_id=merchant_id, payload=payload)
+    conn.execute(_INSERT_EVENT_PG if conn.dialect.name == "postgresql" else _INSERT_EVENT, values)
+    return str(values["event_id"])
+
+
+def event_values(*, type: str, aggregate_type: str, aggregate_id: str, merchant_id: str | None,
+                 payload: dict[str, Any]) -> dict[str, Any]:
+    """The columns of one event row (a new event id), as record_event writes them."""
+    return {"event_id": new_id("evt"), "type": type, "aggregate_type": aggregate_type,
+            "aggregate_id": aggregate_id, "merchant_id": merchant_id,
+            "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True), "create_time": clock.now()}
+
+
+_EVENT_COLUMNS = ("event_id", "type", "aggregate_type", "aggregate_id", "merchant_id", "payload", "create_time")
+
+
+def pg_event_insert(prefix: str, source: str = "") -> str:
+    """PostgreSQL: an INSERT of one event row (parameters `%(<prefix>event_id)s` …, filled from
+    `prefixed(prefix, event_values(...))`) for a data-modifying CTE of a hot-path statement. With
+    `source` (a CTE name), the row is written only if that CTE returned a row: the event of a
+    compare-and-set that won."""
+    values = ", ".join(f"%({prefix}{c})s" for c in _EVENT_COLUMNS) + ", pg_current_xact_id()::text::bigint"
+    select = f"SELECT {values} FROM {source}" if source else f"VALUES ({values})"
+    return f"INSERT INTO outbox_events ({', '.join(_EVENT_COLUMNS)}, txid) {select}"
+
+
+def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {prefix + k: v for k, v in values.items()}
 
 
 def sequence_events(db: Database, limit: int = 5000) -> int:

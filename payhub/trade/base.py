@@ -16,7 +16,7 @@ from payhub.kernel.crypto import KeyRing
 from payhub.kernel.db import Database
 from payhub.kernel.errors import FailedPrecondition, NotFound
 from payhub.kernel.logging import get_logger
-from payhub.kernel.outbox import record_event
+from payhub.kernel.outbox import event_values, record_event
 from payhub.trade import repository as repo
 from payhub.trade.domain import Payment, Refund, attempt_snapshot, payment_from_snapshot, refund_from_snapshot
 from payhub.trade.vault import CardVault
@@ -100,6 +100,12 @@ class TradeBase:
     def _event(conn: Connection, type: str, obj: Payment | Refund) -> None:
         record_event(conn, type=type, aggregate_type="payment" if isinstance(obj, Payment) else "refund",
                      aggregate_id=obj.id, merchant_id=obj.merchant_id, payload=obj.snapshot())
+
+    @staticmethod
+    def _event_values(type: str, payment: Payment) -> dict[str, Any]:
+        """The row _event writes, for a statement of payhub.trade.fastpath."""
+        return event_values(type=type, aggregate_type="payment", aggregate_id=payment.id,
+                            merchant_id=payment.merchant_id, payload=payment.snapshot())
 
     def _replay(self, scope: str, request_id: str, fp: str) -> Payment | None:
         with self.db.read() as conn:

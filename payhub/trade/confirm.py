@@ -13,6 +13,7 @@ from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction, Rou
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import Aborted, PayhubError, Unavailable, Violations
 from payhub.kernel.ids import new_id
+from payhub.trade import fastpath
 from payhub.trade import repository as repo
 from payhub.trade.base import (
     Reply,
@@ -29,6 +30,7 @@ from payhub.trade.domain import (
     Attempt,
     AttemptState,
     CaptureMethod,
+    Failure,
     MethodSummary,
     Payment,
     PaymentState,
@@ -66,6 +68,25 @@ class _InFlight(Exception):
     """The same request_id's confirmation claimed the payment: answer with its result."""
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed payment, the instruction for its new attempt and the route; `first` is the attempt
+    when it is the payment's first (the fast result path then knows every attempt)."""
+
+    payment: Payment
+    instruction: PaymentInstruction
+    plan: RoutePlan
+    first: Attempt | None
+
+
+def _summary(method: MethodInput, card: VaultCard | None) -> MethodSummary:
+    return MethodSummary(
+        type=method.type, client_type=method.client_type,
+        card_brand=card.brand if card else "", card_last4=card.last4 if card else "",
+        card_token=card.token if card else "", card_exp_month=card.exp_month if card else 0,
+        card_exp_year=card.exp_year if card else 0)
+
+
 class Confirmation(OutcomeRecorder):
     """ConfirmPayment."""
 
@@ -99,7 +120,11 @@ class Confirmation(OutcomeRecorder):
         safe = replace(method, card_number=self.vault.fingerprint(method.card_number) if method.card_number
                        else "", cvc="")
         fp = request_fingerprint([payment_id, asdict(safe), preferred_channel])
-        for _ in range(3):
+        claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp) \
+            if self.db.is_postgres else None
+        if isinstance(claimed, Payment):
+            return claimed  # the stored answer of an earlier request with this request_id
+        for _ in range(0 if claimed else 3):
             try:
                 claimed = self._claim_attempt(merchant_id, payment_id, method, preferred_channel, request_id,
                                               scope, fp)
@@ -110,11 +135,15 @@ class Confirmation(OutcomeRecorder):
                 return reply.payment
             except _InFlight:
                 return self._await_original(merchant_id, payment_id, scope, request_id, fp, wait_seconds)
-        else:
+        if not isinstance(claimed, Claimed):
             raise Aborted("the payment changed concurrently; retry with the same request_id",
                           reason="CONCURRENT_MODIFICATION")
-        payment, instruction, plan = claimed
-        result = self._send(instruction, plan, payment)
+        payment, instruction = claimed.payment, claimed.instruction
+        result = self._send(instruction, claimed.plan, payment)
+        if self.db.is_postgres and claimed.first is not None:
+            final = self._record_fast(payment, claimed.first, result, scope, request_id, fp)
+            if final is not None:
+                return final
         for _ in range(3):
             try:
                 with self.db.begin() as conn:
@@ -128,8 +157,90 @@ class Confirmation(OutcomeRecorder):
                 continue
         raise Aborted(f"{payment.name} changed concurrently; read it with GetPayment")
 
+    def _claim_fast(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
+                    request_id: str, scope: str, fp: str) -> Payment | Claimed | None:
+        """PostgreSQL, the common case (a CREATED payment, a card number or no card, an in-process
+        router): one read, then the claim as one statement (payhub.trade.fastpath). A stored answer
+        for the request_id is returned as the Payment; None: take the general path."""
+        row = fastpath.run(self.db, fastpath.READ_FOR_CONFIRM, {"pid": payment_id, "scope": scope, "key": request_id})
+        if row.k_fingerprint is not None:
+            return decode_payment(idempotency.answer(row.k_fingerprint, row.k_response, fp, request_id))
+        if (method.card_token or row.id is None or row.merchant_id != merchant_id
+                or row.state != PaymentState.CREATED.value or row.pending_operation is not None):
+            return None
+        current = repo.payment_from_row(row)
+        card, vault_row = self.vault.new_card(merchant_id, method.card_number, method.exp_month, method.exp_year) \
+            if method.card_number else (None, None)
+        attempt_id = new_id("att")
+        instruction = self._instruction(current, method, card, preferred_channel, attempt_id)
+        plan = self._channels().plan(instruction)
+        if not plan.channels:
+            return None
+        instruction = replace(instruction, channel=plan.channels[0])
+        sent = self._channels().sent_record_statement(instruction, "p")
+        if sent is None:
+            return None
+        now = clock.now()
+        summary = _summary(method, card)
+        payment = replace(current, state=PaymentState.PROCESSING, current_attempt_id=attempt_id, method=summary,
+                          channel=instruction.channel, next_action=None, failure=None, update_time=now)
+        attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id, channel=instruction.channel,
+                          state=AttemptState.PROCESSING, method=summary, amount_minor=payment.amount_minor,
+                          currency=payment.currency, create_time=now, update_time=now)
+        values = {"aid": attempt_id, "method": repo.method_json(summary), "channel": instruction.channel,
+                  "now": now, "pid": payment_id, "seen": current.update_time, **sent[1],
+                  **fastpath.params(a_=repo.attempt_values(attempt, request_id, now + self.first_query_grace),
+                                    e_=self._event_values("payment.processing", payment), v_=vault_row or {})}
+        if fastpath.run(self.db, fastpath.claim_statement(card is not None, sent[0]), values) is None:
+            return None  # lost the compare-and-set: the general path looks again
+        return Claimed(payment, replace(instruction, sent_recorded=True), plan, attempt)
+
+    def _record_fast(self, payment: Payment, attempt: Attempt, result: ChannelResult, scope: str, request_id: str,
+                     fp: str) -> Payment | None:
+        """PostgreSQL: a first attempt's SUCCEEDED (automatic capture) or FAILED answer as one statement
+        with the same rows and event as _apply_attempt_result. None: take the general path (another
+        outcome, an amount that does not match, or a compare-and-set lost to a concurrent change)."""
+        outcome = result.outcome
+        if outcome is Outcome.SUCCEEDED:
+            if payment.capture_method is not CaptureMethod.AUTOMATIC or (
+                    result.amount_minor, result.currency) != (attempt.amount_minor, attempt.currency):
+                return None
+        elif outcome is not Outcome.FAILED:
+            return None
+        now = clock.now()
+        channel = result.channel or attempt.channel
+        failure = None if outcome is Outcome.SUCCEEDED else Failure(
+            (result.failure_code or "declined")[:64], result.failure_message, result.channel_code[:64])
+        state = PaymentState.SUCCEEDED if failure is None else PaymentState.FAILED
+        final_attempt = replace(attempt, state=AttemptState(state.value), channel=channel, failure=failure,
+                                channel_reference=result.channel_reference or attempt.channel_reference,
+                                update_time=now)
+        final = replace(payment, state=state, channel=channel, next_action=None, failure=failure, update_time=now,
+                        amount_captured=payment.amount_minor if failure is None else payment.amount_captured,
+                        attempts=[final_attempt])
+        failure_row = repo.failure_values(failure)
+        values = {"astate": final_attempt.state.value, "channel": channel, "ref": final_attempt.channel_reference,
+                  "fcode": failure_row["failure_code"], "fmessage": failure_row["failure_message"],
+                  "fchannel": failure_row["failure_channel_code"], "now": now, "aid": attempt.id,
+                  "pid": payment.id, "claimed": payment.update_time, "state": state.value,
+                  "captured": final.amount_captured,
+                  **fastpath.params(e_=self._event_values(f"payment.{state.value.lower()}", final),
+                                    k_=idempotency.key_values(scope, request_id, fp, encode(final)))}
+        return final if fastpath.run(self.db, fastpath.RESULT, values) is not None else None
+
+    def _instruction(self, payment: Payment, method: MethodInput, card: VaultCard | None, preferred_channel: str,
+                     attempt_id: str) -> PaymentInstruction:
+        return PaymentInstruction(
+            merchant_id=payment.merchant_id, payment_id=payment.id, attempt_id=attempt_id,
+            amount_minor=payment.amount_minor, currency=payment.currency, method=method.type,
+            client_type=method.client_type, capture=payment.capture_method is CaptureMethod.AUTOMATIC,
+            subject=payment.subject, card=self._card_input(card, method.cvc),
+            installments=payment.installment_count, preferred_channel=preferred_channel,
+            expire_time=payment.expire_time, channel_input=dict(method.channel_input),
+            customer_id=payment.customer.id)
+
     def _claim_attempt(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
-                       request_id: str, scope: str, fp: str) -> tuple[Payment, PaymentInstruction, RoutePlan]:
+                       request_id: str, scope: str, fp: str) -> Claimed:
         """One transaction: the payment's CAS to PROCESSING, its new attempt with the channel routing
         chose, the router's record of what will be sent there, the event. Nothing is sent yet."""
         now = clock.now()
@@ -146,21 +257,10 @@ class Confirmation(OutcomeRecorder):
                 card = self.vault.tokenize(conn, merchant_id, method.card_number, method.exp_month, method.exp_year)
             elif method.card_token:
                 card = self.vault.detokenize(conn, merchant_id, method.card_token)
-            instruction = PaymentInstruction(
-                merchant_id=merchant_id, payment_id=payment_id, attempt_id=attempt_id,
-                amount_minor=current.amount_minor, currency=current.currency, method=method.type,
-                client_type=method.client_type, capture=current.capture_method is CaptureMethod.AUTOMATIC,
-                subject=current.subject, card=self._card_input(card, method.cvc),
-                installments=current.installment_count, preferred_channel=preferred_channel,
-                expire_time=current.expire_time, channel_input=dict(method.channel_input),
-                customer_id=current.customer.id)
+            instruction = self._instruction(current, method, card, preferred_channel, attempt_id)
             plan = self._channels().plan(instruction)
             channel = plan.channels[0] if plan.channels else ""
-            summary = MethodSummary(
-                type=method.type, client_type=method.client_type,
-                card_brand=card.brand if card else "", card_last4=card.last4 if card else "",
-                card_token=card.token if card else "", card_exp_month=card.exp_month if card else 0,
-                card_exp_year=card.exp_year if card else 0)
+            summary = _summary(method, card)
             row = repo.cas_payment(
                 conn, payment_id, CONFIRMABLE,
                 {"state": PaymentState.PROCESSING.value, "current_attempt_id": attempt_id,
@@ -180,7 +280,7 @@ class Confirmation(OutcomeRecorder):
             if channel and self._channels().record_sent(conn, instruction):
                 instruction = replace(instruction, sent_recorded=True)
             self._event(conn, "payment.processing", payment)
-        return payment, instruction, plan
+        return Claimed(payment, instruction, plan, attempt if current.state is PaymentState.CREATED else None)
 
     def _send(self, instruction: PaymentInstruction, plan: RoutePlan, payment: Payment) -> ChannelResult:
         """Pay at the planned channel; after a definitive decline another channel may accept, move the

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -20,6 +21,7 @@ from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
 from payhub.kernel.outbox import Event, read_events
 from payhub.kernel.pagination import PageRequest, next_token
+from payhub.trade import fastpath
 from payhub.trade import repository as repo
 from payhub.trade.base import TradeBase, decode_payment, encode, request_fingerprint, state_error
 from payhub.trade.domain import (
@@ -124,12 +126,17 @@ class PaymentRecords(TradeBase):
         # request_id when only that repeats), the transaction rolls back, and the answer is found below.
         for _ in range(3):
             try:
+                if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
+                    fastpath.run(self.db, fastpath.CREATE, fastpath.params(
+                        p_=repo.payment_values(payment), e_=self._event_values("payment.created", payment),
+                        k_=idempotency.key_values(scope, request_id, fp, encode(payment))))
+                    return payment
                 with self.db.begin() as conn:
                     repo.insert_payment(conn, payment)
                     self._event(conn, "payment.created", payment)
                     idempotency.save(conn, scope, request_id, fp, encode(payment))
                     return payment
-            except IntegrityError as exc:
+            except (IntegrityError, psycopg.IntegrityError) as exc:
                 if not is_unique_violation(exc):
                     raise
                 with self.db.read() as conn:

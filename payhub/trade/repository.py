@@ -206,12 +206,16 @@ def list_payments(conn: Connection, merchant_id: str | None, state: str, start: 
 # -- attempts ---------------------------------------------------------------------------------------
 
 def insert_attempt(conn: Connection, a: Attempt, request_id: str, next_query_time: datetime) -> None:
-    conn.execute(_INSERT_ATTEMPT, {
+    conn.execute(_INSERT_ATTEMPT, attempt_values(a, request_id, next_query_time))
+
+
+def attempt_values(a: Attempt, request_id: str, next_query_time: datetime) -> dict[str, Any]:
+    return {
         "id": a.id, "payment_id": a.payment_id, "merchant_id": a.merchant_id, "request_id": request_id,
         "channel": a.channel, "state": a.state.value, "method": method_json(a.method), "currency": a.currency,
         "amount_minor": a.amount_minor, "channel_reference": "", "query_count": 0,
         "next_query_time": next_query_time, "create_time": a.create_time, "update_time": a.update_time,
-        **failure_values(None)})
+        **failure_values(None)}
 
 
 def get_attempt_row(conn: Connection, attempt_id: str) -> Any:

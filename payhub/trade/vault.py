@@ -11,6 +11,7 @@ rotation differ from those made after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
@@ -66,15 +67,21 @@ class CardVault:
     def tokenize(self, conn: Connection, merchant_id: str, number: str, exp_month: int,
                  exp_year: int) -> VaultCard:
         """Store the card (validated beforehand) inside the caller's transaction."""
+        card, values = self.new_card(merchant_id, number, exp_month, exp_year)
+        conn.execute(_INSERT_CARD, values)
+        return card
+
+    def new_card(self, merchant_id: str, number: str, exp_month: int,
+                 exp_year: int) -> tuple[VaultCard, dict[str, Any]]:
+        """A new token for the card, and the vault row to store (the PAN encrypted) with the claim."""
         token = new_id("card")
         card = VaultCard(token=token, pan=number, brand=card_brand(number), last4=number[-4:],
                          exp_month=exp_month, exp_year=exp_year)
-        conn.execute(_INSERT_CARD, {
+        return card, {
             "token": token, "merchant_id": merchant_id,
             "pan_encrypted": self._keyring.encrypt_text(number, f"card_vault:{token}"),
             "fingerprint": self.fingerprint(number), "brand": card.brand, "last4": card.last4,
-            "exp_month": exp_month, "exp_year": exp_year, "create_time": clock.now()})
-        return card
+            "exp_month": exp_month, "exp_year": exp_year, "create_time": clock.now()}
 
     def detokenize(self, conn: Connection, merchant_id: str, token: str,
                    field: str = "payment_method.card_token") -> VaultCard:

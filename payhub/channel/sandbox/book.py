@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from payhub.channel.tables import sandbox_refunds, sandbox_transactions
@@ -19,6 +20,16 @@ from payhub.kernel.db import Database, insert_ignore
 
 T, R = sandbox_transactions, sandbox_refunds
 _FIND = select(T).where(T.c.attempt_id == bindparam("b_attempt_id"))  # on every payment: built once
+_COLUMNS = [c.name for c in T.columns]
+_OPEN_PG = f"""
+    WITH nosync AS (SELECT set_config('synchronous_commit', 'off', true)),
+         ins AS (INSERT INTO sandbox_transactions ({", ".join(_COLUMNS)})
+                 SELECT {", ".join(f"%({c})s" for c in _COLUMNS)} FROM nosync
+                 ON CONFLICT DO NOTHING RETURNING *)
+    SELECT true AS opened, * FROM ins
+    UNION ALL
+    SELECT false, * FROM sandbox_transactions
+    WHERE attempt_id = %(attempt_id)s AND NOT EXISTS (SELECT 1 FROM ins)"""
 
 
 @dataclass(frozen=True)
@@ -81,11 +92,27 @@ class SandboxBook:
         """Record a new transaction, in one database transaction; returns the transaction booked under
         this attempt id and whether it is new (False: the attempt was sent before)."""
         now = clock.now()
+        if self._db.is_postgres:
+            booked = self._open_pg({"captured_minor": 0, "refunded_minor": 0, "create_time": now,
+                                    "update_time": now, **values})
+            if booked is not None:
+                return booked
         with self._db.begin() as conn:
             opened = insert_ignore(conn, T, {"captured_minor": 0, "refunded_minor": 0, "create_time": now,
                                              "update_time": now, **values})
             row = conn.execute(_FIND, {"b_attempt_id": values["attempt_id"]}).one()
         return _transaction(row), opened
+
+    def _open_pg(self, values: dict[str, Any]) -> tuple[SandboxTransaction, bool] | None:
+        """One statement: insert-or-read, committed without waiting for the disk. That is safe here:
+        PostgreSQL's WAL is one sequence, so the next synchronous commit - payhub's own record of the
+        bank's answer, at the latest - makes this one durable too. A crash before that may lose the
+        bank's record, but then payhub has recorded nothing about it either: its attempt is still
+        PROCESSING, the re-query finds no transaction, and for a simulated bank the book is the
+        charge, so nothing was taken. None: a concurrent request booked this attempt (read it)."""
+        with self._db.autocommit() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
+            row = cur.execute(_OPEN_PG, {c: values.get(c) for c in _COLUMNS}).fetchone()
+        return None if row is None else (_transaction(row), bool(row.opened))
 
     def transition(self, attempt_id: str, expected_state: str, **changes: Any) -> bool:
         """Compare-and-set: apply `changes` only if the transaction is still in `expected_state`."""

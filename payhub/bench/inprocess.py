@@ -1,0 +1,239 @@
+"""What one payment costs in the service layer, without gRPC or a load generator:
+
+    python -m payhub.bench.inprocess --db postgres --payments 1000 [--threads 1] [--cprofile 25]
+
+Creates a scratch database, a merchant with the sandbox channel, then runs CreatePayment +
+ConfirmPayment (card 4242…) through TradeService and prints per payment: this process's CPU (the
+service layer, the card vault, the router and the sandbox bank), the PostgreSQL backends' CPU,
+statements sent (every psycopg execute, SQLAlchemy's included) and commits (pg_stat_database), then
+the same for the outbox sequencer that runs afterwards. Figures on a shared box wander; CPU per
+payment and statement counts are the stable ones. `--cprofile N` prints the N top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import os
+import pstats
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from payhub.bench.orchestration import (
+    BenchDatabase,
+    cpu_delta,
+    cpu_seconds,
+    postgres_backend_pids,
+    postgres_database,
+    sqlite_database,
+)
+
+
+@dataclass(frozen=True)
+class Cost:
+    label: str
+    count: int
+    cpu_ms: float
+    pg_cpu_ms: float | None
+    statements: float
+    commits: float | None
+
+    def line(self) -> str:
+        pg = f"{self.pg_cpu_ms:.2f}" if self.pg_cpu_ms is not None else "-"
+        commits = f"{self.commits:.2f}" if self.commits is not None else "-"
+        return (f"{self.label:<22} n={self.count:<6} process CPU {self.cpu_ms:.2f} ms   PostgreSQL CPU {pg} ms   "
+                f"statements {self.statements:.2f}   write commits {commits}")
+
+
+class StatementCounter:
+    """Counts, client side, psycopg statements (SQLAlchemy's and raw ones) and the transactions that
+    wrote (a COMMIT after a statement other than SELECT, or an autocommit statement other than
+    SELECT): exact, unlike pg_stat_database, which PostgreSQL 15 flushes about once a second and
+    which also counts the COMMIT that ends each read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.write_commits = 0
+        self._lock = threading.Lock()
+        self._wrote: set[int] = set()
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for name in ("execute", "executemany"):
+            original = getattr(psycopg.Cursor, name)
+            self._saved.append((psycopg.Cursor, name, original))
+            setattr(psycopg.Cursor, name, self._wrap(original))
+        commit = psycopg.Connection.commit
+        self._saved.append((psycopg.Connection, "commit", commit))
+        counter = self
+
+        def counted_commit(this: Any) -> Any:
+            with counter._lock:
+                if id(this) in counter._wrote:
+                    counter._wrote.discard(id(this))
+                    counter.write_commits += 1
+            return commit(this)
+        setattr(psycopg.Connection, "commit", counted_commit)  # noqa: B010 - patching a class for the run
+
+    def uninstall(self) -> None:
+        for cls, name, original in self._saved:
+            setattr(cls, name, original)
+        self._saved.clear()
+
+    def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        counter = self
+
+        def counted(this: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            text = query if isinstance(query, str) else str(query)
+            writes = not text.lstrip()[:6].upper().startswith("SELECT")
+            with counter._lock:
+                counter.count += 1
+                if writes:
+                    if this.connection.autocommit:
+                        counter.write_commits += 1
+                    else:
+                        counter._wrote.add(id(this.connection))
+            return original(this, query, *args, **kwargs)
+        return counted
+
+
+@contextmanager
+def measured(label: str, count: int, database: BenchDatabase, counter: StatementCounter,
+             results: list[Cost]) -> Iterator[None]:
+    pg_pids = postgres_backend_pids(database)
+    pg_before = cpu_seconds(pg_pids)
+    statements_before, writes_before = counter.count, counter.write_commits
+    cpu_before = time.process_time()
+    yield
+    cpu = time.process_time() - cpu_before
+    statements, writes = counter.count - statements_before, counter.write_commits - writes_before
+    pg_pids_after = postgres_backend_pids(database)
+    pg = cpu_delta(pg_before, cpu_seconds(pg_pids_after)) if pg_pids_after else None
+    results.append(Cost(label, count, 1000 * cpu / count, None if pg is None else 1000 * pg / count,
+                        statements / count, writes / count))
+
+
+def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> list[Cost]:
+    from payhub.identity.principal import Principal, PrincipalKind, Role, set_current_principal
+    from payhub.identity.store import CredentialStore
+    from payhub.kernel.config import SERVICE_NAMES, Settings
+    from payhub.kernel.crypto import KeyRing
+    from payhub.kernel.db import Database
+    from payhub.kernel.migrate import upgrade
+    from payhub.kernel.outbox import sequence_events
+    from payhub.server.context import AppContext
+
+    upgrade(database.url)
+    db = Database(database.url, pool_size=max(4, threads + 2))
+    keyring = KeyRing.parse(f"b1:{base64.b64encode(os.urandom(32)).decode()}")
+    ctx = AppContext(Settings(database_url=database.url), db, keyring, CredentialStore(db), served=SERVICE_NAMES)
+    admin = Principal(PrincipalKind.STAFF, "bench", frozenset({Role.ADMIN}))
+    set_current_principal(admin)
+    merchant = _merchant(ctx)
+    trade = ctx.component("trade").service  # type: ignore[attr-defined]
+    counter = StatementCounter()
+    counter.install()
+    results: list[Cost] = []
+
+    def pay_many(n: int, tag: str) -> None:
+        set_current_principal(admin)
+        for i in range(n):
+            payment = trade.create_payment(merchant, _draft(f"{tag}-{i}"), f"c-{tag}-{i}")
+            trade.confirm_payment(merchant, payment.id, _card(), "", f"k-{tag}-{i}")
+
+    pay_many(min(200, payments), "warm")  # caches, prepared statements, pool
+    while sequence_events(db):
+        pass
+    profiler = cProfile.Profile() if cprofile else None
+    per_thread = payments // threads
+    with measured("create+confirm", per_thread * threads, database, counter, results):
+        if profiler:
+            profiler.enable()
+        if threads == 1:  # in this thread, so that cProfile sees it
+            pay_many(per_thread, "t0")
+        else:
+            workers = [threading.Thread(target=pay_many, args=(per_thread, f"t{t}")) for t in range(threads)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+        if profiler:
+            profiler.disable()
+    with measured("outbox sequencer", per_thread * threads, database, counter, results):
+        while sequence_events(db):
+            pass
+    counter.uninstall()
+    db.dispose()
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(cprofile)
+    return results
+
+
+def _merchant(ctx: Any) -> str:
+    from payhub.kernel.ids import new_id
+    from payhub.merchant.domain import BankAccountInput, ChannelConfigInput, Contact, MerchantDraft
+    from payhub.merchant.service import MerchantCenter, RequestKey
+
+    center = MerchantCenter(ctx.db, ctx.keyring, ctx.credentials)
+
+    def req() -> RequestKey:
+        return RequestKey(new_id("req"), new_id("fp")[:64])
+
+    merchant = center.create_merchant(MerchantDraft(
+        legal_name="Bench Shop Ltd", display_name="Bench Shop", contact=Contact("Ann", "ann@example.com"),
+        business_category="retail", country_code="CN",
+        settlement_account=BankAccountInput("Bench Shop Ltd", "Bank", "6222020000000000")), req())
+    center.approve_merchant(merchant.id, req())
+    center.configure_channel(merchant.id, ChannelConfigInput(
+        channel="sandbox", enabled=True, methods=frozenset({"CARD"}), client_types=frozenset(), priority=1,
+        weight=100), req())
+    return merchant.id
+
+
+def _draft(order_no: str) -> Any:
+    from payhub.trade.service import PaymentDraft
+    return PaymentDraft(merchant_order_no=order_no, currency="CNY", amount_minor=1000, subject="Bench order")
+
+
+def _card() -> Any:
+    from payhub.kernel import clock
+    from payhub.trade.service import MethodInput
+    return MethodInput("CARD", "PC", card_number="4242424242424242", exp_month=12, exp_year=clock.now().year + 3,
+                       cvc="123")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m payhub.bench.inprocess", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--payments", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N functions with most own time")
+    args = p.parse_args(argv)
+    with _database(args.db) as database:
+        for cost in run(database, args.payments, args.threads, args.cprofile):
+            print(cost.line())
+    return 0
+
+
+@contextmanager
+def _database(kind: str) -> Iterator[BenchDatabase]:
+    if kind == "postgres":
+        with postgres_database() as database:
+            yield database
+    else:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp, sqlite_database(Path(tmp)) as database:
+            yield database
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
