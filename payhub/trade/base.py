@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import fields, is_dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,24 @@ class Reply(Exception):
 
 def request_fingerprint(data: Any) -> str:
     return idempotency.fingerprint(json.dumps(data, sort_keys=True, default=str).encode())
+
+
+def plain(value: Any) -> Any:
+    """What dataclasses.asdict makes of a request (the same JSON, so the same fingerprints), without
+    its recursive deep copy: a tenth of CreatePayment's CPU."""
+    names = _FIELDS.get(type(value))
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def encode(obj: Payment | Refund) -> bytes:

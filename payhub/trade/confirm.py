@@ -4,7 +4,7 @@ transaction, record the answer."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -20,6 +20,7 @@ from payhub.trade.base import (
     decode_payment,
     encode,
     log,
+    plain,
     request_fingerprint,
     state_error,
 )
@@ -119,7 +120,7 @@ class Confirmation(OutcomeRecorder):
         scope = f"trade.ConfirmPayment:{merchant_id}"
         safe = replace(method, card_number=self.vault.fingerprint(method.card_number) if method.card_number
                        else "", cvc="")
-        fp = request_fingerprint([payment_id, asdict(safe), preferred_channel])
+        fp = request_fingerprint([payment_id, plain(safe), preferred_channel])
         claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp) \
             if self.db.is_postgres else None
         if isinstance(claimed, Payment):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from payhub.kernel.outbox import Event, read_events
 from payhub.kernel.pagination import PageRequest, next_token
 from payhub.trade import fastpath
 from payhub.trade import repository as repo
-from payhub.trade.base import TradeBase, decode_payment, encode, request_fingerprint, state_error
+from payhub.trade.base import TradeBase, decode_payment, encode, plain, request_fingerprint, state_error
 from payhub.trade.domain import (
     ALLOWED_INSTALLMENTS,
     DEFAULT_EXPIRY,
@@ -114,7 +114,7 @@ class PaymentRecords(TradeBase):
         self._validate_draft(draft, now)
         self._require_active(merchant_id)
         scope = f"trade.CreatePayment:{merchant_id}"
-        fp = request_fingerprint(asdict(draft))
+        fp = request_fingerprint(plain(draft))
         payment = Payment(
             id=new_id("pay"), merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no,
             currency=draft.currency, amount_minor=draft.amount_minor, subject=draft.subject,
@@ -194,7 +194,7 @@ class PaymentRecords(TradeBase):
             self._validate_metadata(v, changes.metadata)
         v.raise_if_any()
         scope = f"trade.UpdatePayment:{merchant_id}"
-        fp = request_fingerprint([payment_id, asdict(changes) | {"fields": sorted(changes.fields)}])
+        fp = request_fingerprint([payment_id, plain(changes) | {"fields": sorted(changes.fields)}])
 
         def work(conn: Connection) -> bytes:
             payment = self._load(conn, merchant_id, payment_id)
