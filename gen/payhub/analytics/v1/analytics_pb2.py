@@ -25,51 +25,56 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from payhub.common.v1 import common_pb2 as payhub_dot_common_dot_v1_dot_common__pb2
+from payhub.common.v1 import validation_pb2 as payhub_dot_common_dot_v1_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#payhub/analytics/v1/analytics.proto\x12\x13payhub.analytics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpayhub/common/v1/common.proto\"\xaf\x02\n\rPaymentFilter\x12\x11\n\tmerchants\x18\x01 \x03(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\x12<\n\x0fpayment_methods\x18\x05 \x03(\x0e\x32#.payhub.common.v1.PaymentMethodType\x12\x32\n\x0c\x63lient_types\x18\x06 \x03(\x0e\x32\x1c.payhub.common.v1.ClientType\x12\x16\n\x0e\x63urrency_codes\x18\x07 \x03(\t\x12\x11\n\tcountries\x18\x08 \x03(\t\"\xec\x01\n\x0f\x44imensionValues\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12;\n\x0epayment_method\x18\x02 \x01(\x0e\x32#.payhub.common.v1.PaymentMethodType\x12\x10\n\x08merchant\x18\x03 \x01(\t\x12\x31\n\x0b\x63lient_type\x18\x04 \x01(\x0e\x32\x1c.payhub.common.v1.ClientType\x12\x35\n\x11\x62ucket_start_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\"\xb5\x02\n\x0cMetricValues\x12\x15\n\rpayment_count\x18\x01 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x02 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x03 \x01(\x01\x12$\n\x03gmv\x18\x04 \x01(\x0b\x32\x17.payhub.common.v1.Money\x12\x30\n\x0frefunded_amount\x18\x05 \x01(\x0b\x32\x17.payhub.common.v1.Money\x12\x14\n\x0crefund_count\x18\x06 \x01(\x03\x12\x13\n\x0brefund_rate\x18\x07 \x01(\x01\x12+\n\nfee_amount\x18\x08 \x01(\x0b\x32\x17.payhub.common.v1.Money\x12/\n\x0e\x61verage_ticket\x18\t \x01(\x0b\x32\x17.payhub.common.v1.Money\"\x90\x01\n\nMetricsRow\x12\x38\n\ndimensions\x18\x01 \x01(\x0b\x32$.payhub.analytics.v1.DimensionValues\x12\x15\n\rcurrency_code\x18\x02 \x01(\t\x12\x31\n\x06values\x18\x03 \x01(\x0b\x32!.payhub.analytics.v1.MetricValues\"/\n\x10\x46\x61ilureCodeCount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xde\x02\n\x12\x43hannelPerformance\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x15\n\rattempt_count\x18\x02 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x03 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x04 \x01(\x03\x12\x15\n\runknown_count\x18\x05 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x06 \x01(\x01\x12.\n\x0blatency_p50\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p95\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12@\n\x11top_failure_codes\x18\t \x03(\x0b\x32%.payhub.analytics.v1.FailureCodeCount\x12\"\n\x1a\x63ircuit_breaker_open_count\x18\n \x01(\x03\"\xd3\x01\n\tFunnelRow\x12\x38\n\ndimensions\x18\x01 \x01(\x0b\x32$.payhub.analytics.v1.DimensionValues\x12\x15\n\rsession_count\x18\x02 \x01(\x03\x12\x17\n\x0fsubmitted_count\x18\x03 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x04 \x01(\x03\x12\x15\n\rexpired_count\x18\x05 \x01(\x03\x12\x13\n\x0bsubmit_rate\x18\x06 \x01(\x01\x12\x17\n\x0f\x63onversion_rate\x18\x07 \x01(\x01\"\xe8\x01\n\x18GetPaymentMetricsRequest\x12\x32\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\".payhub.analytics.v1.PaymentFilter\x12\x30\n\x08group_by\x18\x02 \x03(\x0e\x32\x1e.payhub.analytics.v1.Dimension\x12,\n\x07metrics\x18\x03 \x03(\x0e\x32\x1b.payhub.analytics.v1.Metric\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"\xc9\x01\n\x19GetPaymentMetricsResponse\x12-\n\x04rows\x18\x01 \x03(\x0b\x32\x1f.payhub.analytics.v1.MetricsRow\x12/\n\x06totals\x18\x02 \x03(\x0b\x32\x1f.payhub.analytics.v1.MetricsRow\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x33\n\x0f\x64\x61ta_as_of_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x1cGetChannelPerformanceRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12\x11\n\tmerchants\x18\x04 \x03(\t\"\x8f\x01\n\x1dGetChannelPerformanceResponse\x12\x39\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\'.payhub.analytics.v1.ChannelPerformance\x12\x33\n\x0f\x64\x61ta_as_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x01\n\x1aGetConversionFunnelRequest\x12\x32\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\".payhub.analytics.v1.PaymentFilter\x12\x30\n\x08group_by\x18\x02 \x03(\x0e\x32\x1e.payhub.analytics.v1.Dimension\x12\x11\n\ttime_zone\x18\x03 \x01(\t\"\xaf\x01\n\x1bGetConversionFunnelResponse\x12,\n\x04rows\x18\x01 \x03(\x0b\x32\x1e.payhub.analytics.v1.FunnelRow\x12-\n\x05total\x18\x02 \x01(\x0b\x32\x1e.payhub.analytics.v1.FunnelRow\x12\x33\n\x0f\x64\x61ta_as_of_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x13\x45xportReportRequest\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.payhub.analytics.v1.ReportKind\x12\x32\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\".payhub.analytics.v1.PaymentFilter\"$\n\x14\x45xportReportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*\xc4\x01\n\tDimension\x12\x19\n\x15\x44IMENSION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IMENSION_CHANNEL\x10\x01\x12\x14\n\x10\x44IMENSION_METHOD\x10\x02\x12\x16\n\x12\x44IMENSION_MERCHANT\x10\x03\x12\x19\n\x15\x44IMENSION_CLIENT_TYPE\x10\x04\x12\x11\n\rDIMENSION_DAY\x10\x05\x12\x12\n\x0e\x44IMENSION_HOUR\x10\x06\x12\x15\n\x11\x44IMENSION_COUNTRY\x10\x07*\xf8\x01\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x18\n\x14METRIC_PAYMENT_COUNT\x10\x01\x12\x1a\n\x16METRIC_SUCCEEDED_COUNT\x10\x02\x12\x17\n\x13METRIC_SUCCESS_RATE\x10\x03\x12\x0e\n\nMETRIC_GMV\x10\x04\x12\x1a\n\x16METRIC_REFUNDED_AMOUNT\x10\x05\x12\x17\n\x13METRIC_REFUND_COUNT\x10\x06\x12\x16\n\x12METRIC_REFUND_RATE\x10\x07\x12\x0f\n\x0bMETRIC_FEES\x10\x08\x12\x19\n\x15METRIC_AVERAGE_TICKET\x10\t*\x91\x01\n\nReportKind\x12\x1b\n\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14REPORT_KIND_PAYMENTS\x10\x01\x12\x17\n\x13REPORT_KIND_REFUNDS\x10\x02\x12\x1b\n\x17REPORT_KIND_SETTLEMENTS\x10\x03\x12\x16\n\x12REPORT_KIND_LEDGER\x10\x04\x32\xe7\x03\n\x10\x41nalyticsService\x12r\n\x11GetPaymentMetrics\x12-.payhub.analytics.v1.GetPaymentMetricsRequest\x1a..payhub.analytics.v1.GetPaymentMetricsResponse\x12~\n\x15GetChannelPerformance\x12\x31.payhub.analytics.v1.GetChannelPerformanceRequest\x1a\x32.payhub.analytics.v1.GetChannelPerformanceResponse\x12x\n\x13GetConversionFunnel\x12/.payhub.analytics.v1.GetConversionFunnelRequest\x1a\x30.payhub.analytics.v1.GetConversionFunnelResponse\x12\x65\n\x0c\x45xportReport\x12(.payhub.analytics.v1.ExportReportRequest\x1a).payhub.analytics.v1.ExportReportResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#payhub/analytics/v1/analytics.proto\x12\x13payhub.analytics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpayhub/common/v1/common.proto\x1a!payhub/common/v1/validation.proto\"\xaf\x02\n\rPaymentFilter\x12\x11\n\tmerchants\x18\x01 \x03(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hannels\x18\x04 \x03(\t\x12<\n\x0fpayment_methods\x18\x05 \x03(\x0e\x32#.payhub.common.v1.PaymentMethodType\x12\x32\n\x0c\x63lient_types\x18\x06 \x03(\x0e\x32\x1c.payhub.common.v1.ClientType\x12\x16\n\x0e\x63urrency_codes\x18\x07 \x03(\t\x12\x11\n\tcountries\x18\x08 \x03(\t\"\xec\x01\n\x0f\x44imensionValues\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12;\n\x0epayment_method\x18\x02 \x01(\x0e\x32#.payhub.common.v1.PaymentMethodType\x12\x10\n\x08merchant\x18\x03 \x01(\t\x12\x31\n\x0b\x63lient_type\x18\x04 \x01(\x0e\x32\x1c.payhub.common.v1.ClientType\x12\x35\n\x11\x62ucket_start_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\"\xb5\x02\n\x0cMetricValues\x12\x15\n\rpayment_count\x18\x01 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x02 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x03 \x01(\x01\x12$\n\x03gmv\x18\x04 \x01(\x0b\x32\x17.payhub.common.v1.Money\x12\x30\n\x0frefunded_amount\x18\x05 \x01(\x0b\x32\x17.payhub.common.v1.Money\x12\x14\n\x0crefund_count\x18\x06 \x01(\x03\x12\x13\n\x0brefund_rate\x18\x07 \x01(\x01\x12+\n\nfee_amount\x18\x08 \x01(\x0b\x32\x17.payhub.common.v1.Money\x12/\n\x0e\x61verage_ticket\x18\t \x01(\x0b\x32\x17.payhub.common.v1.Money\"\x90\x01\n\nMetricsRow\x12\x38\n\ndimensions\x18\x01 \x01(\x0b\x32$.payhub.analytics.v1.DimensionValues\x12\x15\n\rcurrency_code\x18\x02 \x01(\t\x12\x31\n\x06values\x18\x03 \x01(\x0b\x32!.payhub.analytics.v1.MetricValues\"/\n\x10\x46\x61ilureCodeCount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xde\x02\n\x12\x43hannelPerformance\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x15\n\rattempt_count\x18\x02 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x03 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x04 \x01(\x03\x12\x15\n\runknown_count\x18\x05 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x06 \x01(\x01\x12.\n\x0blatency_p50\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p95\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12@\n\x11top_failure_codes\x18\t \x03(\x0b\x32%.payhub.analytics.v1.FailureCodeCount\x12\"\n\x1a\x63ircuit_breaker_open_count\x18\n \x01(\x03\"\xd3\x01\n\tFunnelRow\x12\x38\n\ndimensions\x18\x01 \x01(\x0b\x32$.payhub.analytics.v1.DimensionValues\x12\x15\n\rsession_count\x18\x02 \x01(\x03\x12\x17\n\x0fsubmitted_count\x18\x03 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x04 \x01(\x03\x12\x15\n\rexpired_count\x18\x05 \x01(\x03\x12\x13\n\x0bsubmit_rate\x18\x06 \x01(\x01\x12\x17\n\x0f\x63onversion_rate\x18\x07 \x01(\x01\"\xf0\x01\n\x18GetPaymentMetricsRequest\x12\x32\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\".payhub.analytics.v1.PaymentFilter\x12\x38\n\x08group_by\x18\x02 \x03(\x0e\x32\x1e.payhub.analytics.v1.DimensionB\x06\xca\xa5\x19\x02\x10\x03\x12,\n\x07metrics\x18\x03 \x03(\x0e\x32\x1b.payhub.analytics.v1.Metric\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"\xc9\x01\n\x19GetPaymentMetricsResponse\x12-\n\x04rows\x18\x01 \x03(\x0b\x32\x1f.payhub.analytics.v1.MetricsRow\x12/\n\x06totals\x18\x02 \x03(\x0b\x32\x1f.payhub.analytics.v1.MetricsRow\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x33\n\x0f\x64\x61ta_as_of_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x1cGetChannelPerformanceRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12\x11\n\tmerchants\x18\x04 \x03(\t\"\x8f\x01\n\x1dGetChannelPerformanceResponse\x12\x39\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\'.payhub.analytics.v1.ChannelPerformance\x12\x33\n\x0f\x64\x61ta_as_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\x1aGetConversionFunnelRequest\x12\x32\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\".payhub.analytics.v1.PaymentFilter\x12\x38\n\x08group_by\x18\x02 \x03(\x0e\x32\x1e.payhub.analytics.v1.DimensionB\x06\xca\xa5\x19\x02\x10\x02\x12\x11\n\ttime_zone\x18\x03 \x01(\t\"\xaf\x01\n\x1bGetConversionFunnelResponse\x12,\n\x04rows\x18\x01 \x03(\x0b\x32\x1e.payhub.analytics.v1.FunnelRow\x12-\n\x05total\x18\x02 \x01(\x0b\x32\x1e.payhub.analytics.v1.FunnelRow\x12\x33\n\x0f\x64\x61ta_as_of_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x13\x45xportReportRequest\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.payhub.analytics.v1.ReportKind\x12\x32\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\".payhub.analytics.v1.PaymentFilter\"$\n\x14\x45xportReportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*\xc4\x01\n\tDimension\x12\x19\n\x15\x44IMENSION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IMENSION_CHANNEL\x10\x01\x12\x14\n\x10\x44IMENSION_METHOD\x10\x02\x12\x16\n\x12\x44IMENSION_MERCHANT\x10\x03\x12\x19\n\x15\x44IMENSION_CLIENT_TYPE\x10\x04\x12\x11\n\rDIMENSION_DAY\x10\x05\x12\x12\n\x0e\x44IMENSION_HOUR\x10\x06\x12\x15\n\x11\x44IMENSION_COUNTRY\x10\x07*\xf8\x01\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x18\n\x14METRIC_PAYMENT_COUNT\x10\x01\x12\x1a\n\x16METRIC_SUCCEEDED_COUNT\x10\x02\x12\x17\n\x13METRIC_SUCCESS_RATE\x10\x03\x12\x0e\n\nMETRIC_GMV\x10\x04\x12\x1a\n\x16METRIC_REFUNDED_AMOUNT\x10\x05\x12\x17\n\x13METRIC_REFUND_COUNT\x10\x06\x12\x16\n\x12METRIC_REFUND_RATE\x10\x07\x12\x0f\n\x0bMETRIC_FEES\x10\x08\x12\x19\n\x15METRIC_AVERAGE_TICKET\x10\t*\x91\x01\n\nReportKind\x12\x1b\n\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14REPORT_KIND_PAYMENTS\x10\x01\x12\x17\n\x13REPORT_KIND_REFUNDS\x10\x02\x12\x1b\n\x17REPORT_KIND_SETTLEMENTS\x10\x03\x12\x16\n\x12REPORT_KIND_LEDGER\x10\x04\x32\xe7\x03\n\x10\x41nalyticsService\x12r\n\x11GetPaymentMetrics\x12-.payhub.analytics.v1.GetPaymentMetricsRequest\x1a..payhub.analytics.v1.GetPaymentMetricsResponse\x12~\n\x15GetChannelPerformance\x12\x31.payhub.analytics.v1.GetChannelPerformanceRequest\x1a\x32.payhub.analytics.v1.GetChannelPerformanceResponse\x12x\n\x13GetConversionFunnel\x12/.payhub.analytics.v1.GetConversionFunnelRequest\x1a\x30.payhub.analytics.v1.GetConversionFunnelResponse\x12\x65\n\x0c\x45xportReport\x12(.payhub.analytics.v1.ExportReportRequest\x1a).payhub.analytics.v1.ExportReportResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payhub.analytics.v1.analytics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIMENSION']._serialized_start=3016
-  _globals['_DIMENSION']._serialized_end=3212
-  _globals['_METRIC']._serialized_start=3215
-  _globals['_METRIC']._serialized_end=3463
-  _globals['_REPORTKIND']._serialized_start=3466
-  _globals['_REPORTKIND']._serialized_end=3611
-  _globals['_PAYMENTFILTER']._serialized_start=157
-  _globals['_PAYMENTFILTER']._serialized_end=460
-  _globals['_DIMENSIONVALUES']._serialized_start=463
-  _globals['_DIMENSIONVALUES']._serialized_end=699
-  _globals['_METRICVALUES']._serialized_start=702
-  _globals['_METRICVALUES']._serialized_end=1011
-  _globals['_METRICSROW']._serialized_start=1014
-  _globals['_METRICSROW']._serialized_end=1158
-  _globals['_FAILURECODECOUNT']._serialized_start=1160
-  _globals['_FAILURECODECOUNT']._serialized_end=1207
-  _globals['_CHANNELPERFORMANCE']._serialized_start=1210
-  _globals['_CHANNELPERFORMANCE']._serialized_end=1560
-  _globals['_FUNNELROW']._serialized_start=1563
-  _globals['_FUNNELROW']._serialized_end=1774
-  _globals['_GETPAYMENTMETRICSREQUEST']._serialized_start=1777
-  _globals['_GETPAYMENTMETRICSREQUEST']._serialized_end=2009
-  _globals['_GETPAYMENTMETRICSRESPONSE']._serialized_start=2012
-  _globals['_GETPAYMENTMETRICSRESPONSE']._serialized_end=2213
-  _globals['_GETCHANNELPERFORMANCEREQUEST']._serialized_start=2216
-  _globals['_GETCHANNELPERFORMANCEREQUEST']._serialized_end=2377
-  _globals['_GETCHANNELPERFORMANCERESPONSE']._serialized_start=2380
-  _globals['_GETCHANNELPERFORMANCERESPONSE']._serialized_end=2523
-  _globals['_GETCONVERSIONFUNNELREQUEST']._serialized_start=2526
-  _globals['_GETCONVERSIONFUNNELREQUEST']._serialized_end=2675
-  _globals['_GETCONVERSIONFUNNELRESPONSE']._serialized_start=2678
-  _globals['_GETCONVERSIONFUNNELRESPONSE']._serialized_end=2853
-  _globals['_EXPORTREPORTREQUEST']._serialized_start=2855
-  _globals['_EXPORTREPORTREQUEST']._serialized_end=2975
-  _globals['_EXPORTREPORTRESPONSE']._serialized_start=2977
-  _globals['_EXPORTREPORTRESPONSE']._serialized_end=3013
-  _globals['_ANALYTICSSERVICE']._serialized_start=3614
-  _globals['_ANALYTICSSERVICE']._serialized_end=4101
+  _globals['_GETPAYMENTMETRICSREQUEST'].fields_by_name['group_by']._loaded_options = None
+  _globals['_GETPAYMENTMETRICSREQUEST'].fields_by_name['group_by']._serialized_options = b'\312\245\031\002\020\003'
+  _globals['_GETCONVERSIONFUNNELREQUEST'].fields_by_name['group_by']._loaded_options = None
+  _globals['_GETCONVERSIONFUNNELREQUEST'].fields_by_name['group_by']._serialized_options = b'\312\245\031\002\020\002'
+  _globals['_DIMENSION']._serialized_start=3067
+  _globals['_DIMENSION']._serialized_end=3263
+  _globals['_METRIC']._serialized_start=3266
+  _globals['_METRIC']._serialized_end=3514
+  _globals['_REPORTKIND']._serialized_start=3517
+  _globals['_REPORTKIND']._serialized_end=3662
+  _globals['_PAYMENTFILTER']._serialized_start=192
+  _globals['_PAYMENTFILTER']._serialized_end=495
+  _globals['_DIMENSIONVALUES']._serialized_start=498
+  _globals['_DIMENSIONVALUES']._serialized_end=734
+  _globals['_METRICVALUES']._serialized_start=737
+  _globals['_METRICVALUES']._serialized_end=1046
+  _globals['_METRICSROW']._serialized_start=1049
+  _globals['_METRICSROW']._serialized_end=1193
+  _globals['_FAILURECODECOUNT']._serialized_start=1195
+  _globals['_FAILURECODECOUNT']._serialized_end=1242
+  _globals['_CHANNELPERFORMANCE']._serialized_start=1245
+  _globals['_CHANNELPERFORMANCE']._serialized_end=1595
+  _globals['_FUNNELROW']._serialized_start=1598
+  _globals['_FUNNELROW']._serialized_end=1809
+  _globals['_GETPAYMENTMETRICSREQUEST']._serialized_start=1812
+  _globals['_GETPAYMENTMETRICSREQUEST']._serialized_end=2052
+  _globals['_GETPAYMENTMETRICSRESPONSE']._serialized_start=2055
+  _globals['_GETPAYMENTMETRICSRESPONSE']._serialized_end=2256
+  _globals['_GETCHANNELPERFORMANCEREQUEST']._serialized_start=2259
+  _globals['_GETCHANNELPERFORMANCEREQUEST']._serialized_end=2420
+  _globals['_GETCHANNELPERFORMANCERESPONSE']._serialized_start=2423
+  _globals['_GETCHANNELPERFORMANCERESPONSE']._serialized_end=2566
+  _globals['_GETCONVERSIONFUNNELREQUEST']._serialized_start=2569
+  _globals['_GETCONVERSIONFUNNELREQUEST']._serialized_end=2726
+  _globals['_GETCONVERSIONFUNNELRESPONSE']._serialized_start=2729
+  _globals['_GETCONVERSIONFUNNELRESPONSE']._serialized_end=2904
+  _globals['_EXPORTREPORTREQUEST']._serialized_start=2906
+  _globals['_EXPORTREPORTREQUEST']._serialized_end=3026
+  _globals['_EXPORTREPORTRESPONSE']._serialized_start=3028
+  _globals['_EXPORTREPORTRESPONSE']._serialized_end=3064
+  _globals['_ANALYTICSSERVICE']._serialized_start=3665
+  _globals['_ANALYTICSSERVICE']._serialized_end=4152
 # @@protoc_insertion_point(module_scope)
