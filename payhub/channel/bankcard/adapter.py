@@ -126,11 +126,13 @@ class BankCardAdapter(ChannelAdapter):
             ex = self._journal.resend(ex.key) or ex
         request = {
             "t": "0220" if opened else "0221", "3": wire.PURCHASE, "4": wire.amount_field(amount_minor),
-            "7": ex.transmission, "11": ex.stan_text, "32": term.acquirer_id, "38": auth.auth_code or "",
+            "7": ex.transmission, "11": ex.stan_text, "32": term.acquirer_id,
             "41": term.de41, "42": term.de42, "49": wire.CURRENCY_NUMERIC[currency],
             "90": wire.original_data(auth.mti, auth.stan_text, auth.transmission, term.acquirer_id)}
         if auth.rrn:
             request["37"] = auth.rrn
+        if auth.auth_code:
+            request["38"] = auth.auth_code
         answered = self._exchange(ex, term, request)
         if answered is None:
             return _unknown(amount_minor, currency, "the completion advice was not acknowledged; it is repeated")
@@ -311,6 +313,7 @@ class BankCardAdapter(ChannelAdapter):
         """Send (or repeat) the reversal of `original`: REVERSED, STANDS, or "" while unanswered."""
         if original.reversal:
             return original.reversal
+        term = replace(term, terminal_id=original.terminal_id)  # the original's terminal, even if reconfigured
         profile = term.profile
         ex, opened = self._open(f"reversal:{original.key}", term, ChannelCredentials(original.merchant_id),
                                 "reversal", original.attempt_id, original.refund_id, profile.reversal_mti,

@@ -62,6 +62,15 @@ def test_a_lost_answer_is_reversed_and_fails_only_once_the_reversal_is_acknowled
     assert len(sim.reversal_log()) == 3, "nothing is sent once the reversal is acknowledged"
 
 
+def test_a_reversal_comes_from_the_original_terminal_after_a_reconfiguration(kit: BankCardKit) -> None:
+    creds = kit.credentials("mer_1")
+    instr = _pay(kit, switch.DROP_CARD)
+    assert kit._adapter.pay(instr, creds).outcome is Outcome.UNKNOWN
+    moved = replace(creds, values={**creds.values, "terminal_id": "T0000002"})
+    assert kit._adapter.query(instr.attempt_id, moved).outcome is Outcome.FAILED
+    assert [r["terminal_id"] for r in kit.server.switch.reversal_log()] == ["T0000001"]
+
+
 def test_a_dropped_connection_and_a_late_answer_are_reversed_too(kit: BankCardKit) -> None:
     adapter, creds = kit._adapter, kit.credentials("mer_1")
     dropped = _pay(kit, switch.DROP_CARD, capture=False)
