@@ -6,13 +6,11 @@ an installment count no channel offers is INVALID_ARGUMENT."""
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 from dataclasses import replace
 
 import pytest
 
-from payhub.channel.repository import ChannelStateRepository
 from payhub.channel.routing import DropReason, RouteRequest
 from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction
 from payhub.kernel.db import Database
@@ -72,15 +70,3 @@ def test_an_installment_count_no_channel_offers_is_invalid_before_routing(db: Da
         h.router.decide(RouteRequest("mer_1", 1000, "CNY", "CARD", "PC", installments=12))
     assert caught.value.violations[0].field == "installments" and "offered: 3, 6" in str(caught.value)
     assert h.router.decide(RouteRequest("mer_1", 1000, "CNY", "CARD", "PC", installments=6)).selected == "bank"
-
-
-def test_routing_is_cheap(db: Database) -> None:
-    """Not a timing assertion: prints the in-process cost of one routing decision for the report."""
-    h = pair(db, ScriptedAdapter("bank"), strategy="SUCCESS_RATE")
-    h.router.states = ChannelStateRepository(db)  # cached as in a server (the harness reads it every time)
-    request = RouteRequest("mer_1", 1000, "CNY", "CARD", "PC")
-    h.router.decide(request)
-    started = time.perf_counter()
-    for _ in range(2000):
-        h.router.decide(request)
-    print(f"routing decision: {(time.perf_counter() - started) / 2000 * 1e6:.1f} us")
