@@ -79,6 +79,7 @@ class WechatPayApiSim:
         return [
             *(route(f"/v3/pay/transactions/{kind}", "POST", self._order(kind)) for kind in _KINDS),
             route("/v3/pay/transactions/out-trade-no/{out_trade_no}", "GET", self._query),
+            route("/v3/pay/transactions/id/{transaction_id}", "GET", self._query_by_id),
             route("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", "POST", self._close),
             route("/v3/refund/domestic/refunds", "POST", self._refund),
             route("/v3/refund/domestic/refunds/{out_refund_no}", "GET", self._query_refund),
@@ -164,6 +165,11 @@ class WechatPayApiSim:
         if call.query.get("mchid") != call.merchant.mchid:
             return 400, wire.error_body("PARAM_ERROR", "mchid 与请求签名的商户号不一致")
         return self.book.query(call.merchant.mchid, call.path_params["out_trade_no"])
+
+    def _query_by_id(self, call: Call) -> Answer:
+        if call.query.get("mchid") != call.merchant.mchid:
+            return 400, wire.error_body("PARAM_ERROR", "mchid 与请求签名的商户号不一致")
+        return self.book.query_by_id(call.merchant.mchid, call.path_params["transaction_id"])
 
     def _close(self, call: Call) -> Answer:
         if call.body.get("mchid") != call.merchant.mchid:

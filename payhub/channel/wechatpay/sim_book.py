@@ -186,6 +186,15 @@ class Book:
                 return _err(404, "ORDER_NOT_EXIST", "订单不存在")
             return 200, trade.resource(_iso)
 
+    def query_by_id(self, mchid: str, transaction_id: str) -> Answer:
+        """By WeChat's own number: only paid orders have one (unpaid ones are queried by out_trade_no)."""
+        with self._lock:
+            trade = next((t for (m, _), t in self._trades.items()
+                          if m == mchid and t.transaction_id and t.transaction_id == transaction_id), None)
+            if trade is None:
+                return _err(404, "ORDER_NOT_EXIST", "订单不存在")
+            return 200, trade.resource(_iso)
+
     def close(self, mchid: str, out_trade_no: str) -> Answer:
         with self._lock:
             trade = self._trades.get((mchid, out_trade_no))

@@ -8,8 +8,9 @@ AEAD_AES_256_GCM-encrypted notifications to the notify_url with WeChat's retry s
 trade bills in the real CSV format behind a download URL with a SHA1.
 
 Endpoints: GET /v3/certificates; POST /v3/pay/transactions/{native,jsapi,app,h5,codepay}; GET
-/v3/pay/transactions/out-trade-no/{no}?mchid=; POST .../{no}/close; POST /v3/refund/domestic/refunds;
-GET /v3/refund/domestic/refunds/{no}; GET /v3/bill/tradebill; GET /v3/billdownload/file.
+/v3/pay/transactions/out-trade-no/{no}?mchid= and /id/{transaction_id}?mchid=; POST .../{no}/close;
+POST /v3/refund/domestic/refunds; GET /v3/refund/domestic/refunds/{no}; GET /v3/bill/tradebill;
+GET /v3/billdownload/file.
 
 Keys: DIR holds platform_private_key.pem, merchant_private_key.pem (PKCS#8) and ids.json, created on
 first use; DIR/config.json (also printed) has exactly the credential keys payhub's `wechatpay`

@@ -114,8 +114,11 @@ def test_refund_and_refund_query_with_the_sdk(env: tuple[simulator.Simulator, Ru
     sdk.pay(description="order", out_trade_no=out_trade_no, amount={"total": 500})
     with ControlClient(served.url) as control:
         control.call("pay", out_trade_no=out_trade_no)
+    transaction_id = json.loads(sdk.query(out_trade_no=out_trade_no)[1])["transaction_id"]
+    by_id = json.loads(sdk.query(transaction_id=transaction_id)[1])
+    assert (by_id["out_trade_no"], by_id["trade_state"]) == (out_trade_no, "SUCCESS")
     status, body = sdk.refund(out_refund_no=out_refund_no, amount={"refund": 200, "total": 500, "currency": "CNY"},
-                              out_trade_no=out_trade_no)
+                              transaction_id=transaction_id)
     assert status == 200 and json.loads(body)["status"] == "SUCCESS"
     status, body = sdk.query_refund(out_refund_no=out_refund_no)
     assert status == 200 and json.loads(body)["amount"]["refund"] == 200
