@@ -55,8 +55,10 @@ _CREDENTIAL_KEYS = (
     CredentialKey("merchant_serial_no", kind="text", description="serial of the merchant API certificate"),
     CredentialKey("merchant_private_key", kind="private_key", description="merchant API private key (PEM)"),
     CredentialKey("apiv3_key", kind="secret", description="APIv3 key (32 bytes) that encrypts callbacks"),
-    CredentialKey("platform_public_key", kind="public_key",
-                  description="WeChat Pay public key (PEM) or platform certificate that signs answers"),
+    # kind "text": the value is a PEM public key *or* a PEM platform certificate (certificate mode), which
+    # no single generic kind accepts; validate_credentials checks that it parses as one of the two.
+    CredentialKey("platform_public_key", kind="text",
+                  description="WeChat Pay public key (PEM), or the platform certificate (PEM), that signs answers"),
     CredentialKey("platform_public_key_id", kind="text", description="its id, PUB_KEY_ID_..."),
     CredentialKey("base_url", kind="url", description="https://api.mch.weixin.qq.com, or a simulator"),
 )
