@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import grpc
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -149,3 +150,16 @@ def test_no_key_material_in_the_logs_or_the_database(wechat: Simulator, payhub: 
         assert secret not in logs
         assert secret.encode() not in database
 
+
+
+def test_configure_channel_refuses_malformed_wechat_credentials(wechat: Simulator, payhub: RunningServer) -> None:
+    shop = Shop(payhub, wechat.config)
+    stub = merchant_pb2_grpc.MerchantServiceStub(shop.channel)
+    bad = wechat.config | {"apiv3_key": "too-short", "merchant_private_key": "-----BEGIN PRIVATE KEY-----\nxx"}
+    config = merchant_pb2.ChannelConfig(channel="wechatpay", enabled=True, priority=0, credentials=bad,
+                                        payment_methods=[common_pb2.PAYMENT_METHOD_TYPE_WECHAT_PAY])
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ConfigureChannel(merchant_pb2.ConfigureChannelRequest(parent=shop.merchant, channel_config=config,
+                                                                   request_id=rid()), metadata=payhub.admin_metadata())
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "channel_config.credentials.apiv3_key" in str(refused.value.trailing_metadata()) + str(refused.value)
