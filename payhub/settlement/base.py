@@ -44,12 +44,14 @@ def parse_merchant_or_all(name: str, field: str = "parent") -> str | None:
 
 class SettlementBase:
     def __init__(self, db: Database, settings: Settings, merchants: Callable[[], Any],
-                 trade: Callable[[], Any], channels: Callable[[], Any]) -> None:
+                 trade: Callable[[], Any], channels: Callable[[], Any],
+                 risk: Callable[[], Any] | None = None) -> None:
         self.db = db
         self.settings = settings
         self._merchants = merchants
         self._trade = trade
         self._channels = channels
+        self._risk = risk  # None: payouts are not risk-evaluated (tools, tests without the risk service)
         # The deployment's one channel cost table (also the router's lowest-cost strategy's).
         self.channel_costs: CostTable = parse_costs(settings.channel_costs)
         self.refund_fee_policy = RefundFeePolicy(settings.ledger_refund_fee_policy.strip().lower())

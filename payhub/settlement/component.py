@@ -25,7 +25,8 @@ class SettlementComponent:
 
     def __init__(self, ctx: AppContext) -> None:
         self.service = SettlementService(ctx.db, ctx.settings, lambda: ctx.client("merchant"),
-                                         lambda: ctx.client("trade"), lambda: ctx.client("channel"))
+                                         lambda: ctx.client("trade"), lambda: ctx.client("channel"),
+                                         lambda: ctx.client("risk"))
 
     def add_to_server(self, server: grpc.Server) -> None:
         settlement_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(self.service), server)

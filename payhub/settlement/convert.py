@@ -107,7 +107,7 @@ def payout_to(p: Payout) -> pb.Payout:
         state=enum_value(pb.PayoutState, "PAYOUT_STATE_", p.state),
         trigger=enum_value(pb.PayoutTrigger, "PAYOUT_TRIGGER_", p.trigger), description=p.description,
         channel=p.channel, destination_display=p.destination_display, channel_payout_id=p.channel_payout_id,
-        failure_code=p.failure_code, failure_message=p.failure_message,
+        failure_code=p.failure_code, failure_message=p.failure_message, hold_reason=p.hold_reason,
         settlement_batch=f"merchants/{p.merchant_id}/settlementBatches/{p.settlement_batch_id}"
         if p.settlement_batch_id else "",
         create_time=timestamp(p.create_time), update_time=timestamp(p.update_time),

@@ -33,6 +33,7 @@ from payhub.settlement.repository import InsufficientFunds
 from payhub.settlement.tables import payouts
 
 REQUERY_DELAYS = (timedelta(seconds=5), timedelta(seconds=30), timedelta(minutes=5))
+HOLD_RECHECK = timedelta(seconds=30)  # a payout held for risk review asks again this often
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Payout:
     channel_payout_id: str
     failure_code: str
     failure_message: str
+    hold_reason: str
     settlement_batch_id: str
     create_time: datetime
     update_time: datetime
@@ -61,7 +63,7 @@ class Payout:
 
 def payout_from_row(r: Any) -> Payout:
     return Payout(r.id, r.merchant_id, r.currency, r.amount_minor, r.state, r.trigger, r.description, r.channel,
-                  r.destination_display, r.channel_payout_id, r.failure_code, r.failure_message,
+                  r.destination_display, r.channel_payout_id, r.failure_code, r.failure_message, r.hold_reason,
                   r.settlement_batch_id, r.create_time, r.update_time, r.complete_time)
 
 
@@ -109,7 +111,7 @@ class PayoutService(SettlementBase):
             trigger=trigger, description=description, channel=self.settings.payout_channel,
             destination_display=f"{info.settlement_bank} ****{info.settlement_account_last4}".strip()[:100],
             destination_last4=info.settlement_account_last4, channel_payout_id="", failure_code="",
-            failure_message="", settlement_batch_id=batch_id, query_count=0, next_query_time=now,
+            failure_message="", hold_reason="", settlement_batch_id=batch_id, query_count=0, next_query_time=now,
             create_time=now, update_time=now, complete_time=None))
         lines = transfer(merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency),
                          merchant_account(AccountKind.PAYOUTS_IN_TRANSIT, merchant_id, currency), amount_minor)
@@ -119,10 +121,14 @@ class PayoutService(SettlementBase):
         return payout_id
 
     def send_payout(self, payout_id: str) -> None:
-        """Send (or re-query) a PENDING payout at its channel and apply the answer."""
+        """Send (or re-query) a PENDING payout at its channel and apply the answer. Before the first
+        send the payout is risk-evaluated: DENY fails it (`risk_declined`), REVIEW holds it until the
+        review is decided."""
         with self.db.read() as conn:
             row = conn.execute(select(payouts).where(payouts.c.id == payout_id)).first()
         if row is None or row.state != "PENDING":
+            return
+        if row.query_count == 0 and not self._risk_cleared(row):
             return
         instruction = PayoutInstruction(row.merchant_id, row.id, row.amount_minor, row.currency,
                                         row.destination_display.split(" ****")[0], row.destination_last4)
@@ -131,19 +137,54 @@ class PayoutService(SettlementBase):
         except Exception:
             log.exception("payout channel call failed; will retry", payout=payout_id)
             result = None
-        now = clock.now()
-        with self.db.begin() as conn:
-            if result is None or result.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
-                delay = REQUERY_DELAYS[min(row.query_count, len(REQUERY_DELAYS) - 1)]
+        if result is None or result.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+            now = clock.now()
+            delay = REQUERY_DELAYS[min(row.query_count, len(REQUERY_DELAYS) - 1)]
+            with self.db.begin() as conn:
                 conn.execute(update(payouts).where(payouts.c.id == payout_id, payouts.c.state == "PENDING")
                              .values(query_count=row.query_count + 1, next_query_time=now + delay, update_time=now))
-                return
-            succeeded = result.outcome is Outcome.SUCCEEDED
-            state = "SUCCEEDED" if succeeded else "FAILED"
+            return
+        self._complete(row, result.outcome is Outcome.SUCCEEDED, result.failure_code or "payout_failed",
+                       result.failure_message, result.channel_reference)
+
+    def _risk_cleared(self, row: Any) -> bool:
+        """Whether risk lets the payout go (idempotent: the evaluation's request_id is the payout's)."""
+        if self._risk is None:
+            return True
+        from payhub.risk.domain import Action, Context, ReviewState, TxKind
+        name = f"merchants/{row.merchant_id}/payouts/{row.id}"
+        try:
+            decision = self._risk().evaluate(Context(TxKind.PAYOUT, row.merchant_id, row.currency, row.amount_minor,
+                                                     transaction=name, channel=row.channel), f"payout-{row.id}")
+            action = decision.action
+            review = self._risk().review_state(name) if action in (Action.REVIEW, Action.CHALLENGE) else None
+        except Exception:
+            log.exception("risk evaluation of a payout failed; will retry", payout=row.id)
+            self._hold(row, "risk evaluation unavailable")
+            return False
+        if action is Action.DENY or review in (ReviewState.REJECTED, ReviewState.EXPIRED):
+            self._complete(row, False, "risk_declined", "the payout was declined by risk control", "")
+            return False
+        if action in (Action.REVIEW, Action.CHALLENGE) and review is not ReviewState.APPROVED:
+            self._hold(row, "risk review")
+            return False
+        return True
+
+    def _hold(self, row: Any, reason: str) -> None:
+        now = clock.now()
+        with self.db.begin() as conn:
+            conn.execute(update(payouts).where(payouts.c.id == row.id, payouts.c.state == "PENDING")
+                         .values(hold_reason=reason, next_query_time=now + HOLD_RECHECK, update_time=now))
+
+    def _complete(self, row: Any, succeeded: bool, failure_code: str, failure_message: str, reference: str) -> None:
+        """PENDING -> SUCCEEDED (in transit leaves payhub) or FAILED (back to available), once."""
+        now, payout_id = clock.now(), row.id
+        state = "SUCCEEDED" if succeeded else "FAILED"
+        with self.db.begin() as conn:
             changed = conn.execute(update(payouts).where(payouts.c.id == payout_id, payouts.c.state == "PENDING")
-                                   .values(state=state, channel_payout_id=result.channel_reference,
-                                           failure_code="" if succeeded else result.failure_code or "payout_failed",
-                                           failure_message="" if succeeded else result.failure_message[:500],
+                                   .values(state=state, channel_payout_id=reference, hold_reason="",
+                                           failure_code="" if succeeded else failure_code,
+                                           failure_message="" if succeeded else failure_message[:500],
                                            next_query_time=None, update_time=now, complete_time=now)).rowcount
             if not changed:
                 return

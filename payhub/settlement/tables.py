@@ -155,6 +155,7 @@ payouts = Table(
     Column("channel_payout_id", String(128), nullable=False),
     Column("failure_code", String(64), nullable=False),
     Column("failure_message", String(500), nullable=False),
+    Column("hold_reason", String(100), nullable=False, server_default=""),  # e.g. "risk review"
     Column("settlement_batch_id", String(40), nullable=False),
     Column("query_count", BigInteger, nullable=False),
     Column("next_query_time", UtcDateTime, nullable=True),

@@ -125,3 +125,41 @@ def test_settlement_dates_follow_the_policy_and_the_calendar(world: World) -> No
     assert world.ledger.run_settlement("2026-12-02", "", "wed").created == 1
     with pytest.raises(FailedPrecondition):
         world.ledger.run_settlement("2026-12-04", "", "future")
+
+
+class _Risk:
+    """Stands in for the risk service: one decision for every payout, and a review state."""
+
+    def __init__(self, action: str) -> None:
+        self.action, self.review = action, None
+
+    def evaluate(self, ctx: object, request_id: str) -> object:
+        from payhub.risk.domain import Action
+        return type("Decision", (), {"action": Action[self.action]})()
+
+    def review_state(self, transaction: str) -> object:
+        return self.review
+
+
+def test_payouts_are_risk_evaluated(world: World) -> None:
+    from payhub.risk.domain import ReviewState
+    world.set_policy(SettlementCycle.T_PLUS_0)
+    world.pay(10_000)
+    world.post()
+    world.ledger.run_settlement("2026-11-25", "", "run")
+    risk = _Risk("DENY")
+    world.ledger._risk = lambda: risk
+    denied = world.ledger.create_payout(world.merchant, 1000, "CNY", "", "po-deny")
+    assert (denied.state, denied.failure_code) == ("FAILED", "risk_declined")
+    assert world.balance(AccountKind.MERCHANT_AVAILABLE) == 9940
+    risk.action = "REVIEW"
+    held = world.ledger.create_payout(world.merchant, 1000, "CNY", "", "po-review")
+    assert (held.state, held.hold_reason) == ("PENDING", "risk review")
+    assert world.balance(AccountKind.PAYOUTS_IN_TRANSIT) == 1000
+    _at(WEDNESDAY + timedelta(minutes=1))
+    risk.review = ReviewState.APPROVED  # type: ignore[assignment]
+    assert world.ledger.process_payouts() == 1
+    sent = world.ledger.get_payout(world.merchant, held.id)
+    assert (sent.state, sent.hold_reason) == ("SUCCEEDED", "")
+    assert world.balance(AccountKind.MERCHANT_AVAILABLE) == 8940
+    world.audit()
