@@ -88,6 +88,16 @@ def notify_url(server: RunningServer, shop: Shop) -> str:
     return f"http://{server.env['PAYHUB_HTTP_LISTEN']}/channels/wechatpay/notify/{shop.merchant.split('/')[-1]}"
 
 
+def wait_delivered(control: ControlClient, subject: str) -> None:
+    """Until the simulator's notification about `subject` was acknowledged with a 2xx by payhub."""
+    deadline = time.monotonic() + 15
+    while not (records := control.get("notifications", subject=subject)["notifications"]) or \
+            not records[0]["delivered"]:
+        assert time.monotonic() < deadline, records
+        time.sleep(0.1)
+    assert records[0]["last_status"] in (200, 204), records
+
+
 def test_a_native_qr_payment_is_paid_by_the_buyer_and_notified(wechat: Simulator, payhub: RunningServer) -> None:
     shop = Shop(payhub, wechat.config)
     payment = shop.wechat_payment(2345)
@@ -99,13 +109,8 @@ def test_a_native_qr_payment_is_paid_by_the_buyer_and_notified(wechat: Simulator
     with ControlClient(wechat.url) as control:
         control.call("pay", code_url=code_url)  # the buyer scans and pays
         paid = shop.wait_state(payment.name, pb.PAYMENT_STATE_SUCCEEDED)
-        deadline = time.monotonic() + 10
-        while not (records := control.get("notifications", subject=attempt_id)["notifications"]) or \
-                not records[0]["delivered"]:
-            assert time.monotonic() < deadline, records
-            time.sleep(0.1)
+        wait_delivered(control, attempt_id)
     assert paid.amount_captured.amount_minor == 2345 and paid.channel == "wechatpay"
-    assert records[0]["last_status"] in (200, 204), "payhub acknowledged the notification"
 
     stream = shop.trade.WatchEvents(pb.WatchEventsRequest(parent=shop.merchant), metadata=shop.md, timeout=20)
     seen = []
@@ -121,6 +126,8 @@ def test_a_native_qr_payment_is_paid_by_the_buyer_and_notified(wechat: Simulator
         amount=common_pb2.Money(currency_code="CNY", amount_minor=345), merchant_refund_no=rid()),
         request_id=rid()), metadata=shop.md).refund
     assert refund.state == pb.REFUND_STATE_SUCCEEDED and refund.channel_reference, refund
+    with ControlClient(wechat.url) as control:  # its REFUND.SUCCESS notification is acknowledged too
+        wait_delivered(control, refund.name.rsplit("/", 1)[-1])
 
 
 def test_a_forged_notification_is_refused_and_changes_nothing(wechat: Simulator, payhub: RunningServer) -> None:
