@@ -61,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="payhub", description="payhub payment middle-platform")
     sub = root.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="start the gRPC services")
+    serve = sub.add_parser("serve", help="start the gRPC services and the HTTP endpoint (PAYHUB_HTTP_LISTEN)")
     serve.add_argument("--listen", help="HOST:PORT (default PAYHUB_LISTEN or 127.0.0.1:50051)")
     serve.add_argument("--services", help="comma-separated subset, e.g. trade,channel (default all)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
