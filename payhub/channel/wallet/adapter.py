@@ -19,6 +19,7 @@ from payhub.channel.adapter import (
     Capabilities,
     ChannelAdapter,
     ChannelCredentials,
+    ChannelNotReached,
     HttpReply,
     NotificationRejected,
 )
@@ -53,7 +54,12 @@ class WalletAdapter(ChannelAdapter):
 
     def _settlement(self) -> Any:
         if self._env.clients is not None:
-            return self._env.clients("settlement")
+            try:
+                return self._env.clients("settlement")
+            except (KeyError, RuntimeError) as exc:
+                # The settlement service runs in another process and has no remote client for wallet
+                # operations yet: the wallet is unreachable (a definitive FAILED, never UNKNOWN).
+                raise ChannelNotReached("the settlement service is not served in this process") from exc
         if self._local is None:  # outside a server (tests, tools): the settlement center on the same database
             from payhub.settlement.client import LocalSettlementClient
             from payhub.settlement.service import SettlementService

@@ -72,3 +72,21 @@ def test_wallet_rules(world: World) -> None:
     assert sorted(w.currency for w in wallets) == ["CNY", "USD"]
     again = world.ledger.top_up_wallet(name, 100, "CNY", "same-request")
     assert world.ledger.top_up_wallet(name, 100, "CNY", "same-request")[0] == again[0]
+
+
+def test_without_the_settlement_service_the_wallet_is_unreachable_not_unknown(world: World) -> None:
+    from payhub.channel.adapter import AdapterEnvironment, ChannelCredentials
+    from payhub.channel.types import Outcome, PaymentInstruction
+    from payhub.channel.wallet.adapter import WalletAdapter
+
+    def clients(name: str) -> object:
+        raise KeyError(name)  # what AppContext.client does for a remote service without a remote client
+
+    adapter = WalletAdapter(AdapterEnvironment(world.ctx.settings, world.ctx.db, clients))
+    router = world.ctx.component("channel").router  # type: ignore[attr-defined]
+    instruction = PaymentInstruction(merchant_id=world.merchant, payment_id="pay_x", attempt_id="att_x",
+                                     amount_minor=100, currency="CNY", method="WALLET", client_type="H5",
+                                     capture=True, subject="t", customer_id="zed")
+    result = router._call(adapter, lambda: adapter.pay(instruction, ChannelCredentials(world.merchant)),
+                          None, "att_x")
+    assert (result.outcome, result.failure_code) == (Outcome.FAILED, "channel_unreachable")
