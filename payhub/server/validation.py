@@ -31,8 +31,8 @@ from google.protobuf.message import Message
 from payhub.common.v1 import validation_pb2
 
 from payhub.kernel.errors import FieldViolation, InvalidArgument
+from payhub.server.errors import MAX_VIOLATIONS  # a reply names at most this many; keep no more
 
-MAX_VIOLATIONS = 20
 # google.protobuf.Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z
 MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
 MAX_DURATION_SECONDS = 315_576_000_000  # +-10,000 years
