@@ -159,6 +159,8 @@ def _to_event(row: Any) -> Event:
 def read_events(conn: Connection, after: int, *, merchant_id: str | None = None,
                 types: tuple[str, ...] = (), limit: int = 500) -> list[Event]:
     """Sequenced events after `after` in position order; optionally one merchant's or some types."""
+    if conn.dialect.name == "postgresql":
+        return _read_events_pg(conn, after, merchant_id, types, limit)
     query = select(outbox_events).where(outbox_events.c.position > after)
     if merchant_id is not None:
         query = query.where(outbox_events.c.merchant_id == merchant_id)
@@ -166,6 +168,32 @@ def read_events(conn: Connection, after: int, *, merchant_id: str | None = None,
         query = query.where(outbox_events.c.type.in_(types))
     rows = conn.execute(query.order_by(outbox_events.c.position).limit(limit)).all()
     return [_to_event(r) for r in rows]
+
+
+def _read_events_pg(conn: Connection, after: int, merchant_id: str | None, types: tuple[str, ...],
+                    limit: int) -> list[Event]:
+    """Every consumer (webhooks, the ledger poster, risk, WatchEvents) reads every event: on
+    PostgreSQL through the caller's own psycopg connection, in its transaction, straight into Events
+    (SQLAlchemy's statement and row work was a tenth of a server's CPU under payment load)."""
+    if not conn.in_transaction():
+        conn.begin()  # so that the caller's commit ends the transaction psycopg opens (prepared statements stay)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur:
+        cur.execute(_READ_PG[(merchant_id is not None, bool(types))],
+                    {"after": after, "merchant_id": merchant_id, "types": list(types), "limit": limit})
+        return [Event(*row) for row in cur.fetchall()]
+
+
+def _read_statement(by_merchant: bool, by_type: bool) -> str:
+    return ("SELECT position, event_id, type, aggregate_type, aggregate_id, merchant_id, payload, create_time "
+            "FROM outbox_events WHERE position > %(after)s"
+            + (" AND merchant_id = %(merchant_id)s" if by_merchant else "")
+            + (" AND type = ANY(%(types)s)" if by_type else "")
+            + " ORDER BY position LIMIT %(limit)s")
+
+
+_READ_PG = {(m, t): _read_statement(m, t) for m in (False, True) for t in (False, True)}
 
 
 def consume(db: Database, consumer: str, handle: Callable[[Connection, list[Event]], None],
