@@ -15,6 +15,7 @@ TABLE_MODULES = (
     "payhub.channel.bankcard.tables",
     "payhub.trade.tables",
     "payhub.trade.webhook_tables",
+    "payhub.trade.risk_tables",
     "payhub.risk.tables",
     "payhub.settlement.tables",
 )

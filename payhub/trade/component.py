@@ -30,6 +30,9 @@ class TradeComponent:
         self.service = TradeService(ctx.db, ctx.keyring, lambda: ctx.client("merchant"),
                                     lambda: ctx.client("channel"))
         self.service.first_query_grace = timedelta(seconds=ctx.settings.requery_grace_seconds)
+        # Every payment and refund is evaluated by risk before a channel is called (payhub.trade.risk_step).
+        self.service.risk = self._risk_client
+        self._risk_subscribed = False
         self.stopping = threading.Event()
         self._webhooks: Any = None
         self._lock = threading.Lock()
@@ -42,7 +45,17 @@ class TradeComponent:
                 self._webhooks = WebhookService(self.ctx.db, self.ctx.client("merchant"))
             return self._webhooks
 
+    def _risk_client(self) -> Any:
+        """The risk client; the first use also subscribes to its outcomes (challenge and review
+        decisions continue held payments at once when risk runs in this process)."""
+        client = self.ctx.client("risk")
+        if not self._risk_subscribed:
+            self._risk_subscribed = True
+            client.subscribe(self.service.on_risk_outcome)
+        return client
+
     def add_to_server(self, server: grpc.Server) -> None:
+        self._risk_client()
         add_to_server(TradeServicer(self.service, _LazyWebhooks(self), self.stopping,
                                     max_watch_streams=max(1, self.ctx.settings.threads // 2)), server)
 
@@ -54,6 +67,8 @@ class TradeComponent:
             Job("trade-refunds", REFUND_INTERVAL, svc.process_refunds),
             Job("trade-expiry", EXPIRY_INTERVAL, svc.close_expired),
             Job("trade-authorization-expiry", AUTH_EXPIRY_INTERVAL, svc.void_expired_authorizations),
+            Job("trade-risk-outcomes", 1.0, svc.consume_risk_outcomes),
+            Job("trade-risk-holds", 5.0, svc.settle_reviews),
             Job("webhook-fanout", 0.5, webhooks.fan_out),
             Job("webhook-delivery", 1.0, webhooks.deliver_due),
         ]

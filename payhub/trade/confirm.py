@@ -36,7 +36,7 @@ from payhub.trade.domain import (
     Payment,
     PaymentState,
 )
-from payhub.trade.outcomes import OutcomeRecorder
+from payhub.trade.risk_step import RiskStep
 from payhub.trade.tables import payment_attempts
 from payhub.trade.vault import VaultCard
 
@@ -88,7 +88,7 @@ def _summary(method: MethodInput, card: VaultCard | None) -> MethodSummary:
         card_exp_year=card.exp_year if card else 0)
 
 
-class Confirmation(OutcomeRecorder):
+class Confirmation(RiskStep):
     """ConfirmPayment."""
 
     def _validate_method(self, m: MethodInput) -> None:
@@ -139,7 +139,10 @@ class Confirmation(OutcomeRecorder):
         if not isinstance(claimed, Claimed):
             raise Aborted("the payment changed concurrently; retry with the same request_id",
                           reason="CONCURRENT_MODIFICATION")
-        payment, instruction = claimed.payment, claimed.instruction
+        gate = self._risk_step(claimed.payment, claimed.instruction, scope, request_id, fp)  # before any channel
+        if isinstance(gate, Payment):
+            return gate  # refused or held by risk: recorded, nothing sent
+        payment, instruction = gate
         result = self._send(instruction, claimed.plan, payment)
         if self.db.is_postgres and claimed.first is not None:
             final = self._record_fast(payment, claimed.first, result, scope, request_id, fp)

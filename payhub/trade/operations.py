@@ -23,10 +23,10 @@ from payhub.trade.domain import (
     Payment,
     PaymentState,
 )
-from payhub.trade.outcomes import OutcomeRecorder
+from payhub.trade.risk_step import RiskStep
 
 
-class PaymentOperations(OutcomeRecorder):
+class PaymentOperations(RiskStep):
     """CapturePayment, VoidPayment, ClosePayment."""
 
     def _claim(self, conn: Connection, merchant_id: str | None, payment_id: str,
@@ -58,6 +58,7 @@ class PaymentOperations(OutcomeRecorder):
         scope, fp = f"trade.CapturePayment:{merchant_id}", request_fingerprint([payment_id, amount_minor, currency])
         if (done := self._replay(scope, request_id, fp)) is not None:
             return done
+        self._refuse_capture_under_review(payment_id)
         with self.db.begin() as conn:
             payment = self._claim(conn, merchant_id, payment_id, (PaymentState.AUTHORIZED,), "capture",
                                   "PAYMENT_NOT_AUTHORIZED", "only AUTHORIZED payments can be captured")

@@ -25,11 +25,11 @@ from payhub.trade.base import (
     state_error,
 )
 from payhub.trade.domain import PaymentState, Refund, RefundState
-from payhub.trade.outcomes import OutcomeRecorder
+from payhub.trade.risk_step import RiskStep
 from payhub.trade.tables import payments
 
 
-class Refunding(OutcomeRecorder):
+class Refunding(RiskStep):
     """CreateRefund, GetRefund, ListRefunds."""
 
     def create_refund(self, merchant_id: str, payment_id: str, amount_minor: int, currency: str, reason: str,
@@ -87,7 +87,7 @@ class Refunding(OutcomeRecorder):
             raise AlreadyExists(f"merchant_refund_no {merchant_refund_no!r} is already used",
                                 reason="DUPLICATE_MERCHANT_REFUND_NO",
                                 metadata={"refund": dup.name if dup else ""}) from exc
-        result = self._send_refund(refund)
+        result = self._refund_risk_step(refund) or self._send_refund(refund)  # risk first: DENY is never sent
         with self.db.begin() as conn:
             if result is not None:
                 self._apply_refund_result(conn, refund_id, result, (RefundState.SUBMITTING,))

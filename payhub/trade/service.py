@@ -25,10 +25,11 @@ from payhub.trade.confirm import Confirmation, MethodInput
 from payhub.trade.jobs import TradeJobs
 from payhub.trade.payments import PaymentChanges, PaymentDraft, PaymentRecords
 from payhub.trade.refunding import Refunding
+from payhub.trade.risk_holds import RiskHolds
 
 __all__ = ["MethodInput", "PaymentChanges", "PaymentDraft", "TradeService"]
 
 
-class TradeService(PaymentRecords, Confirmation, Refunding, TradeJobs):
+class TradeService(PaymentRecords, RiskHolds, Confirmation, Refunding, TradeJobs):
     """The trade center: one class over the use-case modules (payments, confirm, operations, refunding,
     outcomes, jobs), each of which builds on base.TradeBase."""
