@@ -151,13 +151,84 @@ def run(kind: str, count: int, warmup: int) -> dict[str, float]:
     return result
 
 
+def _merchant(ctx: Any) -> str:
+    from payhub.merchant.domain import BankAccountInput, ChannelConfigInput, Contact, MerchantDraft
+    from payhub.merchant.service import MerchantCenter
+    from payhub.merchant.service import RequestKey as MerchantKey
+
+    center = MerchantCenter(ctx.db, ctx.keyring, ctx.credentials)
+
+    def key() -> MerchantKey:
+        return MerchantKey(new_id("req"), new_id("fp"))
+
+    merchant = center.create_merchant(MerchantDraft(
+        legal_name="Bench Ltd", display_name="Bench", contact=Contact("Ann", "ann@example.com"),
+        business_category="retail", country_code="CN",
+        settlement_account=BankAccountInput("Bench Ltd", "Bank", "6222020000000000")), key())
+    center.approve_merchant(merchant.id, key())
+    center.configure_channel(merchant.id, ChannelConfigInput(
+        channel="sandbox", enabled=True, methods=frozenset({"CARD"}), client_types=frozenset(), priority=1,
+        weight=100), key())
+    return merchant.id
+
+
+def pay_cost(kind: str, count: int) -> dict[str, float]:
+    """CPU of this process per create+confirm (sandbox card), with the default rule set evaluated and
+    with the risk step switched off, in alternating rounds (the difference is what risk adds)."""
+    from payhub.identity.store import CredentialStore
+    from payhub.kernel.config import SERVICE_NAMES, Settings
+    from payhub.server.context import AppContext
+    from payhub.trade.domain import Customer
+    from payhub.trade.service import MethodInput, PaymentDraft
+
+    with database(kind) as url:
+        db = Database(url, pool_size=4)
+        keyring = KeyRing.parse(f"bench:{base64.b64encode(os.urandom(32)).decode()}")
+        ctx = AppContext(Settings(), db, keyring, CredentialStore(db), served=SERVICE_NAMES)
+        trade = ctx.component("trade").service  # type: ignore[attr-defined]
+        risk_factory = trade.risk
+        merchant = _merchant(ctx)
+        rng = random.Random(7)
+
+        def one() -> None:
+            n = rng.randrange(2000)
+            draft = PaymentDraft(merchant_order_no=new_id("ord"), currency="CNY", amount_minor=1000, subject="x",
+                                 customer=Customer(id=f"cust-{n}", ip=f"198.51.100.{n % 250}", device_id=f"d{n}"))
+            payment = trade.create_payment(merchant, draft, new_id("req"))
+            method = MethodInput("CARD", "PC", card_number="4242424242424242", exp_month=12, exp_year=2031,
+                                 cvc="123")
+            trade.confirm_payment(merchant, payment.id, method, "", new_id("req"))
+
+        cpu = {"on": 0.0, "off": 0.0}
+        for _ in range(50):
+            one()  # warm-up: caches, prepared statements
+        rounds = 10
+        for _ in range(rounds):
+            for mode in ("on", "off"):
+                trade.risk = risk_factory if mode == "on" else None
+                start = time.process_time()
+                for _ in range(count // rounds):
+                    one()
+                cpu[mode] += time.process_time() - start
+        db.dispose()
+    per = {mode: cpu[mode] / count * 1000 for mode in cpu}
+    print(f"create+confirm in process on {kind}, {count} payments each way, default rule set: "
+          f"{per['on']:.2f} ms CPU with risk, {per['off']:.2f} ms without: risk adds "
+          f"{per['on'] - per['off']:.2f} ms per payment")
+    return per
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m payhub.risk.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=3000)
+    parser.add_argument("--payments", type=int, default=0,
+                        help="also measure the CPU risk adds to create+confirm over this many payments")
     args = parser.parse_args(argv)
     run(args.db, args.count, args.warmup)
+    if args.payments:
+        pay_cost(args.db, args.payments)
     return 0
 
 

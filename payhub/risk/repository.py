@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, and_, bindparam, insert, or_, select, text, update
 
-from payhub.kernel.db import UtcDateTime
+from payhub.kernel.db import Database, UtcDateTime
 from payhub.risk import codec
 from payhub.risk.domain import (
     BlockEntry,
@@ -197,6 +197,99 @@ _COUNT_PG = text(
     f"{_COLUMNS}SELECT k, b, a, n, 0, 0, ma, mc, e FROM unnest(CAST(:k AS text[]), CAST(:b AS bigint[]), "
     "CAST(:a AS bigint[]), CAST(:n AS bigint[]), CAST(:ma AS bigint[]), CAST(:mc AS bigint[]), "
     f"CAST(:e AS timestamptz[])) AS v(k, b, a, n, ma, mc, e) {_UPSERT}")
+
+
+class NotAsExpected(Exception):
+    """The one-statement evaluation found a counter over its limit or a new device: nothing was
+    written (the statement failed as a whole); evaluate in a transaction instead."""
+
+
+def _pg_casts(table: Any) -> str:
+    """Typed parameters for INSERT … SELECT (short type names: psycopg caches only short statements)."""
+    def short(column: Any) -> str:
+        name = type(column.type).__name__
+        return {"Integer": "int", "BigInteger": "bigint", "Boolean": "bool", "UtcDateTime": "timestamptz"}.get(
+            name, "text")
+    return ", ".join(f"CAST(%({c.name})s AS {short(c)})" for c in table.columns)
+
+
+def _pg(sql: str) -> str:
+    """A statement written with :name parameters, for psycopg (%(name)s)."""
+    import re
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+
+
+@functools.cache
+def _evaluate_statement(with_device: bool) -> str:
+    """PostgreSQL, one statement in autocommit (one round trip, no BEGIN/COMMIT; see
+    payhub.kernel.db.Database.autocommit): touch the device, add to every counter, and record the
+    event with the decision computed on the expectation that every acting rule's counter stays
+    within its limit and the device is not new. When that expectation fails, a division by zero
+    aborts the whole statement (nothing is written) and the caller evaluates in a transaction. The
+    guard's divisor is not constant, so PostgreSQL cannot fold it at planning time, and the event's
+    INSERT reads the guard's value, so it is evaluated."""
+    device = ("d AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
+              "VALUES (:dm, :dc, :dd, CAST(:create_time AS timestamptz)) "
+              "ON CONFLICT (merchant_id, customer_id, device_id) DO UPDATE SET first_seen = risk_devices.first_seen "
+              "RETURNING first_seen), ")
+    known = "(SELECT first_seen FROM d) <= CAST(:new_since AS timestamptz)" if with_device else "true"
+    columns = ", ".join(f'"{c.name}"' for c in risk_events.columns)
+    sql = _pg(
+        f"WITH {device if with_device else ''}"
+        f"c AS ({_COLUMNS}SELECT k, b, a, n, 0, 0, ma, mc, e FROM jsonb_to_recordset(CAST(:counters AS jsonb)) "
+        f"AS v(k text, b bigint, a bigint, n bigint, ma bigint, mc bigint, e timestamptz) {_UPSERT}), "
+        "g AS (SELECT 1 / (CASE WHEN (SELECT count(*) FROM c WHERE \"key\" IN (SELECT jsonb_array_elements_text("
+        "CAST(:acting AS jsonb)))) = jsonb_array_length(CAST(:acting AS jsonb)) "
+        f"AND {known} THEN 1 ELSE 0 END) AS ok), ")
+    sql += (f"ev AS (INSERT INTO risk_events ({columns}) SELECT {_pg_casts(risk_events)} FROM g WHERE g.ok = 1 "
+            "RETURNING id), ")
+    sql += _pg("er AS (INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
+               "SELECT ev.id, r, CAST(:create_time AS timestamptz) FROM ev, "
+               "jsonb_array_elements_text(CAST(:rules AS jsonb)) AS r) "
+               'SELECT array_agg("key") FROM c')
+    return sql
+
+
+def evaluate_at_once(db: Database, increments: list[CounterIncrement], acting: set[str], event: RiskEvent,
+                     scope: str, request_id: str, fingerprint: str,
+                     device: tuple[str, str, str, datetime] | None) -> set[str]:
+    """Run `_evaluate_statement`; returns the counter keys added to (a shadow rule's counter may
+    have refused: the caller records that match with `record_shadow_refusals`). Raises
+    NotAsExpected when an acting rule's counter refused or the device is new (nothing written)."""
+    import psycopg
+    ordered = sorted(increments, key=lambda i: i.key)
+    counted = [[i.key, i.bucket, i.amount, i.count] for i in ordered]
+    params: dict[str, Any] = codec.event_row(event, scope, request_id, fingerprint, counted)
+    # Rows and lists travel as JSON text: one parameter each, dumped by the C json encoder (psycopg's
+    # array dumping cost more than the rest of the statement's parameters together).
+    params |= {"counters": json.dumps([{"k": i.key, "b": i.bucket, "a": i.amount, "n": i.count, "ma": i.max_amount,
+                                        "mc": i.max_count, "e": i.expire_time.isoformat()} for i in ordered]),
+               "acting": json.dumps(sorted(acting)),
+               "rules": json.dumps(sorted({r.rule_id for r in event.decision.reasons}
+                                          | {r.rule_id for r in event.decision.shadow_reasons}))}
+    if device is not None:
+        params |= {"dm": device[0], "dc": device[1], "dd": device[2], "new_since": device[3]}
+    try:
+        with db.autocommit() as conn:
+            row = conn.execute(_evaluate_statement(device is not None), params).fetchone()
+    except psycopg.errors.DivisionByZero as exc:  # the guard: the expectation failed, nothing written
+        raise NotAsExpected() from exc
+    return set(row[0] or ()) if row is not None else set()
+
+
+def record_shadow_refusals(db: Database, event: RiskEvent, counted: list[list[Any]], new_rules: set[str]) -> None:
+    """After evaluate_at_once: shadow rules whose counters refused join the event's shadow reasons
+    (they never act, so recording them a statement later changes no decision)."""
+    with db.autocommit() as conn:
+        conn.execute(_SHADOW_REFUSALS, {"id": event.id, "decision": codec.decision_json(event.decision),
+                                        "counted": json.dumps(counted), "rules": json.dumps(sorted(new_rules)),
+                                        "t": event.create_time})
+
+
+_SHADOW_REFUSALS = _pg(
+    "WITH u AS (UPDATE risk_events SET decision = :decision, counted = :counted WHERE id = :id) "
+    "INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
+    "SELECT :id, r, CAST(:t AS timestamptz) FROM jsonb_array_elements_text(CAST(:rules AS jsonb)) AS r")
 
 
 def count(conn: Connection, increments: list[CounterIncrement]) -> set[str]:

@@ -220,3 +220,14 @@ def test_a_retried_evaluation_counts_once(risk: RiskService, merchant: str) -> N
     assert first.action is again.action is Action.ALLOW and first.evaluation_id == again.evaluation_id
     assert evaluate(risk, ctx(merchant)).action is Action.DENY
     assert new_id("x")
+
+
+def test_a_shadow_counter_over_its_limit_is_recorded_and_never_counted(risk: RiskService, merchant: str) -> None:
+    r = add(risk, CumulativeLimit(Subject.CUSTOMER, Period.DAY, max_count=1), Action.DENY, shadow=True)
+    assert evaluate(risk, ctx(merchant)).shadow_reasons == []
+    second = ctx(merchant)
+    decision = risk.evaluate_internal(second, "att_second")
+    assert decision.action is Action.ALLOW and [s.rule_id for s in decision.shadow_reasons] == [r.id]
+    (event,) = risk.list_events(10, "", rule_id=r.id).items
+    assert event.id == decision.evaluation_id and [s.rule_id for s in event.decision.shadow_reasons] == [r.id]
+    assert risk.release(second.transaction, "att_second") == 0  # it was never counted, so nothing to give back
