@@ -1,7 +1,7 @@
 """payment risk holds
 
-Revision ID: 0009_risk_holds
-Revises: 0008_risk
+Revision ID: 0011_risk_holds
+Revises: 0010_settlement
 Create Date: 2026-11-30 06:25:32.245230
 """
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from alembic import op
 import payhub.kernel.db
 
 
-revision: str = '0009_risk_holds'
-down_revision: str | None = '0008_risk'
+revision: str = '0011_risk_holds'
+down_revision: str | None = '0010_settlement'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
