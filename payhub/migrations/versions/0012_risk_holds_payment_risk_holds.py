@@ -1,7 +1,7 @@
 """payment risk holds
 
-Revision ID: 0011_risk_holds
-Revises: 0010_settlement
+Revision ID: 0012_risk_holds
+Revises: 0011_payout_hold_reason
 Create Date: 2026-11-30 06:25:32.245230
 """
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from alembic import op
 import payhub.kernel.db
 
 
-revision: str = '0011_risk_holds'
-down_revision: str | None = '0010_settlement'
+revision: str = '0012_risk_holds'
+down_revision: str | None = '0011_payout_hold_reason'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
