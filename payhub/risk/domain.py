@@ -326,10 +326,13 @@ def validate_rule(v: Violations, rule: Rule, prefix: str = "rule") -> None:
         v.add(f"{prefix}.description", "must be at most 1000 characters")
     if not 0 <= rule.score <= 100:
         v.add(f"{prefix}.score", "must be 0-100")
-    if TxKind.PAYMENT not in rule.transaction_kinds and rule.action in (Action.CHALLENGE, Action.REVIEW):
-        # Refunds and payouts are not held or challenged yet: only DENY or ALLOW act on them.
-        v.add(f"{prefix}.action", "CHALLENGE and REVIEW apply to payments only; use DENY or ALLOW for "
-                                  "refund and payout rules")
+    kinds = rule.transaction_kinds
+    if (rule.action is Action.CHALLENGE and TxKind.PAYMENT not in kinds) or (
+            rule.action is Action.REVIEW and kinds <= {TxKind.REFUND}):
+        # Only a payment has a consumer to challenge; payments and payouts can be held for review;
+        # refunds are refused (DENY) or let through.
+        v.add(f"{prefix}.action", "CHALLENGE applies to payments, REVIEW to payments and payouts; use DENY or "
+                                  "ALLOW for refund rules")
     c = rule.condition
     member = f"{prefix}.{MEMBER_OF[rule.kind]}"
     if isinstance(c, AmountLimit):
