@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
+import grpc
 import httpx
 import pytest
 from payhub.common.v1 import common_pb2
@@ -160,6 +161,24 @@ def test_a_qr_code_paid_after_the_close_is_refunded(server: RunningServer, tmp_p
         assert shop.get(payment.name).state == pb.PAYMENT_STATE_CLOSED
     finally:
         strict.stop()
+
+
+def test_configure_channel_refuses_malformed_alipay_credentials(server: RunningServer,
+                                                                simulator: SimProcess) -> None:
+    shop = Shop(server, simulator)
+    stub = merchant_pb2_grpc.MerchantServiceStub(shop.channel)
+    bad = {k: v for k, v in simulator.config.items() if k != "alipay_public_key"} | {
+        "app_private_key": "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----"}
+    config = merchant_pb2.ChannelConfig(channel="alipay", enabled=True, priority=0, credentials=bad,
+                                        payment_methods=[common_pb2.PAYMENT_METHOD_TYPE_ALIPAY])
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ConfigureChannel(merchant_pb2.ConfigureChannelRequest(parent=shop.merchant, channel_config=config,
+                                                                   request_id=rid()), metadata=server.admin_metadata())
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    detail = str(refused.value.trailing_metadata()) + str(refused.value)
+    assert "channel_config.credentials.app_private_key" in detail
+    assert "channel_config.credentials.alipay_public_key" in detail
+    assert "not a key" not in detail, "the value is never echoed"
 
 
 def test_no_private_key_in_the_logs_or_the_database(server: RunningServer, simulator: SimProcess) -> None:

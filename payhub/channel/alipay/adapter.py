@@ -42,7 +42,7 @@ from payhub.channel.adapter import (
 from payhub.channel.alipay import wire
 from payhub.channel.alipay.bill import detail_csv
 from payhub.channel.alipay.codes import failure_for
-from payhub.channel.transport import ChannelHttp, is_loopback_http
+from payhub.channel.transport import ChannelHttp
 from payhub.channel.types import ActionKind, ChannelResult, ChannelUpdate, NextAction, Outcome, PaymentInstruction
 from payhub.kernel import clock
 from payhub.kernel.errors import FailedPrecondition, Unavailable
@@ -123,13 +123,11 @@ class AlipayAdapter(ChannelAdapter):
                     load(values[key])
                 except (ValueError, TypeError) as exc:
                     problems[key] = f"is not a usable RSA key in PEM: {exc}"
-        url = values.get("gateway_url", "")
-        if "gateway_url" not in problems:
-            parts = urlsplit(url)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
-                problems["gateway_url"] = "must be an https:// URL"
-            elif parts.scheme == "http" and not is_loopback_http(url):
-                problems["gateway_url"] = "must be https:// (plain http only for a simulator on loopback)"
+        parts = urlsplit(values.get("gateway_url", ""))
+        if "gateway_url" not in problems and (parts.scheme not in ("https", "http") or not parts.hostname):
+            problems["gateway_url"] = "must be an https:// URL (plain http:// for a simulator)"
+        # Plain http on a host that is not loopback is accepted and logged by the shared check
+        # (payhub.channel.credentials), as for every channel.
         return problems
 
     # -- the gateway ---------------------------------------------------------------------------

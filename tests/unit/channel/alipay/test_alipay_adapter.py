@@ -170,7 +170,7 @@ def test_credentials_are_validated_by_kind(sim: Sim, adapter: AlipayAdapter) -> 
     pkcs1 = simkit.private_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048), pkcs1=True)
     assert adapter.validate_credentials(sim.creds | {"app_private_key": pkcs1, "seller_id": ""}) == {}
     problems = adapter.validate_credentials({"app_id": "2021", "app_private_key": "x", "alipay_public_key":
-                                             sim.creds["app_private_key"], "gateway_url": "http://example.com/gw"})
+                                             sim.creds["app_private_key"], "gateway_url": "ftp://example.com/gw"})
     assert set(problems) == {"app_private_key", "alipay_public_key", "gateway_url"}
     assert "https" in problems["gateway_url"]
     assert set(adapter.validate_credentials({})) == {"app_id", "app_private_key", "alipay_public_key", "gateway_url"}
