@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import httpx
 from cryptography import x509
@@ -43,7 +43,7 @@ from payhub.channel.adapter import (
     HttpReply,
     NotificationRejected,
 )
-from payhub.channel.transport import ChannelHttp, is_loopback_http
+from payhub.channel.transport import ChannelHttp
 from payhub.channel.types import ActionKind, ChannelResult, ChannelUpdate, NextAction, Outcome, PaymentInstruction
 from payhub.channel.unionpay import codes, wire
 from payhub.kernel import clock
@@ -115,9 +115,8 @@ class UnionPayAdapter(ChannelAdapter):
                 wire.load_signing_cert(values["sign_cert"])
             except (ValueError, TypeError) as exc:
                 problems["sign_cert"] = f"must hold an RSA signing key and its certificate ({exc})"
-        url = values.get("gateway_url", "")
-        if "gateway_url" not in problems and urlsplit(url).scheme == "http" and not is_loopback_http(url):
-            problems["gateway_url"] = "must be https:// (plain http only for a simulator on loopback)"
+        # The URL's form is the shared check's (kind "url"); plain http on a host that is not loopback
+        # is accepted and logged there (payhub.channel.credentials), as for every channel.
         return problems
 
     # -- the gateway ---------------------------------------------------------------------------

@@ -156,6 +156,8 @@ def test_refund_notifications_name_the_payment_and_forgeries_are_refused(sim: Si
 
 def test_credentials_are_checked(adapter: UnionPayAdapter, sim: Sim) -> None:
     assert adapter.validate_credentials(sim.creds.values) == {}
-    bad = dict(sim.creds.values) | {"sign_cert": sim.creds.get("verify_root_cert"), "gateway_url": "http://10.0.0.1"}
+    bad = dict(sim.creds.values) | {"sign_cert": sim.creds.get("verify_root_cert"), "mer_id": "777-1"}
     problems = adapter.validate_credentials(bad)
-    assert set(problems) == {"sign_cert", "gateway_url"}
+    assert set(problems) == {"sign_cert", "mer_id"}
+    assert adapter.validate_credentials({k: v for k, v in sim.creds.values.items() if k != "verify_root_cert"}) \
+        .keys() == {"verify_root_cert"}
