@@ -199,7 +199,7 @@ def settlement_policy_from(msg: pb.SettlementPolicy, merchant: str) -> Settlemen
     update_time = msg.update_time.ToDatetime(tzinfo=UTC) if msg.HasField("update_time") else None
     minimum = msg.minimum_payout
     return SettlementPolicy(merchant, _CYCLES[msg.cycle], msg.n_days, minimum.currency_code, minimum.amount_minor,
-                            update_time)
+                            update_time, msg.reserve_rate_basis_points, msg.reserve_days)
 
 
 def settlement_policy_to(policy: SettlementPolicy) -> pb.SettlementPolicy:
@@ -210,4 +210,5 @@ def settlement_policy_to(policy: SettlementPolicy) -> pb.SettlementPolicy:
     return pb.SettlementPolicy(
         name=f"merchants/{policy.merchant_id}/settlementPolicy",
         cycle=pb.SettlementCycle.Value(f"SETTLEMENT_CYCLE_{policy.cycle.value}"), n_days=policy.n_days,
-        minimum_payout=minimum, update_time=timestamp(policy.update_time))
+        minimum_payout=minimum, update_time=timestamp(policy.update_time),
+        reserve_rate_basis_points=policy.reserve_rate_bps, reserve_days=policy.reserve_days)

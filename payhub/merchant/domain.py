@@ -419,6 +419,8 @@ class SettlementCycle(StrEnum):
 
 
 MAX_N_DAYS = 30
+MAX_RESERVE_BPS = 5000
+MAX_RESERVE_DAYS = 180
 
 
 @dataclass(frozen=True)
@@ -429,6 +431,8 @@ class SettlementPolicy:
     minimum_payout_currency: str   # "" with minimum_payout_minor 0: no minimum
     minimum_payout_minor: int
     update_time: datetime | None   # None: the default policy, never set
+    reserve_rate_bps: int = 0      # rolling reserve held from each positive settlement net
+    reserve_days: int = 0          # ... and released this many days later
 
 
 def default_settlement_policy(merchant_id: str) -> SettlementPolicy:
@@ -441,6 +445,12 @@ def validate_settlement_policy(v: Violations, policy: SettlementPolicy,
         v.add(f"{prefix}.n_days", f"must be 1-{MAX_N_DAYS} for SETTLEMENT_CYCLE_D_PLUS_N")
     elif policy.cycle is not SettlementCycle.D_PLUS_N and policy.n_days != 0:
         v.add(f"{prefix}.n_days", "must be 0 unless the cycle is SETTLEMENT_CYCLE_D_PLUS_N")
+    if not 0 <= policy.reserve_rate_bps <= MAX_RESERVE_BPS:
+        v.add(f"{prefix}.reserve_rate_basis_points", f"must be 0-{MAX_RESERVE_BPS}")
+    elif policy.reserve_rate_bps and not 1 <= policy.reserve_days <= MAX_RESERVE_DAYS:
+        v.add(f"{prefix}.reserve_days", f"must be 1-{MAX_RESERVE_DAYS} with a reserve rate")
+    elif not policy.reserve_rate_bps and policy.reserve_days:
+        v.add(f"{prefix}.reserve_days", "must be 0 without a reserve rate")
     if policy.minimum_payout_currency or policy.minimum_payout_minor:
         if policy.minimum_payout_currency not in CURRENCY_EXPONENTS:
             v.add(f"{prefix}.minimum_payout.currency_code",

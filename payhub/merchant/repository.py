@@ -229,7 +229,8 @@ class MerchantRepository:
         table = merchant_settlement_policies
         values = {"cycle": policy.cycle.value, "n_days": policy.n_days,
                   "minimum_payout_currency": policy.minimum_payout_currency,
-                  "minimum_payout_minor": policy.minimum_payout_minor, "update_time": now}
+                  "minimum_payout_minor": policy.minimum_payout_minor, "update_time": now,
+                  "reserve_rate_bps": policy.reserve_rate_bps, "reserve_days": policy.reserve_days}
         if not conn.execute(update(table).where(table.c.merchant_id == policy.merchant_id).values(**values)).rowcount:
             conn.execute(insert(table).values(merchant_id=policy.merchant_id, **values))
 
@@ -239,7 +240,7 @@ class MerchantRepository:
         if row is None:
             return None
         return SettlementPolicy(merchant_id, SettlementCycle(row.cycle), row.n_days, row.minimum_payout_currency,
-                                row.minimum_payout_minor, row.update_time)
+                                row.minimum_payout_minor, row.update_time, row.reserve_rate_bps, row.reserve_days)
 
 
 def _merchant(row: Any) -> Merchant:

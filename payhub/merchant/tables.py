@@ -101,4 +101,6 @@ merchant_settlement_policies = Table(
     Column("minimum_payout_currency", String(3), nullable=False),
     Column("minimum_payout_minor", BigInteger, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
+    Column("reserve_rate_bps", Integer, nullable=False, server_default="0"),
+    Column("reserve_days", Integer, nullable=False, server_default="0"),
 )

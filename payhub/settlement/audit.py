@@ -131,19 +131,26 @@ class LedgerAudit(SettlementBase):
 
     @staticmethod
     def _check_pending(conn: Any, report: AuditReport) -> None:
-        """Settlement moves exactly the queued items: pending = the net of the unsettled ones."""
+        """Settlement moves exactly the queued items: pending = the net of the unsettled ones, and the
+        reserve = the rolling reserve releases not due yet."""
+        for kind, reserve in (("MERCHANT_PENDING", False), ("MERCHANT_RESERVE", True)):
+            LedgerAudit._check_unsettled(conn, report, kind, reserve)
+
+    @staticmethod
+    def _check_unsettled(conn: Any, report: AuditReport, kind: str, reserve: bool) -> None:
         q, a = settlement_queue, ledger_accounts
+        rows = (q.c.kind == "RESERVE") if reserve else (q.c.kind != "RESERVE")
         unsettled = {(r.merchant_id, r.currency): int(r.net) for r in conn.execute(
             select(q.c.merchant_id, q.c.currency, func.sum(q.c.net_minor).label("net"))
-            .where(q.c.batch_id.is_(None)).group_by(q.c.merchant_id, q.c.currency))}
+            .where(q.c.batch_id.is_(None), rows).group_by(q.c.merchant_id, q.c.currency))}
         pending = conn.execute(select(a.c.id, a.c.merchant_id, a.c.currency, a.c.balance).where(
-            a.c.kind == "MERCHANT_PENDING", a.c.owner == literal("merchants/") + a.c.merchant_id)).all()
+            a.c.kind == kind, a.c.owner == literal("merchants/") + a.c.merchant_id)).all()
         for r in pending:
             expected = unsettled.pop((r.merchant_id, r.currency), 0)
             if r.balance != expected:
                 report.findings.append(Finding("BALANCE_MISMATCH", f"ledgerAccounts/{r.id}", r.currency,
                                                int(r.balance - expected),
-                                               f"merchant pending {r.balance}, unsettled items net {expected}"))
+                                               f"{kind} {r.balance}, unsettled items net {expected}"))
         for (merchant_id, currency), net in unsettled.items():
             if net:
                 report.findings.append(Finding("BALANCE_MISMATCH", f"merchants/{merchant_id}", currency, net,

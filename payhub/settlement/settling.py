@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from payhub.kernel import clock, idempotency
 from payhub.kernel.db import insert_ignore
 from payhub.kernel.errors import Aborted, FailedPrecondition, Violations
 from payhub.kernel.ids import new_id
+from payhub.merchant.domain import round_half_up_div
 from payhub.settlement import repository as repo
 from payhub.settlement.base import log, parse_name
 from payhub.settlement.domain import (
@@ -34,6 +35,7 @@ from payhub.settlement.domain import (
     Cycle,
     JournalDraft,
     JournalKind,
+    day_start,
     local_date,
     merchant_account,
     transfer,
@@ -43,6 +45,7 @@ from payhub.settlement.repository import InsufficientFunds
 from payhub.settlement.tables import settlement_batches, settlement_queue, settlement_runs
 
 ITEM_FIELDS = {"PAYMENT": "gross", "REFUND": "refunds", "ADJUSTMENT": "adjustments"}
+RESERVE = "RESERVE"  # a rolling reserve item: held (net < 0, settled with its batch) or released (net > 0)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,10 @@ class Settling(PayoutService):
                                                                settlement_queue.c.batch_id.is_(None))).all()
         by_currency: dict[str, list[Any]] = {}
         for row in rows:
-            if cycle.settle_date(local_date(row.event_time), self.calendar) <= day:
+            # A reserve release is due on its own date (its event time); everything else by the cycle.
+            due = local_date(row.event_time) if row.kind == RESERVE else \
+                cycle.settle_date(local_date(row.event_time), self.calendar)
+            if due <= day:
                 by_currency.setdefault(row.currency, []).append(row)
         results = []
         for currency, items in sorted(by_currency.items()):
@@ -141,20 +147,25 @@ class Settling(PayoutService):
     def _make_batch(self, conn: Connection, merchant_id: str, currency: str, day: date, items: list[Any],
                     policy: Any) -> tuple[int, str]:
         now, batch_id, journal_id = clock.now(), new_id("stb"), new_id("jn")
+        sales = [i for i in items if i.kind != RESERVE]
+        released = sum(i.net_minor for i in items if i.kind == RESERVE)
         totals = BatchTotals()
-        for item in items:
+        for item in sales:
             attr = ITEM_FIELDS.get(item.kind, "adjustments")
             setattr(totals, attr, getattr(totals, attr) + (item.amount_minor if attr != "adjustments"
                                                            else item.net_minor))
             totals.fees += item.fee_minor
-        times = [i.event_time for i in items]
+        sales_net = sum(i.net_minor for i in sales)
+        held = round_half_up_div(max(sales_net, 0) * getattr(policy, "reserve_rate_bps", 0), 10_000)
+        totals.reserve = held - released
+        times = [i.event_time for i in sales] or [now]
         if not insert_ignore(conn, settlement_batches, {
                 "id": batch_id, "merchant_id": merchant_id, "currency": currency,
                 "settlement_date": day.isoformat(), "period_start": min(times), "period_end": max(times),
                 "gross_minor": totals.gross, "refunds_minor": totals.refunds, "fees_minor": totals.fees,
-                "splits_minor": 0, "reserve_minor": 0, "adjustments_minor": totals.adjustments,
-                "net_minor": totals.net, "item_count": len(items), "journal_id": journal_id, "payout_id": "",
-                "create_time": now}):
+                "splits_minor": 0, "reserve_minor": totals.reserve, "adjustments_minor": totals.adjustments,
+                "net_minor": totals.net, "item_count": len(items) + (1 if held else 0), "journal_id": journal_id,
+                "payout_id": "", "create_time": now}):
             return 0, ""  # this date is settled already (an earlier run, or another replica right now)
         ids = [i.journal_id for i in items]
         claimed = conn.execute(update(settlement_queue).where(settlement_queue.c.journal_id.in_(ids),
@@ -162,11 +173,15 @@ class Settling(PayoutService):
                                .values(batch_id=batch_id)).rowcount
         if claimed != len(ids):
             raise Aborted("settlement items were claimed concurrently")
-        if sum(i.net_minor for i in items) != totals.net:
+        if held:
+            self._hold_reserve(conn, merchant_id, currency, batch_id, held, day, policy, now)
+        if sales_net + released - held != totals.net:
             raise AssertionError("batch net differs from the sum of its items")
         pending = merchant_account(AccountKind.MERCHANT_PENDING, merchant_id, currency)
         available = merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency)
-        lines = transfer(pending, available, totals.net)
+        reserve = merchant_account(AccountKind.MERCHANT_RESERVE, merchant_id, currency)
+        lines = (transfer(pending, available, sales_net - held) + transfer(pending, reserve, held)
+                 + transfer(reserve, available, released))
         if lines:
             repo.post_journal(conn, JournalDraft(
                 JournalKind.SETTLEMENT, f"merchants/{merchant_id}/settlementBatches/{batch_id}",
@@ -177,6 +192,19 @@ class Settling(PayoutService):
             conn.execute(update(settlement_batches).where(settlement_batches.c.id == batch_id).values(journal_id=""))
         payout_id = self._automatic_payout(conn, merchant_id, currency, batch_id, policy)
         return 1, payout_id
+
+    @staticmethod
+    def _hold_reserve(conn: Connection, merchant_id: str, currency: str, batch_id: str, held: int, day: date,
+                      policy: Any, now: datetime) -> None:
+        """The batch's reserve item (settled now) and its release, due `reserve_days` later."""
+        release = day + timedelta(days=int(policy.reserve_days))
+        reference = f"merchants/{merchant_id}/settlementBatches/{batch_id}"
+        common = {"merchant_id": merchant_id, "currency": currency, "kind": RESERVE, "reference": reference,
+                  "merchant_reference": "", "amount_minor": held, "fee_minor": 0}
+        conn.execute(insert(settlement_queue), [
+            common | {"journal_id": new_id("rsv"), "net_minor": -held, "event_time": now, "batch_id": batch_id},
+            common | {"journal_id": new_id("rsv"), "net_minor": held, "event_time": day_start(release),
+                      "batch_id": None}])
 
     def _automatic_payout(self, conn: Connection, merchant_id: str, currency: str, batch_id: str,
                           policy: Any) -> str:

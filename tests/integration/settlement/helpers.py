@@ -44,10 +44,10 @@ class World:
         return self.ctx.component("settlement").service  # type: ignore[attr-defined, no-any-return]
 
     def set_policy(self, cycle: SettlementCycle = SettlementCycle.T_PLUS_1, n_days: int = 0,
-                   minimum_currency: str = "", minimum: int = 0) -> None:
+                   minimum_currency: str = "", minimum: int = 0, reserve_bps: int = 0, reserve_days: int = 0) -> None:
         center = self.ctx.component("merchant").service  # type: ignore[attr-defined]
-        center.set_settlement_policy(SettlementPolicy(self.merchant, cycle, n_days, minimum_currency, minimum, None),
-                                     req())
+        center.set_settlement_policy(SettlementPolicy(self.merchant, cycle, n_days, minimum_currency, minimum, None,
+                                                      reserve_bps, reserve_days), req())
 
     def pay(self, amount: int = 1000, number: str = "4242424242424242", **kw: object) -> Payment:
         payment = self.trade.create_payment(self.merchant, draft(amount=amount, **kw), new_id("c"))  # type: ignore[arg-type]

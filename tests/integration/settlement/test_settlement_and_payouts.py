@@ -163,3 +163,25 @@ def test_payouts_are_risk_evaluated(world: World) -> None:
     assert (sent.state, sent.hold_reason) == ("SUCCEEDED", "")
     assert world.balance(AccountKind.MERCHANT_AVAILABLE) == 8940
     world.audit()
+
+
+def test_a_rolling_reserve_is_held_and_released_days_later(world: World) -> None:
+    world.set_policy(SettlementCycle.T_PLUS_0, reserve_bps=1000, reserve_days=2)  # 10 % for 2 days
+    world.pay(10_000)
+    world.post()
+    first = world.ledger.run_settlement("2026-11-25", "", "r1")
+    batch = world.ledger.get_settlement_batch(first.batches[0])
+    assert (batch.net_minor, batch.reserve_minor, batch.item_count) == (9940 - 994, 994, 2)
+    items, _ = world.ledger.list_settlement_items(first.batches[0], 0, "")
+    assert sum(i.net_minor for i in items) == batch.net_minor
+    assert world.balance(AccountKind.MERCHANT_RESERVE) == 994
+    assert world.balance(AccountKind.MERCHANT_AVAILABLE) == 8946
+    world.audit()
+    _at(WEDNESDAY + timedelta(days=1))
+    assert world.ledger.run_settlement("2026-11-26", "", "r2").created == 0  # not due yet
+    _at(WEDNESDAY + timedelta(days=2))
+    released = world.ledger.get_settlement_batch(world.ledger.run_settlement("2026-11-27", "", "r3").batches[0])
+    assert (released.net_minor, released.reserve_minor, released.gross_minor) == (994, -994, 0)
+    assert world.balance(AccountKind.MERCHANT_RESERVE) == 0
+    assert world.balance(AccountKind.MERCHANT_AVAILABLE) == 9940
+    world.audit()

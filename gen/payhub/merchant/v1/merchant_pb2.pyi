@@ -1317,12 +1317,20 @@ class SettlementPolicy(google.protobuf.message.Message):
     N_DAYS_FIELD_NUMBER: builtins.int
     MINIMUM_PAYOUT_FIELD_NUMBER: builtins.int
     UPDATE_TIME_FIELD_NUMBER: builtins.int
+    RESERVE_RATE_BASIS_POINTS_FIELD_NUMBER: builtins.int
+    RESERVE_DAYS_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name `merchants/{merchant}/settlementPolicy`. Required on set."""
     cycle: Global___SettlementCycle.ValueType
     """The settlement cycle."""
     n_days: builtins.int
     """Calendar days for SETTLEMENT_CYCLE_D_PLUS_N, 1-30; must be 0 for the other cycles."""
+    reserve_rate_basis_points: builtins.int
+    """Rolling reserve: this share (basis points, 0-5000; 0: none) of each positive settlement net is
+    held in the merchant's reserve account and released to available `reserve_days` later.
+    """
+    reserve_days: builtins.int
+    """Days a rolling reserve is held, 1-180; must be 0 when `reserve_rate_basis_points` is 0."""
     @property
     def minimum_payout(self) -> payhub.common.v1.common_pb2.Money:
         """Automatic payouts happen only when the available balance reaches this amount. Not set: no
@@ -1341,9 +1349,11 @@ class SettlementPolicy(google.protobuf.message.Message):
         n_days: builtins.int = ...,
         minimum_payout: payhub.common.v1.common_pb2.Money | None = ...,
         update_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        reserve_rate_basis_points: builtins.int = ...,
+        reserve_days: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["minimum_payout", b"minimum_payout", "update_time", b"update_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["cycle", b"cycle", "minimum_payout", b"minimum_payout", "n_days", b"n_days", "name", b"name", "update_time", b"update_time"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cycle", b"cycle", "minimum_payout", b"minimum_payout", "n_days", b"n_days", "name", b"name", "reserve_days", b"reserve_days", "reserve_rate_basis_points", b"reserve_rate_basis_points", "update_time", b"update_time"]) -> None: ...
 
 Global___SettlementPolicy: typing_extensions.TypeAlias = SettlementPolicy
 
