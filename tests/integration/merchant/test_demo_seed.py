@@ -39,8 +39,11 @@ def test_seed_twice_prints_the_same_demo(tmp_path: Path, capsys: pytest.CaptureF
     try:
         center = build(ctx).service
         assert center.merchant_of(state["merchant_id"]).state.value == "ACTIVE"
-        [(sandbox, _credentials)] = center.channel_credentials_of(state["merchant_id"])
-        assert sandbox.channel == "sandbox" and sandbox.methods == {"CARD", "ALIPAY", "WECHAT_PAY", "UNIONPAY"}
+        configs = {config.channel: config
+                   for config, _credentials in center.channel_credentials_of(state["merchant_id"])}
+        assert set(configs) == {"sandbox", "wallet"}
+        assert configs["sandbox"].methods == {"CARD", "ALIPAY", "WECHAT_PAY", "UNIONPAY"}
+        assert configs["wallet"].methods == {"WALLET"}
         key = ctx.credentials.resolve(state["api_key"])
         assert key is not None and (key.kind, key.merchant_id) == (PrincipalKind.MERCHANT, state["merchant_id"])
         admin = ctx.credentials.resolve(state["admin_token"])
