@@ -1,7 +1,7 @@
 """settlement: rolling reserve in the merchant's settlement policy, release dates on settlement items
 
-Revision ID: 0012_rolling_reserve
-Revises: 0011_payout_hold_reason
+Revision ID: 0013_rolling_reserve
+Revises: 0012_risk_holds
 Create Date: 2026-11-30 07:15:00.000000
 """
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0012_rolling_reserve'
-down_revision: str | None = '0011_payout_hold_reason'
+revision: str = '0013_rolling_reserve'
+down_revision: str | None = '0012_risk_holds'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
