@@ -23,9 +23,14 @@ DEFAULT_EXPIRY = timedelta(minutes=30)
 MAX_EXPIRY = timedelta(days=30)
 # An authorisation (MANUAL capture) not captured within this is voided by a job.
 AUTHORIZATION_TTL = timedelta(days=7)
-# Re-query schedule for attempts and refunds whose outcome is unknown: 5 s, 15 s, 60 s, then every 5 min.
-REQUERY_BACKOFF = (timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=60))
-REQUERY_STEADY = timedelta(minutes=5)
+# Re-query schedule for attempts and refunds whose outcome is unknown: 5 s, 15 s, then every minute for
+# ten minutes, every 10 minutes for the rest of the first hour, then hourly for a day. When the schedule
+# is used up the outcome is still unknown: an operations alert (`payment.stuck` / `refund.stuck`) goes
+# out once, and the queries go on daily (the channel may still answer; nothing is given up silently).
+REQUERY_BACKOFF = ((timedelta(seconds=5), timedelta(seconds=15)) + (timedelta(minutes=1),) * 10
+                   + (timedelta(minutes=10),) * 5 + (timedelta(hours=1),) * 23)
+REQUERY_STEADY = timedelta(days=1)
+STUCK_AFTER_QUERIES = len(REQUERY_BACKOFF)
 # An operation (capture, void, close) in flight at a channel holds the payment this long at most.
 OPERATION_LEASE = timedelta(seconds=60)
 # Policy for a success that arrives for a payment that is closed (or already paid by another attempt).
@@ -237,6 +242,11 @@ def payment_name(merchant_id: str, payment_id: str) -> str:
 def requery_delay(query_count: int) -> timedelta:
     """How long to wait before the next query of an unknown outcome, after `query_count` queries."""
     return REQUERY_BACKOFF[query_count] if query_count < len(REQUERY_BACKOFF) else REQUERY_STEADY
+
+
+def stuck_now(query_count: int, queried: bool) -> bool:
+    """True exactly once: when the query that used up the re-query schedule still left it unknown."""
+    return queried and query_count == STUCK_AFTER_QUERIES
 
 
 # -- cards -----------------------------------------------------------------------------------------

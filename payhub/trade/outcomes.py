@@ -29,6 +29,7 @@ from payhub.trade.domain import (
     Refund,
     RefundState,
     requery_delay,
+    stuck_now,
 )
 from payhub.trade.tables import payments, refunds
 
@@ -126,6 +127,9 @@ class OutcomeRecorder(TradeBase):
             self._cas_attempt(conn, attempt, attempt.state, base | {"next_query_time": now + requery_delay(count)})
             if live and (payment.channel != channel):
                 self._cas_live(conn, payment, attempt, {}, now)
+            if stuck_now(count, queried):
+                self._stuck(conn, "payment.stuck", payment, result, count,
+                            {"attempt_id": attempt.id, "attempt_channel": channel})
         return [], payment
 
     @staticmethod
@@ -173,6 +177,17 @@ class OutcomeRecorder(TradeBase):
         repo.insert_refund(conn, refund, next_query_time=now)  # sent by the refund job at once
         return []
 
+    @staticmethod
+    def _stuck(conn: Connection, type: str, obj: Payment | Refund, result: ChannelResult, count: int,
+               extra: dict[str, Any]) -> None:
+        """The re-query schedule is used up and the channel still has no answer: tell operations once
+        (WatchEvents, webhooks). The queries go on; a later answer settles it as usual."""
+        record_event(conn, type=type, aggregate_type="payment" if isinstance(obj, Payment) else "refund",
+                     aggregate_id=obj.id, merchant_id=obj.merchant_id,
+                     payload=_stuck_payload(obj, result, count, extra))
+        log.error(f"ALERT {type}: the channel gave no outcome through the whole re-query schedule",
+                  id=obj.id, merchant_id=obj.merchant_id, queries=count, channel_code=result.channel_code)
+
     def _run_followups(self, followups: list[tuple[str, Attempt]]) -> None:
         for kind, attempt in followups:
             try:
@@ -217,6 +232,8 @@ class OutcomeRecorder(TradeBase):
         else:
             count = refunds_query_count(conn, refund_id) + (1 if queried else 0)
             values |= {"next_query_time": now + requery_delay(count), "query_count": count}
+            if stuck_now(count, queried):
+                self._stuck(conn, "refund.stuck", refund, result, count, {})
             if refund.state is RefundState.PENDING:
                 repo.cas_refund(conn, refund_id, (RefundState.PENDING,), values)
                 return
@@ -224,6 +241,12 @@ class OutcomeRecorder(TradeBase):
         if not repo.cas_refund(conn, refund_id, expected, values | {"state": refund.state.value}):
             raise Aborted(f"refund {refund_id} changed concurrently")
         self._event(conn, event, refund)
+
+
+def _stuck_payload(obj: Payment | Refund, result: ChannelResult, count: int,
+                   extra: dict[str, Any]) -> dict[str, Any]:
+    return obj.snapshot() | extra | {"query_count": count, "channel_code": result.channel_code,
+                                     "failure_code": result.failure_code, "failure_message": result.failure_message}
 
 
 def refunds_query_count(conn: Connection, refund_id: str) -> int:

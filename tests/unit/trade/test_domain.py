@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from payhub.trade.domain import (
+    STUCK_AFTER_QUERIES,
     CaptureMethod,
     Failure,
     MethodSummary,
@@ -15,6 +17,7 @@ from payhub.trade.domain import (
     luhn_ok,
     payment_from_snapshot,
     requery_delay,
+    stuck_now,
 )
 
 
@@ -35,10 +38,16 @@ def test_brands_and_expiry() -> None:
     assert card_expired(4, 2030, now) and not card_expired(5, 2030, now)
 
 
-def test_requery_backoff_is_5s_15s_60s_then_every_5_minutes() -> None:
-    assert [requery_delay(i) for i in range(5)] == [timedelta(seconds=5), timedelta(seconds=15),
-                                                    timedelta(seconds=60), timedelta(minutes=5),
-                                                    timedelta(minutes=5)]
+def test_requery_schedule_minutes_for_ten_minutes_then_ten_minutes_for_an_hour_then_hourly_for_a_day() -> None:
+    delays = [requery_delay(i) for i in range(STUCK_AFTER_QUERIES + 2)]
+    assert delays[:3] == [timedelta(seconds=5), timedelta(seconds=15), timedelta(minutes=1)]
+    elapsed = list(itertools.accumulate(delays))
+    assert timedelta(minutes=10) <= elapsed[11] < timedelta(minutes=11)
+    assert timedelta(hours=1) <= elapsed[16] < timedelta(hours=1, minutes=1)
+    assert timedelta(days=1) <= elapsed[STUCK_AFTER_QUERIES - 1] < timedelta(days=1, minutes=1)
+    assert delays[STUCK_AFTER_QUERIES:] == [timedelta(days=1)] * 2
+    assert [n for n in range(100) if stuck_now(n, queried=True)] == [STUCK_AFTER_QUERIES]
+    assert not stuck_now(STUCK_AFTER_QUERIES, queried=False)
 
 
 def test_snapshot_round_trips_and_never_holds_a_card_number() -> None:
