@@ -9,11 +9,14 @@ from typing import Any
 import grpc
 from starlette.routing import BaseRoute
 
+from payhub.kernel.logging import get_logger
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 from payhub.trade.client import LocalTradeClient
 from payhub.trade.service import TradeService
 from payhub.trade.servicer import TradeServicer, add_to_server
+
+log = get_logger("payhub.trade")
 
 # Background job intervals, in seconds.
 REQUERY_INTERVAL = 1.0
@@ -31,7 +34,9 @@ class TradeComponent:
                                     lambda: ctx.client("channel"))
         self.service.first_query_grace = timedelta(seconds=ctx.settings.requery_grace_seconds)
         # Every payment and refund is evaluated by risk before a channel is called (payhub.trade.risk_step).
-        self.service.risk = self._risk_client
+        # A process that neither serves risk nor knows its address runs without it (logged at start).
+        self._with_risk = "risk" in ctx.served or bool(ctx.settings.address_of("risk"))
+        self.service.risk = self._risk_client if self._with_risk else None
         self._risk_subscribed = False
         self.stopping = threading.Event()
         self._webhooks: Any = None
@@ -55,7 +60,11 @@ class TradeComponent:
         return client
 
     def add_to_server(self, server: grpc.Server) -> None:
-        self._risk_client()
+        if self._with_risk:
+            self._risk_client()
+        else:
+            log.warning("risk service neither served here nor addressed (PAYHUB_RISK_ADDRESS): payments and "
+                        "refunds are not risk-evaluated")
         add_to_server(TradeServicer(self.service, _LazyWebhooks(self), self.stopping,
                                     max_watch_streams=max(1, self.ctx.settings.threads // 2)), server)
 

@@ -154,3 +154,15 @@ def test_a_declined_payment_gives_its_limit_back(trade: TradeService, merchant: 
     assert pay(trade, merchant, customer=customer).state is PaymentState.SUCCEEDED
     denied = pay(trade, merchant, customer=customer)
     assert denied.state is PaymentState.FAILED and denied.failure.code == "risk_declined"
+
+
+def test_without_a_risk_service_payments_are_not_evaluated(db: Any) -> None:
+    from payhub.identity.store import CredentialStore
+    from payhub.kernel.config import Settings
+    from tests.unit.trade.helpers import active_merchant, make_context
+
+    base = make_context(db)
+    ctx = AppContext(Settings(), db, base.keyring, CredentialStore(db), served=("merchant", "trade", "channel"))
+    trade = ctx.component("trade").service  # type: ignore[attr-defined]
+    assert trade.risk is None
+    assert pay(trade, active_merchant(ctx)).state is PaymentState.SUCCEEDED
