@@ -38,16 +38,16 @@ class SimProcess:
         self.process.wait(10)
 
 
-def start_simulator(keys: Path, *extra: str) -> SimProcess:
+def start_simulator(keys: Path, *extra: str, channel: str = "alipay") -> SimProcess:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "payhub.cli.main", "simulate", "alipay", "--listen",
+    process = subprocess.Popen([sys.executable, "-m", "payhub.cli.main", "simulate", channel, "--listen",
                                 f"127.0.0.1:{port}", "--keys", str(keys), "--notify-delay-scale", "0.001", *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"payhub simulate alipay exited with {process.returncode}")
+            raise RuntimeError(f"payhub simulate {channel} exited with {process.returncode}")
         try:
             httpx.get(f"{url}/__simulator/clock", timeout=1, trust_env=False)
             break

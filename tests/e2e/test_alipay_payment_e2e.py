@@ -37,9 +37,10 @@ def rid() -> str:
 
 
 class Shop:
-    """A merchant with the Alipay channel configured from the simulator's config.json."""
+    """A merchant with a channel (Alipay by default) configured from the simulator's config.json."""
 
-    def __init__(self, server: RunningServer, sim: SimProcess) -> None:
+    def __init__(self, server: RunningServer, sim: SimProcess, channel: str = "alipay",
+                 method: common_pb2.PaymentMethodType.ValueType = common_pb2.PAYMENT_METHOD_TYPE_ALIPAY) -> None:
         self.channel = server.channel()
         admin = server.admin_metadata()
         merchants = merchant_pb2_grpc.MerchantServiceStub(self.channel)
@@ -50,8 +51,7 @@ class Shop:
                 account_name="Tea House Ltd", bank_name="Bank", account_number="6222020000000001")),
             request_id=rid()), metadata=admin).merchant
         merchants.ApproveMerchant(merchant_pb2.ApproveMerchantRequest(name=m.name, request_id=rid()), metadata=admin)
-        config = merchant_pb2.ChannelConfig(channel="alipay", enabled=True, priority=0,
-                                            payment_methods=[common_pb2.PAYMENT_METHOD_TYPE_ALIPAY],
+        config = merchant_pb2.ChannelConfig(channel=channel, enabled=True, priority=0, payment_methods=[method],
                                             credentials=sim.config)
         merchants.ConfigureChannel(merchant_pb2.ConfigureChannelRequest(parent=m.name, channel_config=config,
                                                                         request_id=rid()), metadata=admin)
