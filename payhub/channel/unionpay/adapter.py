@@ -9,7 +9,7 @@
 | query | `queryTrans.do` (txnType 00) by orderId + txnTime; `origRespCode` is the order's outcome |
 | refund / query_refund | the whole amount on the consume's Beijing day before the cut-off: consume undo
   (txnType 31); otherwise refund (txnType 04); both with `origQryId`, confirmed by a query |
-| close | UnionPay has no close: a query says whether there is anything to close |
+| close | UnionPay has no close: a query says whether there is anything to close (see `close`) |
 | fetch_statement | `fileTransRequest.do` (txnType 76, fileType 00) |
 | notifications | form POST to backUrl, verified with `signPubKeyCert` and the chain; reply HTTP 200 |
 
@@ -269,13 +269,16 @@ class UnionPayAdapter(ChannelAdapter):
                              failure_message="no pre-authorisation; a consume is undone by a same-day full refund")
 
     def close(self, attempt_id: str, credentials: ChannelCredentials) -> ChannelResult:
-        """UnionPay has no close: a paid order is `already_paid`, a failed one has nothing to close;
-        an order the buyer has not submitted lapses at its payTimeout, which only UnionPay enforces."""
+        """UnionPay has no close: a paid order is `already_paid`; a failed one, or one UnionPay does not
+        know (the buyer never submitted the form), has nothing to close. A form submitted later, before
+        its payTimeout, is paid at UnionPay: its notification or a query reports it, and the trade
+        center refunds it as paid-after-close (as for Alipay's ACQ.TRADE_NOT_EXIST). An order still in
+        progress (03/04/05) cannot be closed: UNKNOWN, the close is tried again."""
         state = self.query(attempt_id, credentials)
         if state.outcome is Outcome.SUCCEEDED:
             return ChannelResult(Outcome.FAILED, NAME, 0, "", state.channel_reference, failure_code="already_paid",
                                  failure_message="the buyer paid before the close", channel_code=state.channel_code)
-        if state.outcome is Outcome.FAILED:
+        if state.outcome is Outcome.FAILED or state.failure_code == "transaction_not_found":
             return ChannelResult(Outcome.SUCCEEDED, NAME, 0, "", state.channel_reference,
                                  channel_code=state.channel_code)
         return ChannelResult(Outcome.UNKNOWN, NAME, 0, "", failure_code="close_not_supported",

@@ -4,7 +4,7 @@ orders resolved by query, undo versus refund, answers and notifications that do 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
@@ -76,12 +76,25 @@ def test_a_front_consume_is_a_signed_post_form_the_buyer_pays(sim: Sim, adapter:
     assert action.data["url"].endswith(wire.FRONT_PATH)
     form = {k: v for k, v in action.data.items() if k not in ("url", "method")}
     assert form["channelType"] == "08" and form["txnAmt"] == "1000" and form["certId"].isdigit()
-    # Unpaid: UnionPay knows no such order yet (never a failure).
+    # Unpaid: UnionPay knows no such order yet (never a failure); nothing to close there.
     assert adapter.query(instr.attempt_id, sim.creds).outcome is Outcome.UNKNOWN
+    assert adapter.close(instr.attempt_id, sim.creds).outcome is Outcome.SUCCEEDED
     sim.control.call("pay", form=form)
     paid = adapter.query(instr.attempt_id, sim.creds)
     assert (paid.outcome, paid.amount_minor, paid.currency) == (Outcome.SUCCEEDED, 1000, "CNY")
     assert adapter.close(instr.attempt_id, sim.creds).failure_code == "already_paid"
+
+
+def test_a_front_form_past_its_pay_timeout_cannot_be_paid(sim: Sim, adapter: UnionPayAdapter) -> None:
+    instr = replace(order(), expire_time=datetime.now(UTC) + timedelta(minutes=15))
+    result = adapter.pay(instr, sim.creds)
+    assert result.next_action is not None
+    form = {k: v for k, v in result.next_action.data.items() if k not in ("url", "method")}
+    assert wire.parse_time(form["payTimeout"]) == instr.expire_time.replace(microsecond=0)  # type: ignore[union-attr]
+    sim.control.call("clock", advance_seconds=16 * 60)
+    with pytest.raises(simkit.ControlError):
+        sim.control.call("pay", form=form)
+    assert adapter.query(instr.attempt_id, sim.creds).outcome is Outcome.UNKNOWN
 
 
 def test_a_tampered_front_form_is_refused_by_the_gateway(sim: Sim, adapter: UnionPayAdapter) -> None:
@@ -97,6 +110,7 @@ def test_an_in_progress_order_is_unknown_until_a_query_says_otherwise(sim: Sim, 
     first = adapter.pay(instr, sim.creds)
     assert (first.outcome, first.channel_code) == (Outcome.UNKNOWN, "05"), "03/04/05 are never failures"
     assert adapter.query(instr.attempt_id, sim.creds).outcome is Outcome.UNKNOWN
+    assert adapter.close(instr.attempt_id, sim.creds).outcome is Outcome.UNKNOWN, "in progress: not closable"
     sim.control.call("settle", mer_id=sim.creds.get("mer_id"), order_id=wire.order_id(instr.attempt_id))
     assert adapter.query(instr.attempt_id, sim.creds).outcome is Outcome.SUCCEEDED
 
