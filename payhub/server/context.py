@@ -46,7 +46,7 @@ class Component(Protocol):
 COMPONENT_FACTORIES: dict[str, str] = {name: f"payhub.{name}.component:build" for name in (
     "merchant", "trade", "cashier", "risk", "settlement", "analytics", "channel")}
 REMOTE_CLIENT_FACTORIES: dict[str, str] = {name: f"payhub.{name}.client:remote_client" for name in (
-    "merchant", "trade", "channel", "risk")}
+    "merchant", "trade", "channel", "risk", "settlement")}
 # HTTP routes a process serves for a service that runs elsewhere, through that service's remote client
 # (e.g. channel callbacks received by any HTTP edge and passed on to the channel router).
 REMOTE_HTTP_ROUTES: dict[str, str] = {"channel": "payhub.channel.http:remote_routes"}

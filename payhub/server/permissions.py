@@ -141,6 +141,10 @@ _TABLE: dict[str, dict[str, Access]] = {
         "GetWallet": read(FIN, OPS),
         "ListWallets": read(FIN, OPS),
         "TopUpWallet": write(OPS),
+        "ChargeWallet": INTERNAL,            # the wallet channel adapter of another process
+        "QueryWalletOperation": INTERNAL,
+        "RefundWallet": INTERNAL,
+        "GetWalletStatement": INTERNAL,
     },
     "payhub.analytics.v1.AnalyticsService": {
         "GetPaymentMetrics": read(),

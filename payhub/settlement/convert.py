@@ -13,7 +13,7 @@ from payhub.settlement.audit import AuditReport
 from payhub.settlement.payouts import Payout
 from payhub.settlement.queries import CurrencyBalance, Entry, Journal
 from payhub.settlement.repository import Account
-from payhub.settlement.wallets import Wallet
+from payhub.settlement.wallets import Wallet, WalletResult
 
 
 def optional_time(message: Any, field: str) -> datetime | None:
@@ -118,3 +118,14 @@ def wallet_to(w: Wallet) -> pb.Wallet:
     return pb.Wallet(name=w.name, customer_id=w.customer_id, currency_code=w.currency,
                      balance=money(w.balance, w.currency), ledger_account=f"ledgerAccounts/{w.account_id}",
                      create_time=timestamp(w.create_time), update_time=timestamp(w.update_time))
+
+
+def wallet_result_to(r: WalletResult) -> pb.WalletOperationResult:
+    return pb.WalletOperationResult(succeeded=r.succeeded, amount=money(r.amount_minor, r.currency),
+                                    reference=r.reference, failure_code=r.failure_code,
+                                    failure_message=r.failure_message)
+
+
+def wallet_result_from(r: pb.WalletOperationResult) -> WalletResult:
+    return WalletResult(r.succeeded, r.amount.amount_minor, r.amount.currency_code, r.reference,
+                        r.failure_code, r.failure_message)

@@ -9,10 +9,11 @@ import grpc
 from payhub.settlement.v1 import settlement_pb2 as pb
 from payhub.settlement.v1 import settlement_pb2_grpc
 
-from payhub.kernel.errors import Unimplemented
+from payhub.kernel.errors import Unimplemented, Violations
 from payhub.settlement import convert as cv
 from payhub.settlement.base import parse_name
 from payhub.settlement.service import SettlementService
+from payhub.settlement.settling import parse_date
 
 Ctx = grpc.ServicerContext
 
@@ -102,6 +103,32 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         payment, wallet = self._s.top_up_wallet(request.wallet, request.amount.amount_minor,
                                                 request.amount.currency_code, request.request_id)
         return pb.TopUpWalletResponse(payment=payment, wallet=cv.wallet_to(wallet))
+
+    # -- the wallet channel's money movements (internal: the wallet adapter of another process) -------
+    def ChargeWallet(self, request: pb.ChargeWalletRequest, context: Ctx) -> pb.ChargeWalletResponse:
+        result = self._s.wallet_charge(request.merchant, request.customer_id, request.payment_id,
+                                       request.attempt_id, request.amount.amount_minor,
+                                       request.amount.currency_code)
+        return pb.ChargeWalletResponse(result=cv.wallet_result_to(result))
+
+    def QueryWalletOperation(self, request: pb.QueryWalletOperationRequest,
+                             context: Ctx) -> pb.QueryWalletOperationResponse:
+        result = self._s.wallet_query(request.merchant, request.charge_id, request.amount.amount_minor,
+                                      request.amount.currency_code)
+        return pb.QueryWalletOperationResponse(result=cv.wallet_result_to(result))
+
+    def RefundWallet(self, request: pb.RefundWalletRequest, context: Ctx) -> pb.RefundWalletResponse:
+        result = self._s.wallet_refund(request.merchant, request.attempt_id, request.refund_id,
+                                       request.amount.amount_minor, request.amount.currency_code)
+        return pb.RefundWalletResponse(result=cv.wallet_result_to(result))
+
+    def GetWalletStatement(self, request: pb.GetWalletStatementRequest,
+                           context: Ctx) -> pb.GetWalletStatementResponse:
+        v = Violations()
+        day = parse_date(v, "day", request.day)
+        v.raise_if_any()
+        assert day is not None
+        return pb.GetWalletStatementResponse(content=self._s.wallet_statement(request.merchant, day))
 
     # -- issue #14 ------------------------------------------------------------------------------------
     def SplitPayment(self, request: Any, context: Ctx) -> Any:

@@ -71,7 +71,7 @@ class Settling(PayoutService):
     def run_settlement(self, settlement_date: str, merchant: str, request_id: str) -> RunResult:
         v = Violations()
         idempotency.validate_request_id(v, request_id)
-        day = _parse_date(v, "settlement_date", settlement_date)
+        day = parse_date(v, "settlement_date", settlement_date)
         merchant_id = parse_name(merchant, "merchant", "merchants")[0] if merchant else None
         v.raise_if_any()
         assert day is not None
@@ -249,7 +249,7 @@ class Settling(PayoutService):
         return result.created
 
 
-def _parse_date(v: Violations, field: str, text: str) -> date | None:
+def parse_date(v: Violations, field: str, text: str) -> date | None:
     try:
         if len(text) != 10:
             raise ValueError(text)

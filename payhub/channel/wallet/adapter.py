@@ -57,9 +57,10 @@ class WalletAdapter(ChannelAdapter):
             try:
                 return self._env.clients("settlement")
             except (KeyError, RuntimeError) as exc:
-                # The settlement service runs in another process and has no remote client for wallet
-                # operations yet: the wallet is unreachable (a definitive FAILED, never UNKNOWN).
-                raise ChannelNotReached("the settlement service is not served in this process") from exc
+                # The settlement service is neither served here nor reachable (no PAYHUB_SETTLEMENT_ADDRESS):
+                # the wallet is unreachable (a definitive FAILED, never UNKNOWN).
+                raise ChannelNotReached("the settlement service is not served in this process and "
+                                        "PAYHUB_SETTLEMENT_ADDRESS is not set") from exc
         if self._local is None:  # outside a server (tests, tools): the settlement center on the same database
             from payhub.settlement.client import LocalSettlementClient
             from payhub.settlement.service import SettlementService

@@ -3057,3 +3057,242 @@ class TopUpWalletResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["payment", b"payment", "wallet", b"wallet"]) -> None: ...
 
 Global___TopUpWalletResponse: typing_extensions.TypeAlias = TopUpWalletResponse
+
+@typing.final
+class WalletOperationResult(google.protobuf.message.Message):
+    """The answer of a `wallet` channel money movement: succeeded, or failed with a normalized code."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SUCCEEDED_FIELD_NUMBER: builtins.int
+    AMOUNT_FIELD_NUMBER: builtins.int
+    REFERENCE_FIELD_NUMBER: builtins.int
+    FAILURE_CODE_FIELD_NUMBER: builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: builtins.int
+    succeeded: builtins.bool
+    """Whether the operation succeeded."""
+    reference: builtins.str
+    """The settlement center's reference of the operation."""
+    failure_code: builtins.str
+    """Normalized failure code (e.g. `insufficient_funds`); empty when succeeded."""
+    failure_message: builtins.str
+    """Human-readable failure message; empty when succeeded."""
+    @property
+    def amount(self) -> payhub.common.v1.common_pb2.Money:
+        """The amount moved (or asked)."""
+
+    def __init__(
+        self,
+        *,
+        succeeded: builtins.bool = ...,
+        amount: payhub.common.v1.common_pb2.Money | None = ...,
+        reference: builtins.str = ...,
+        failure_code: builtins.str = ...,
+        failure_message: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["amount", b"amount"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "failure_code", b"failure_code", "failure_message", b"failure_message", "reference", b"reference", "succeeded", b"succeeded"]) -> None: ...
+
+Global___WalletOperationResult: typing_extensions.TypeAlias = WalletOperationResult
+
+@typing.final
+class ChargeWalletRequest(google.protobuf.message.Message):
+    """Request for `ChargeWallet`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MERCHANT_FIELD_NUMBER: builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: builtins.int
+    PAYMENT_ID_FIELD_NUMBER: builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: builtins.int
+    AMOUNT_FIELD_NUMBER: builtins.int
+    merchant: builtins.str
+    """The merchant id owning the wallet."""
+    customer_id: builtins.str
+    """The merchant's id for the customer whose wallet pays."""
+    payment_id: builtins.str
+    """The trade payment id."""
+    attempt_id: builtins.str
+    """The payment attempt id (the idempotency key of the charge)."""
+    @property
+    def amount(self) -> payhub.common.v1.common_pb2.Money:
+        """The amount to debit."""
+
+    def __init__(
+        self,
+        *,
+        merchant: builtins.str = ...,
+        customer_id: builtins.str = ...,
+        payment_id: builtins.str = ...,
+        attempt_id: builtins.str = ...,
+        amount: payhub.common.v1.common_pb2.Money | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["amount", b"amount"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "attempt_id", b"attempt_id", "customer_id", b"customer_id", "merchant", b"merchant", "payment_id", b"payment_id"]) -> None: ...
+
+Global___ChargeWalletRequest: typing_extensions.TypeAlias = ChargeWalletRequest
+
+@typing.final
+class ChargeWalletResponse(google.protobuf.message.Message):
+    """Response for `ChargeWallet`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___WalletOperationResult:
+        """The charge's result."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___WalletOperationResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___ChargeWalletResponse: typing_extensions.TypeAlias = ChargeWalletResponse
+
+@typing.final
+class QueryWalletOperationRequest(google.protobuf.message.Message):
+    """Request for `QueryWalletOperation`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MERCHANT_FIELD_NUMBER: builtins.int
+    CHARGE_ID_FIELD_NUMBER: builtins.int
+    AMOUNT_FIELD_NUMBER: builtins.int
+    merchant: builtins.str
+    """The merchant id owning the wallet."""
+    charge_id: builtins.str
+    """The attempt id of a charge or the refund id of a refund."""
+    @property
+    def amount(self) -> payhub.common.v1.common_pb2.Money:
+        """The expected amount (optional; zero when unknown)."""
+
+    def __init__(
+        self,
+        *,
+        merchant: builtins.str = ...,
+        charge_id: builtins.str = ...,
+        amount: payhub.common.v1.common_pb2.Money | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["amount", b"amount"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "charge_id", b"charge_id", "merchant", b"merchant"]) -> None: ...
+
+Global___QueryWalletOperationRequest: typing_extensions.TypeAlias = QueryWalletOperationRequest
+
+@typing.final
+class QueryWalletOperationResponse(google.protobuf.message.Message):
+    """Response for `QueryWalletOperation`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___WalletOperationResult:
+        """The operation's result."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___WalletOperationResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___QueryWalletOperationResponse: typing_extensions.TypeAlias = QueryWalletOperationResponse
+
+@typing.final
+class RefundWalletRequest(google.protobuf.message.Message):
+    """Request for `RefundWallet`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MERCHANT_FIELD_NUMBER: builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: builtins.int
+    REFUND_ID_FIELD_NUMBER: builtins.int
+    AMOUNT_FIELD_NUMBER: builtins.int
+    merchant: builtins.str
+    """The merchant id owning the wallet."""
+    attempt_id: builtins.str
+    """The attempt id of the wallet payment refunded."""
+    refund_id: builtins.str
+    """The refund id (the idempotency key of the refund)."""
+    @property
+    def amount(self) -> payhub.common.v1.common_pb2.Money:
+        """The amount to credit back."""
+
+    def __init__(
+        self,
+        *,
+        merchant: builtins.str = ...,
+        attempt_id: builtins.str = ...,
+        refund_id: builtins.str = ...,
+        amount: payhub.common.v1.common_pb2.Money | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["amount", b"amount"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "attempt_id", b"attempt_id", "merchant", b"merchant", "refund_id", b"refund_id"]) -> None: ...
+
+Global___RefundWalletRequest: typing_extensions.TypeAlias = RefundWalletRequest
+
+@typing.final
+class RefundWalletResponse(google.protobuf.message.Message):
+    """Response for `RefundWallet`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___WalletOperationResult:
+        """The refund's result."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___WalletOperationResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RefundWalletResponse: typing_extensions.TypeAlias = RefundWalletResponse
+
+@typing.final
+class GetWalletStatementRequest(google.protobuf.message.Message):
+    """Request for `GetWalletStatement`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MERCHANT_FIELD_NUMBER: builtins.int
+    DAY_FIELD_NUMBER: builtins.int
+    merchant: builtins.str
+    """The merchant id."""
+    day: builtins.str
+    """The day, `YYYY-MM-DD` (UTC)."""
+    def __init__(
+        self,
+        *,
+        merchant: builtins.str = ...,
+        day: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["day", b"day", "merchant", b"merchant"]) -> None: ...
+
+Global___GetWalletStatementRequest: typing_extensions.TypeAlias = GetWalletStatementRequest
+
+@typing.final
+class GetWalletStatementResponse(google.protobuf.message.Message):
+    """Response for `GetWalletStatement`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: builtins.int
+    content: builtins.bytes
+    """The statement, payhub canonical CSV."""
+    def __init__(
+        self,
+        *,
+        content: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["content", b"content"]) -> None: ...
+
+Global___GetWalletStatementResponse: typing_extensions.TypeAlias = GetWalletStatementResponse

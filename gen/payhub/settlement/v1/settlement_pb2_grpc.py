@@ -186,6 +186,26 @@ class SettlementServiceStub(object):
                 request_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.TopUpWalletRequest.SerializeToString,
                 response_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.TopUpWalletResponse.FromString,
                 _registered_method=True)
+        self.ChargeWallet = channel.unary_unary(
+                '/payhub.settlement.v1.SettlementService/ChargeWallet',
+                request_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.ChargeWalletRequest.SerializeToString,
+                response_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.ChargeWalletResponse.FromString,
+                _registered_method=True)
+        self.QueryWalletOperation = channel.unary_unary(
+                '/payhub.settlement.v1.SettlementService/QueryWalletOperation',
+                request_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.QueryWalletOperationRequest.SerializeToString,
+                response_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.QueryWalletOperationResponse.FromString,
+                _registered_method=True)
+        self.RefundWallet = channel.unary_unary(
+                '/payhub.settlement.v1.SettlementService/RefundWallet',
+                request_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.RefundWalletRequest.SerializeToString,
+                response_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.RefundWalletResponse.FromString,
+                _registered_method=True)
+        self.GetWalletStatement = channel.unary_unary(
+                '/payhub.settlement.v1.SettlementService/GetWalletStatement',
+                request_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.GetWalletStatementRequest.SerializeToString,
+                response_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.GetWalletStatementResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer(object):
@@ -531,6 +551,48 @@ class SettlementServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChargeWallet(self, request, context):
+        """Debits a customer's wallet for a payment attempt of the `wallet` channel, atomically with
+        recording the charge; FAILED `insufficient_funds` when the wallet cannot cover it. Idempotent
+        by `attempt_id`. Used by the wallet channel adapter when settlement runs in another process.
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`amount`, `attempt_id`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryWalletOperation(self, request, context):
+        """A wallet charge (by attempt id) or refund (by refund id) of the `wallet` channel.
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`charge_id`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundWallet(self, request, context):
+        """Credits a wallet payment's money back to the wallet. Idempotent by `refund_id`.
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`amount`, `refund_id`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWalletStatement(self, request, context):
+        """The `wallet` channel's statement of a day (payhub canonical CSV).
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`day`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -653,6 +715,26 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.TopUpWallet,
                     request_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.TopUpWalletRequest.FromString,
                     response_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.TopUpWalletResponse.SerializeToString,
+            ),
+            'ChargeWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChargeWallet,
+                    request_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.ChargeWalletRequest.FromString,
+                    response_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.ChargeWalletResponse.SerializeToString,
+            ),
+            'QueryWalletOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryWalletOperation,
+                    request_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.QueryWalletOperationRequest.FromString,
+                    response_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.QueryWalletOperationResponse.SerializeToString,
+            ),
+            'RefundWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundWallet,
+                    request_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.RefundWalletRequest.FromString,
+                    response_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.RefundWalletResponse.SerializeToString,
+            ),
+            'GetWalletStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWalletStatement,
+                    request_deserializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.GetWalletStatementRequest.FromString,
+                    response_serializer=payhub_dot_settlement_dot_v1_dot_settlement__pb2.GetWalletStatementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1335,6 +1417,114 @@ class SettlementService(object):
             '/payhub.settlement.v1.SettlementService/TopUpWallet',
             payhub_dot_settlement_dot_v1_dot_settlement__pb2.TopUpWalletRequest.SerializeToString,
             payhub_dot_settlement_dot_v1_dot_settlement__pb2.TopUpWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChargeWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.settlement.v1.SettlementService/ChargeWallet',
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.ChargeWalletRequest.SerializeToString,
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.ChargeWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryWalletOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.settlement.v1.SettlementService/QueryWalletOperation',
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.QueryWalletOperationRequest.SerializeToString,
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.QueryWalletOperationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.settlement.v1.SettlementService/RefundWallet',
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.RefundWalletRequest.SerializeToString,
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.RefundWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWalletStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payhub.settlement.v1.SettlementService/GetWalletStatement',
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.GetWalletStatementRequest.SerializeToString,
+            payhub_dot_settlement_dot_v1_dot_settlement__pb2.GetWalletStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -409,7 +409,71 @@ _SettlementServiceTopUpWalletType = typing_extensions.TypeVar(
     ],
 )
 
-class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _SettlementServiceListLedgerAccountsType, _SettlementServiceListLedgerEntriesType, _SettlementServiceGetJournalType, _SettlementServiceAuditLedgerType, _SettlementServiceRunSettlementType, _SettlementServiceListSettlementBatchesType, _SettlementServiceGetSettlementBatchType, _SettlementServiceListSettlementItemsType, _SettlementServiceCreatePayoutType, _SettlementServiceListPayoutsType, _SettlementServiceSplitPaymentType, _SettlementServiceListSplitsType, _SettlementServiceCreateSplitReceiverType, _SettlementServiceListSplitReceiversType, _SettlementServiceImportStatementType, _SettlementServiceGetStatementType, _SettlementServiceListStatementsType, _SettlementServiceListDiscrepanciesType, _SettlementServiceResolveDiscrepancyType, _SettlementServiceCreateWalletType, _SettlementServiceGetWalletType, _SettlementServiceListWalletsType, _SettlementServiceTopUpWalletType]):
+_SettlementServiceChargeWalletType = typing_extensions.TypeVar(
+    '_SettlementServiceChargeWalletType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+        payhub.settlement.v1.settlement_pb2.ChargeWalletResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+        payhub.settlement.v1.settlement_pb2.ChargeWalletResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+        payhub.settlement.v1.settlement_pb2.ChargeWalletResponse,
+    ],
+)
+
+_SettlementServiceQueryWalletOperationType = typing_extensions.TypeVar(
+    '_SettlementServiceQueryWalletOperationType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse,
+    ],
+)
+
+_SettlementServiceRefundWalletType = typing_extensions.TypeVar(
+    '_SettlementServiceRefundWalletType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+        payhub.settlement.v1.settlement_pb2.RefundWalletResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+        payhub.settlement.v1.settlement_pb2.RefundWalletResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+        payhub.settlement.v1.settlement_pb2.RefundWalletResponse,
+    ],
+)
+
+_SettlementServiceGetWalletStatementType = typing_extensions.TypeVar(
+    '_SettlementServiceGetWalletStatementType',
+    grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse,
+    ],
+)
+
+class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _SettlementServiceListLedgerAccountsType, _SettlementServiceListLedgerEntriesType, _SettlementServiceGetJournalType, _SettlementServiceAuditLedgerType, _SettlementServiceRunSettlementType, _SettlementServiceListSettlementBatchesType, _SettlementServiceGetSettlementBatchType, _SettlementServiceListSettlementItemsType, _SettlementServiceCreatePayoutType, _SettlementServiceListPayoutsType, _SettlementServiceSplitPaymentType, _SettlementServiceListSplitsType, _SettlementServiceCreateSplitReceiverType, _SettlementServiceListSplitReceiversType, _SettlementServiceImportStatementType, _SettlementServiceGetStatementType, _SettlementServiceListStatementsType, _SettlementServiceListDiscrepanciesType, _SettlementServiceResolveDiscrepancyType, _SettlementServiceCreateWalletType, _SettlementServiceGetWalletType, _SettlementServiceListWalletsType, _SettlementServiceTopUpWalletType, _SettlementServiceChargeWalletType, _SettlementServiceQueryWalletOperationType, _SettlementServiceRefundWalletType, _SettlementServiceGetWalletStatementType]):
     """SettlementService owns payhub's money: the double-entry ledger, fees, merchant balances,
     settlement batches, payouts, profit split (分账), reconciliation with channel statements (对账)
     and the customer e-wallet (电子钱包).
@@ -542,6 +606,22 @@ class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _Se
             payhub.settlement.v1.settlement_pb2.TopUpWalletRequest,
             payhub.settlement.v1.settlement_pb2.TopUpWalletResponse,
         ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+            payhub.settlement.v1.settlement_pb2.ChargeWalletResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+            payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+            payhub.settlement.v1.settlement_pb2.RefundWalletResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+            payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse,
+        ],
     ], channel: grpc.Channel) -> None: ...
 
     @typing.overload
@@ -641,6 +721,22 @@ class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _Se
         grpc.aio.UnaryUnaryMultiCallable[
             payhub.settlement.v1.settlement_pb2.TopUpWalletRequest,
             payhub.settlement.v1.settlement_pb2.TopUpWalletResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+            payhub.settlement.v1.settlement_pb2.ChargeWalletResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+            payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+            payhub.settlement.v1.settlement_pb2.RefundWalletResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+            payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse,
         ],
     ], channel: grpc.aio.Channel) -> None: ...
 
@@ -880,6 +976,36 @@ class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _Se
     was used with different parameters.
     """
 
+    ChargeWallet: _SettlementServiceChargeWalletType
+    """Debits a customer's wallet for a payment attempt of the `wallet` channel, atomically with
+    recording the charge; FAILED `insufficient_funds` when the wallet cannot cover it. Idempotent
+    by `attempt_id`. Used by the wallet channel adapter when settlement runs in another process.
+
+    Callers: internal service principal and `admin` only.
+    Errors: INVALID_ARGUMENT (`amount`, `attempt_id`).
+    """
+
+    QueryWalletOperation: _SettlementServiceQueryWalletOperationType
+    """A wallet charge (by attempt id) or refund (by refund id) of the `wallet` channel.
+
+    Callers: internal service principal and `admin` only.
+    Errors: INVALID_ARGUMENT (`charge_id`).
+    """
+
+    RefundWallet: _SettlementServiceRefundWalletType
+    """Credits a wallet payment's money back to the wallet. Idempotent by `refund_id`.
+
+    Callers: internal service principal and `admin` only.
+    Errors: INVALID_ARGUMENT (`amount`, `refund_id`).
+    """
+
+    GetWalletStatement: _SettlementServiceGetWalletStatementType
+    """The `wallet` channel's statement of a day (payhub canonical CSV).
+
+    Callers: internal service principal and `admin` only.
+    Errors: INVALID_ARGUMENT (`day`).
+    """
+
 SettlementServiceAsyncStub: typing_extensions.TypeAlias = SettlementServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.settlement.v1.settlement_pb2.GetBalanceRequest,
@@ -976,6 +1102,22 @@ SettlementServiceAsyncStub: typing_extensions.TypeAlias = SettlementServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         payhub.settlement.v1.settlement_pb2.TopUpWalletRequest,
         payhub.settlement.v1.settlement_pb2.TopUpWalletResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+        payhub.settlement.v1.settlement_pb2.ChargeWalletResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+        payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+        payhub.settlement.v1.settlement_pb2.RefundWalletResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+        payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse,
     ],
 ]
 
@@ -1368,6 +1510,56 @@ class SettlementServiceServicer(metaclass=abc.ABCMeta):
         Errors: INVALID_ARGUMENT (`amount` not positive, currency different from the wallet's);
         NOT_FOUND when `wallet` names no wallet or another merchant's; ALREADY_EXISTS when `request_id`
         was used with different parameters.
+        """
+
+    @abc.abstractmethod
+    def ChargeWallet(
+        self,
+        request: payhub.settlement.v1.settlement_pb2.ChargeWalletRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.settlement.v1.settlement_pb2.ChargeWalletResponse, collections.abc.Awaitable[payhub.settlement.v1.settlement_pb2.ChargeWalletResponse]]:
+        """Debits a customer's wallet for a payment attempt of the `wallet` channel, atomically with
+        recording the charge; FAILED `insufficient_funds` when the wallet cannot cover it. Idempotent
+        by `attempt_id`. Used by the wallet channel adapter when settlement runs in another process.
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`amount`, `attempt_id`).
+        """
+
+    @abc.abstractmethod
+    def QueryWalletOperation(
+        self,
+        request: payhub.settlement.v1.settlement_pb2.QueryWalletOperationRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse, collections.abc.Awaitable[payhub.settlement.v1.settlement_pb2.QueryWalletOperationResponse]]:
+        """A wallet charge (by attempt id) or refund (by refund id) of the `wallet` channel.
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`charge_id`).
+        """
+
+    @abc.abstractmethod
+    def RefundWallet(
+        self,
+        request: payhub.settlement.v1.settlement_pb2.RefundWalletRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.settlement.v1.settlement_pb2.RefundWalletResponse, collections.abc.Awaitable[payhub.settlement.v1.settlement_pb2.RefundWalletResponse]]:
+        """Credits a wallet payment's money back to the wallet. Idempotent by `refund_id`.
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`amount`, `refund_id`).
+        """
+
+    @abc.abstractmethod
+    def GetWalletStatement(
+        self,
+        request: payhub.settlement.v1.settlement_pb2.GetWalletStatementRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse, collections.abc.Awaitable[payhub.settlement.v1.settlement_pb2.GetWalletStatementResponse]]:
+        """The `wallet` channel's statement of a day (payhub canonical CSV).
+
+        Callers: internal service principal and `admin` only.
+        Errors: INVALID_ARGUMENT (`day`).
         """
 
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
