@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import re
-
 import asyncio
+import re
 import socket
 import threading
 import time
