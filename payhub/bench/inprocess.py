@@ -3,8 +3,9 @@
     python -m payhub.bench.inprocess --db postgres --payments 1000 [--threads 1] [--cprofile 25]
 
 Creates a scratch database, a merchant with the sandbox channel, then runs CreatePayment +
-ConfirmPayment (card 4242…) through TradeService and prints per payment: this process's CPU (the
-service layer, the card vault, the router and the sandbox bank), the PostgreSQL backends' CPU,
+ConfirmPayment (a different approved card each, as in `payhub.bench`) through TradeService and
+prints per payment: this process's CPU (the service layer, the card vault, the router and the
+sandbox bank), the PostgreSQL backends' CPU,
 statements sent (every psycopg execute, SQLAlchemy's included) and commits (pg_stat_database), then
 the same for the outbox sequencer that runs afterwards. Figures on a shared box wander; CPU per
 payment and statement counts are the stable ones. `--cprofile N` prints the N top functions.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
+import itertools
 import os
 import pstats
 import threading
@@ -143,11 +145,13 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
     counter.install()
     results: list[Cost] = []
 
+    serial = itertools.count()
+
     def pay_many(n: int, tag: str) -> None:
         set_current_principal(admin)
         for i in range(n):
             payment = trade.create_payment(merchant, _draft(f"{tag}-{i}"), f"c-{tag}-{i}")
-            trade.confirm_payment(merchant, payment.id, _card(), "", f"k-{tag}-{i}")
+            trade.confirm_payment(merchant, payment.id, _card(next(serial)), "", f"k-{tag}-{i}")
 
     pay_many(min(200, payments), "warm")  # caches, prepared statements, pool
     while sequence_events(db):
@@ -203,10 +207,11 @@ def _draft(order_no: str) -> Any:
     return PaymentDraft(merchant_order_no=order_no, currency="CNY", amount_minor=1000, subject="Bench order")
 
 
-def _card() -> Any:
+def _card(serial: int) -> Any:
+    from payhub.bench.scenarios import approved_card
     from payhub.kernel import clock
     from payhub.trade.service import MethodInput
-    return MethodInput("CARD", "PC", card_number="4242424242424242", exp_month=12, exp_year=clock.now().year + 3,
+    return MethodInput("CARD", "PC", card_number=approved_card(serial), exp_month=12, exp_year=clock.now().year + 3,
                        cvc="123")
 
 
