@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+# apt-get needs root; as another user set SUDO=sudo
+SUDO ?=
 
-.PHONY: run test test-fast gen gen-check lint typecheck proto-check buf-baseline bench bench-quick ci clean
+.PHONY: run browser test test-fast gen gen-check lint typecheck proto-check buf-baseline bench bench-quick ci clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +22,17 @@ run: $(STAMP)
 	$(VENV)/bin/payhub demo seed
 	exec $(VENV)/bin/payhub serve
 
-## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end)
-test: $(STAMP)
+## browser: Debian's headless Chromium, its driver and a CJK font (the zh-CN page's screenshots) for the
+## cashier's browser tests; nothing is downloaded but Debian packages
+BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-microhei
+browser:
+	@test -x /usr/bin/chromedriver -a -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
+	  echo "installing Debian's $(BROWSER_PACKAGES) for the browser tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
+
+## test: the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end, the cashier in a browser)
+test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
