@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from payhub.channel import convert
 from payhub.channel.adapter import HttpReply
 from payhub.channel.types import ChannelResult, PaymentInstruction, PayoutInstruction, RoutePlan
+from payhub.kernel import deadline
 from payhub.kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -198,7 +199,7 @@ class RemoteChannelClient:
         request = channel_pb2.ExecuteChannelOperationRequest(plan=convert.instruction_to_pb(instruction),
                                                              request_id=new_id("req"))
         try:
-            response = self._stub.ExecuteChannelOperation(request, timeout=self._timeout)
+            response = self._stub.ExecuteChannelOperation(request, timeout=deadline.bounded(self._timeout))
         except grpc.RpcError as exc:
             raise domain_error(exc) from exc
         return RoutePlan(tuple(response.planned_channels), response.plan_explanation)
@@ -262,7 +263,8 @@ class RemoteChannelClient:
     def _execute(self, request: channel_pb2.ExecuteChannelOperationRequest) -> ChannelResult:
         request.request_id = new_id("req")
         try:
-            response = self._stub.ExecuteChannelOperation(request, timeout=self._timeout)
+            # The router's process inherits the deadline (its channel requests end with our caller's).
+            response = self._stub.ExecuteChannelOperation(request, timeout=deadline.bounded(self._timeout))
         except grpc.RpcError as exc:
             raise domain_error(exc) from exc
         return convert.result_from_pb(response.result)

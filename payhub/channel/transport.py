@@ -4,7 +4,9 @@ An adapter sends with `ChannelHttp.send`. A connection that was never made (refu
 timeout) raises `ChannelNotReached`: the request certainly did not arrive, so the router may fail
 over. Anything after the request may have left (read timeout, reset, 5xx) is the adapter's to
 answer as UNKNOWN: the money may have moved. Timeouts come from the deployment's settings and never
-exceed the caller's remaining deadline (`deadline` in seconds, when the caller has one).
+exceed what is left of the deadline of the RPC that caused the request (payhub.kernel.deadline, set by
+the server's call pipeline; `deadline` in seconds overrides it): a client that gives up does not
+leave a request running for the channel's full timeout. Background jobs have no deadline.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from payhub.channel.adapter import ChannelNotReached
+from payhub.kernel import deadline as call_deadline
 from payhub.kernel.config import Settings
 from payhub.kernel.logging import get_logger
 
@@ -44,6 +47,8 @@ class ChannelHttp:
     def send(self, method: str, url: str, *, deadline: float | None = None, **kwargs: object) -> httpx.Response:
         """Send one request. Raises ChannelNotReached when no connection was made; other httpx errors
         (the request may have arrived) propagate for the adapter to answer UNKNOWN."""
+        if deadline is None:
+            deadline = call_deadline.remaining()
         total = self._total if deadline is None else max(0.05, min(self._total, deadline))
         timeout = httpx.Timeout(total, connect=min(self._connect, total))
         try:

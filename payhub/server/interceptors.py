@@ -24,6 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from payhub.identity.principal import Principal, reset_current_principal, set_current_principal
 from payhub.identity.store import CredentialStore
+from payhub.kernel import deadline
 from payhub.kernel.errors import InvalidArgument, PayhubError, Unauthenticated
 from payhub.kernel.ids import new_id
 from payhub.kernel.logging import get_logger
@@ -185,8 +186,8 @@ def _checked(request: Any) -> Any:
 class _CallScope:
     """Everything that brackets one call: context vars, auth, error mapping, log and metrics."""
 
-    __slots__ = ("_bearer", "authenticated", "code", "context", "method", "pipeline", "principal", "request_id",
-                 "start", "token")
+    __slots__ = ("_bearer", "authenticated", "code", "context", "deadline", "method", "pipeline", "principal",
+                 "request_id", "start", "token")
 
     def __init__(self, pipeline: CallPipeline, method: _Method, context: grpc.ServicerContext):
         self.start = _perf_counter()
@@ -198,6 +199,8 @@ class _CallScope:
         self._bearer, request_id = _scan_metadata(context.invocation_metadata())
         self.request_id = request_id or new_id("req")
         _bind_contextvars(request_id=self.request_id, method=method.name)
+        # What the call causes (a channel's HTTP request, a call to another process) ends with it.
+        self.deadline = deadline.enter(context.time_remaining())
 
     def __enter__(self) -> _CallScope:
         return self
@@ -250,6 +253,7 @@ class _CallScope:
         elapsed = _perf_counter() - self.start
         if self.token is not None:
             reset_current_principal(self.token)
+        deadline.leave(self.deadline)
         code = self.code.name if self.code else "UNKNOWN"
         method = self.method
         method.record(code, elapsed)

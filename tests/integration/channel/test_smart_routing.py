@@ -1,6 +1,7 @@
 """Smart routing through the router's service layer on both databases: with two channels for one
 method, the breaker opens on the failing one and traffic moves to the other; success-rate routing
-moves traffic away from a channel that declines half the payments; merchants choose the strategy;
+moves traffic away from a channel that declines half the payments; the breaker is per channel, so
+one merchant's failures keep every merchant's payments away; merchants choose the strategy;
 an installment count no channel offers is INVALID_ARGUMENT."""
 
 from __future__ import annotations
@@ -37,6 +38,23 @@ def test_the_breaker_opens_on_the_failing_channel_and_traffic_moves_to_the_other
     # A caller that planned before the breaker opened is stopped at the door, safely (nothing sent).
     late = h.router.pay(replace(instruction(), channel="bank"))
     assert (late.outcome, late.failure_code, late.retryable_elsewhere) == (Outcome.FAILED, "circuit_open", True)
+    bank_adapter = h.registry.get("bank")
+    assert isinstance(bank_adapter, ScriptedAdapter) and len(bank_adapter.paid) == 5
+
+
+def test_one_merchants_failures_open_the_channels_breaker_for_every_merchant(db: Database) -> None:
+    """The breaker is the channel's, not a merchant configuration's: the channel itself is down."""
+    merchants = StaticMerchants().add(config("bank", priority=1), config("bank2", priority=2),
+                                      config("bank", merchant_id="mer_2", priority=1),
+                                      config("bank2", merchant_id="mer_2", priority=2))
+    h = harness(db, ScriptedAdapter("bank", answer=outcome(Outcome.UNKNOWN)), ScriptedAdapter("bank2"),
+                merchants=merchants, sandbox=False)
+    assert {h.router.pay(instruction("mer_1")).channel for _ in range(5)} == {"bank"}
+    assert h.admin.view("bank").health.breaker_state == "OPEN"
+    decision = h.router.decide(RouteRequest("mer_2", 1000, "CNY", "CARD", "PC"))
+    bank = next(c for c in decision.candidates if c.channel == "bank")
+    assert (decision.selected, bank.drop_reason) == ("bank2", DropReason.CIRCUIT_OPEN)
+    assert h.router.pay(instruction("mer_2")).channel == "bank2", "mer_2 never sent a call to the dead channel"
     bank_adapter = h.registry.get("bank")
     assert isinstance(bank_adapter, ScriptedAdapter) and len(bank_adapter.paid) == 5
 
