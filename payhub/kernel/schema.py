@@ -18,6 +18,7 @@ TABLE_MODULES = (
     "payhub.trade.risk_tables",
     "payhub.risk.tables",
     "payhub.settlement.tables",
+    "payhub.settlement.reconciliation.tables",
 )
 
 

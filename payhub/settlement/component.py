@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 from payhub.settlement.client import LocalSettlementClient
+from payhub.settlement.reconciliation import job as statements
 from payhub.settlement.service import SettlementService
 from payhub.settlement.servicer import SettlementServicer
 
@@ -46,6 +47,7 @@ class SettlementComponent:
             Job("ledger-poster", POSTER_INTERVAL, self.post_ledger),
             Job("payouts", PAYOUT_INTERVAL, self.service.process_payouts),
             Job("settlement-schedule", SCHEDULE_INTERVAL, self.service.scheduled_run),
+            Job("statement-fetch", statements.FETCH_INTERVAL, lambda: statements.fetch_due(self.service)),
         ]
 
     def http_routes(self) -> list[BaseRoute]:

@@ -1,5 +1,5 @@
-"""SettlementService over gRPC: protobuf in, a use case, protobuf out. Profit split and reconciliation
-(issue #14) answer UNIMPLEMENTED until they land."""
+"""SettlementService over gRPC: protobuf in, a use case, protobuf out. Profit split (issue #14)
+answers UNIMPLEMENTED until it lands."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from payhub.settlement.v1 import settlement_pb2_grpc
 from payhub.kernel.errors import Unimplemented, Violations
 from payhub.settlement import convert as cv
 from payhub.settlement.base import parse_name
+from payhub.settlement.reconciliation import convert as rc
 from payhub.settlement.service import SettlementService
 from payhub.settlement.settling import parse_date
 
@@ -143,17 +144,32 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
     def ListSplitReceivers(self, request: Any, context: Ctx) -> Any:
         _later("ListSplitReceivers")
 
-    def ImportStatement(self, request: Any, context: Ctx) -> Any:
-        _later("ImportStatement")
+    # -- reconciliation (对账) ----------------------------------------------------------------------
+    def ImportStatement(self, request: pb.ImportStatementRequest, context: Ctx) -> pb.ImportStatementResponse:
+        row = self._s.import_statement(request.channel, request.channel_account, request.statement_date,
+                                       rc.format_name(request.format), request.content, request.merchant,
+                                       request.request_id)
+        return pb.ImportStatementResponse(statement=rc.statement_to(row))
 
-    def GetStatement(self, request: Any, context: Ctx) -> Any:
-        _later("GetStatement")
+    def GetStatement(self, request: pb.GetStatementRequest, context: Ctx) -> pb.GetStatementResponse:
+        return pb.GetStatementResponse(statement=rc.statement_to(self._s.get_statement(request.name)))
 
-    def ListStatements(self, request: Any, context: Ctx) -> Any:
-        _later("ListStatements")
+    def ListStatements(self, request: pb.ListStatementsRequest, context: Ctx) -> pb.ListStatementsResponse:
+        rows, token = self._s.list_statements(request.page_size, request.page_token, request.channel,
+                                              request.start_date, request.end_date,
+                                              rc.statement_state_name(request.state))
+        return pb.ListStatementsResponse(statements=[rc.statement_to(r) for r in rows], next_page_token=token)
 
-    def ListDiscrepancies(self, request: Any, context: Ctx) -> Any:
-        _later("ListDiscrepancies")
+    def ListDiscrepancies(self, request: pb.ListDiscrepanciesRequest, context: Ctx) -> pb.ListDiscrepanciesResponse:
+        rows, token = self._s.list_discrepancies(
+            request.page_size, request.page_token, rc.discrepancy_state_name(request.state),
+            rc.discrepancy_kind_name(request.kind), request.channel, request.start_date, request.end_date,
+            request.merchant, request.statement)
+        return pb.ListDiscrepanciesResponse(discrepancies=[rc.discrepancy_to(d) for d in rows],
+                                            next_page_token=token)
 
-    def ResolveDiscrepancy(self, request: Any, context: Ctx) -> Any:
-        _later("ResolveDiscrepancy")
+    def ResolveDiscrepancy(self, request: pb.ResolveDiscrepancyRequest,
+                           context: Ctx) -> pb.ResolveDiscrepancyResponse:
+        d = self._s.resolve_discrepancy(request.name, rc.action_name(request.action), request.reason,
+                                        request.request_id)
+        return pb.ResolveDiscrepancyResponse(discrepancy=rc.discrepancy_to(d))

@@ -398,8 +398,10 @@ class _StatementFormatEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper
     fields and a summary section, plain or GZIP-compressed.
     """
     STATEMENT_FORMAT_PAYHUB_CSV: _StatementFormat.ValueType  # 3
-    """payhub's own canonical CSV (UTF-8, amounts in minor units), used by the sandbox, bank card and
-    UnionPay channels until their native formats are supported.
+    """payhub's own canonical CSV (UTF-8, amounts in minor units), the sandbox's statement."""
+    STATEMENT_FORMAT_UNIONPAY_FILE: _StatementFormat.ValueType  # 4
+    """UnionPay's transaction file (txnType 76, fileType 00) as payhub's UnionPay simulator writes it:
+    `|`-separated `queryId|orderId|txnType|txnTime|txnAmt|currencyCode|origQryId`, amounts in fen.
     """
 
 class StatementFormat(_StatementFormat, metaclass=_StatementFormatEnumTypeWrapper):
@@ -416,8 +418,10 @@ STATEMENT_FORMAT_WECHATPAY_TRADE_BILL: StatementFormat.ValueType  # 2
 fields and a summary section, plain or GZIP-compressed.
 """
 STATEMENT_FORMAT_PAYHUB_CSV: StatementFormat.ValueType  # 3
-"""payhub's own canonical CSV (UTF-8, amounts in minor units), used by the sandbox, bank card and
-UnionPay channels until their native formats are supported.
+"""payhub's own canonical CSV (UTF-8, amounts in minor units), the sandbox's statement."""
+STATEMENT_FORMAT_UNIONPAY_FILE: StatementFormat.ValueType  # 4
+"""UnionPay's transaction file (txnType 76, fileType 00) as payhub's UnionPay simulator writes it:
+`|`-separated `queryId|orderId|txnType|txnTime|txnAmt|currencyCode|origQryId`, amounts in fen.
 """
 Global___StatementFormat: typing_extensions.TypeAlias = StatementFormat
 
@@ -491,6 +495,11 @@ class _DiscrepancyKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper
     """金额不符: on both sides with different amounts."""
     DISCREPANCY_KIND_STATUS_MISMATCH: _DiscrepancyKind.ValueType  # 4
     """状态不符: on both sides with different statuses (e.g. payhub PENDING, channel SUCCESS)."""
+    DISCREPANCY_KIND_FEE_MISMATCH: _DiscrepancyKind.ValueType  # 5
+    """手续费不符: on both sides with the same amount, but the channel's fee differs from the fee payhub
+    expects from its channel cost table (`channel_costs`). Not checked when payhub has no cost for
+    the channel or the format states no fee.
+    """
 
 class DiscrepancyKind(_DiscrepancyKind, metaclass=_DiscrepancyKindEnumTypeWrapper):
     """The kind of a reconciliation difference."""
@@ -507,6 +516,11 @@ DISCREPANCY_KIND_AMOUNT_MISMATCH: DiscrepancyKind.ValueType  # 3
 """金额不符: on both sides with different amounts."""
 DISCREPANCY_KIND_STATUS_MISMATCH: DiscrepancyKind.ValueType  # 4
 """状态不符: on both sides with different statuses (e.g. payhub PENDING, channel SUCCESS)."""
+DISCREPANCY_KIND_FEE_MISMATCH: DiscrepancyKind.ValueType  # 5
+"""手续费不符: on both sides with the same amount, but the channel's fee differs from the fee payhub
+expects from its channel cost table (`channel_costs`). Not checked when payhub has no cost for
+the channel or the format states no fee.
+"""
 Global___DiscrepancyKind: typing_extensions.TypeAlias = DiscrepancyKind
 
 class _DiscrepancyState:
@@ -1440,6 +1454,7 @@ class Statement(google.protobuf.message.Message):
     SUPERSEDED_BY_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
     RECONCILE_TIME_FIELD_NUMBER: builtins.int
+    MERCHANT_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name, `statements/{statement}`."""
     channel: builtins.str
@@ -1472,6 +1487,10 @@ class Statement(google.protobuf.message.Message):
     """What differs when `summary_matches` is false."""
     superseded_by: builtins.str
     """The import that replaced this one, `statements/{statement}`; empty unless SUPERSEDED."""
+    merchant: builtins.str
+    """The merchant whose channel account it is, `merchants/{merchant}`; payhub's records are then
+    matched for that merchant only. Empty: every merchant's records on the channel.
+    """
     @property
     def totals(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___StatementTotal]:
         """Totals per currency computed from the detail lines."""
@@ -1505,9 +1524,10 @@ class Statement(google.protobuf.message.Message):
         superseded_by: builtins.str = ...,
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         reconcile_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        merchant: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["create_time", b"create_time", "reconcile_time", b"reconcile_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["carried_over_count", b"carried_over_count", "channel", b"channel", "channel_account", b"channel_account", "content_sha256", b"content_sha256", "create_time", b"create_time", "discrepancy_count", b"discrepancy_count", "format", b"format", "line_count", b"line_count", "matched_count", b"matched_count", "name", b"name", "reconcile_time", b"reconcile_time", "source", b"source", "state", b"state", "statement_date", b"statement_date", "summary_matches", b"summary_matches", "summary_mismatch_detail", b"summary_mismatch_detail", "superseded_by", b"superseded_by", "totals", b"totals"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["carried_over_count", b"carried_over_count", "channel", b"channel", "channel_account", b"channel_account", "content_sha256", b"content_sha256", "create_time", b"create_time", "discrepancy_count", b"discrepancy_count", "format", b"format", "line_count", b"line_count", "matched_count", b"matched_count", "merchant", b"merchant", "name", b"name", "reconcile_time", b"reconcile_time", "source", b"source", "state", b"state", "statement_date", b"statement_date", "summary_matches", b"summary_matches", "summary_mismatch_detail", b"summary_mismatch_detail", "superseded_by", b"superseded_by", "totals", b"totals"]) -> None: ...
 
 Global___Statement: typing_extensions.TypeAlias = Statement
 
@@ -1578,6 +1598,8 @@ class Discrepancy(google.protobuf.message.Message):
     RESOLUTION_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
     UPDATE_TIME_FIELD_NUMBER: builtins.int
+    CHANNEL_FEE_FIELD_NUMBER: builtins.int
+    PAYHUB_FEE_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name, `discrepancies/{discrepancy}`."""
     kind: Global___DiscrepancyKind.ValueType
@@ -1628,6 +1650,16 @@ class Discrepancy(google.protobuf.message.Message):
     def update_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """When it last changed."""
 
+    @property
+    def channel_fee(self) -> payhub.common.v1.common_pb2.Money:
+        """The channel's fee on the line, in minor units (negative: returned on a refund); unset when the
+        format states none or PAYHUB_ONLY.
+        """
+
+    @property
+    def payhub_fee(self) -> payhub.common.v1.common_pb2.Money:
+        """The fee payhub expects from its channel cost table; unset when unknown."""
+
     def __init__(
         self,
         *,
@@ -1649,9 +1681,11 @@ class Discrepancy(google.protobuf.message.Message):
         resolution: Global___Resolution | None = ...,
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         update_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        channel_fee: payhub.common.v1.common_pb2.Money | None = ...,
+        payhub_fee: payhub.common.v1.common_pb2.Money | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["channel_amount", b"channel_amount", "create_time", b"create_time", "payhub_amount", b"payhub_amount", "resolution", b"resolution", "update_time", b"update_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["channel", b"channel", "channel_amount", b"channel_amount", "channel_order_no", b"channel_order_no", "channel_status", b"channel_status", "channel_transaction_id", b"channel_transaction_id", "create_time", b"create_time", "is_refund", b"is_refund", "kind", b"kind", "merchant", b"merchant", "name", b"name", "payhub_amount", b"payhub_amount", "payhub_status", b"payhub_status", "reference", b"reference", "resolution", b"resolution", "state", b"state", "statement", b"statement", "statement_date", b"statement_date", "update_time", b"update_time"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["channel_amount", b"channel_amount", "channel_fee", b"channel_fee", "create_time", b"create_time", "payhub_amount", b"payhub_amount", "payhub_fee", b"payhub_fee", "resolution", b"resolution", "update_time", b"update_time"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["channel", b"channel", "channel_amount", b"channel_amount", "channel_fee", b"channel_fee", "channel_order_no", b"channel_order_no", "channel_status", b"channel_status", "channel_transaction_id", b"channel_transaction_id", "create_time", b"create_time", "is_refund", b"is_refund", "kind", b"kind", "merchant", b"merchant", "name", b"name", "payhub_amount", b"payhub_amount", "payhub_fee", b"payhub_fee", "payhub_status", b"payhub_status", "reference", b"reference", "resolution", b"resolution", "state", b"state", "statement", b"statement", "statement_date", b"statement_date", "update_time", b"update_time"]) -> None: ...
 
 Global___Discrepancy: typing_extensions.TypeAlias = Discrepancy
 
@@ -2584,20 +2618,30 @@ class ImportStatementRequest(google.protobuf.message.Message):
     FORMAT_FIELD_NUMBER: builtins.int
     CONTENT_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    MERCHANT_FIELD_NUMBER: builtins.int
     channel: builtins.str
-    """The channel id, e.g. "alipay", "wechatpay". Required."""
+    """The channel id: "alipay", "wechatpay", "unionpay" or "sandbox". Required."""
     channel_account: builtins.str
-    """The channel account the statement belongs to (see `Statement.channel_account`)."""
+    """The channel account the statement belongs to (see `Statement.channel_account`); defaults to
+    the merchant id when `merchant` is set.
+    """
     statement_date: builtins.str
-    """The business day, "YYYY-MM-DD" (Asia/Shanghai); must be before today. Required."""
+    """The business day, "YYYY-MM-DD" (the channel's day: Asia/Shanghai; UTC for the sandbox); must
+    be before today. Required.
+    """
     format: Global___StatementFormat.ValueType
     """The file's format; unspecified means the channel's native format."""
     content: builtins.bytes
-    """The file exactly as the channel delivers it (e.g. the ZIP archive); at most the server's
-    configured limit (32 MiB by default). Empty: payhub fetches it from the channel.
+    """The file exactly as the channel delivers it (e.g. the ZIP archive); at most the gRPC message
+    limit (8 MiB; larger files through `payhub reconcile import`). Empty: payhub fetches it from
+    the channel with `merchant`'s channel configuration.
     """
     request_id: builtins.str
     """Idempotency key (see the service comment). Required."""
+    merchant: builtins.str
+    """The merchant whose channel account the statement is, `merchants/{merchant}` (see
+    `Statement.merchant`); required when `content` is empty.
+    """
     def __init__(
         self,
         *,
@@ -2607,8 +2651,9 @@ class ImportStatementRequest(google.protobuf.message.Message):
         format: Global___StatementFormat.ValueType = ...,
         content: builtins.bytes = ...,
         request_id: builtins.str = ...,
+        merchant: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["channel", b"channel", "channel_account", b"channel_account", "content", b"content", "format", b"format", "request_id", b"request_id", "statement_date", b"statement_date"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["channel", b"channel", "channel_account", b"channel_account", "content", b"content", "format", b"format", "merchant", b"merchant", "request_id", b"request_id", "statement_date", b"statement_date"]) -> None: ...
 
 Global___ImportStatementRequest: typing_extensions.TypeAlias = ImportStatementRequest
 

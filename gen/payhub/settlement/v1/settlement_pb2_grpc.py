@@ -446,8 +446,8 @@ class SettlementServiceServicer(object):
 
         Callers: staff `admin`, `finance`; the internal scheduler.
         Errors: INVALID_ARGUMENT (`channel` unknown, `statement_date` malformed or not before today,
-        `content` not parseable in `format` — the message gives the line number, `content` larger than
-        the server limit); FAILED_PRECONDITION when fetching from the channel and the statement is not
+        `content` not parseable in `format` — the message gives the line number, `merchant` missing
+        when `content` is empty); FAILED_PRECONDITION when fetching from the channel and the statement is not
         generated yet (channels publish day D's statement around 10:00 on D+1) or the channel cannot
         deliver statements; ALREADY_EXISTS when `request_id` was used with different parameters.
         """

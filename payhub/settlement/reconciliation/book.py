@@ -1,0 +1,118 @@
+"""payhub's side of reconciliation: `recon_book`, one row per payment attempt and refund sent to a
+channel, kept from trade's events by an outbox consumer of its own (`reconciliation-book`), off the
+payment path, like the ledger poster. Rows are keyed by the order number the channel knows (the
+attempt or refund id; UnionPay's without its `_`), so a statement line finds its row by one join.
+
+A row's status only moves forward (PENDING < FAILED/CLOSED < SUCCEEDED/PAID_AFTER_CLOSE): a stale
+event never undoes a success, and a late success (paid after close) replaces a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, tuple_, update
+
+from payhub.kernel import clock
+from payhub.kernel.db import Database
+from payhub.kernel.outbox import Event, consume
+from payhub.settlement.reconciliation.lines import PAYMENT, REFUND
+from payhub.settlement.reconciliation.tables import recon_book
+
+CONSUMER = "reconciliation-book"
+SUCCESS_STATES = ("SUCCEEDED", "PAID_AFTER_CLOSE")
+_RANK = {"PENDING": 0, "FAILED": 1, "CLOSED": 1, "SUCCEEDED": 2, "PAID_AFTER_CLOSE": 3}
+_PAYMENT_STATUS = {"payment.succeeded": "SUCCEEDED", "payment.captured": "SUCCEEDED",
+                   "payment.failed": "FAILED", "payment.closed": "CLOSED", "payment.voided": "CLOSED",
+                   "payment.requires_action": "PENDING", "payment.processing": "PENDING"}
+_REFUND_STATUS = {"refund.succeeded": "SUCCEEDED", "refund.failed": "FAILED", "refund.pending": "PENDING"}
+
+CostOf = Callable[[str, str, int], int | None]  # (channel, method, amount) -> the channel's fee, None: unknown
+
+
+def channel_order_no(channel: str, payhub_id: str) -> str:
+    """The order number a channel knows payhub's attempt or refund by."""
+    if channel == "unionpay":
+        from payhub.channel.unionpay.wire import order_id
+        try:
+            return order_id(payhub_id)
+        except ValueError:
+            return payhub_id
+    return payhub_id
+
+
+def book_row(event: Event, cost_of: CostOf) -> dict[str, Any] | None:
+    """The recon_book row an event writes, or None when it says nothing about a channel transaction."""
+    p, when = event.payload, event.create_time
+    if event.type == "payment.paid_after_close":
+        channel, payhub_id = p.get("attempt_channel") or p.get("channel") or "", p.get("attempt_id") or ""
+        return _row(channel, PAYMENT, payhub_id, p, int(p.get("attempt_amount_minor") or 0), None,
+                    "PAID_AFTER_CLOSE", when)
+    if event.type in _PAYMENT_STATUS:
+        status, payhub_id, channel = _PAYMENT_STATUS[event.type], p.get("current_attempt_id") or "", p.get("channel")
+        succeeded = status == "SUCCEEDED"
+        amount = int(p["amount_captured"] if succeeded else p["amount_minor"])
+        method = (p.get("method") or {}).get("type") or ""
+        fee = cost_of(channel or "", method, amount) if succeeded else None
+        return _row(channel or "", PAYMENT, payhub_id, p, amount, fee, status, when if succeeded else None)
+    if event.type in _REFUND_STATUS:
+        status = _REFUND_STATUS[event.type]
+        amount = int(p["amount_minor"])
+        cost = cost_of(p.get("channel") or "", "*", amount) if status == "SUCCEEDED" else None
+        row = _row(p.get("channel") or "", REFUND, p["id"], p, amount, -cost if cost is not None else None, status,
+                   when if status == "SUCCEEDED" else None)
+        if row is not None:
+            row["reference"] = p["name"]
+        return row
+    return None
+
+
+def _row(channel: str, kind: str, payhub_id: str, p: dict[str, Any], amount: int, fee: int | None, status: str,
+         complete: datetime | None) -> dict[str, Any] | None:
+    if not channel or not payhub_id:
+        return None
+    reference = p["name"] if kind == PAYMENT else ""
+    return {"channel": channel, "kind": kind, "order_no": channel_order_no(channel, payhub_id), "payhub_id": payhub_id,
+            "merchant_id": p["merchant_id"], "reference": reference, "currency": p["currency"],
+            "amount_minor": amount, "fee_minor": fee, "status": status, "complete_time": complete,
+            "update_time": clock.now()}
+
+
+def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert new keys, move existing ones forward (never back)."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["channel"], row["kind"], row["order_no"])
+        if key not in latest or _RANK[row["status"]] >= _RANK[latest[key]["status"]]:
+            latest[key] = row
+    if not latest:
+        return
+    k = recon_book.c
+    existing = {(r.channel, r.kind, r.order_no): r.status for r in conn.execute(
+        select(k.channel, k.kind, k.order_no, k.status).where(tuple_(k.channel, k.kind, k.order_no).in_(list(latest))))}
+    fresh = [row for key, row in latest.items() if key not in existing]
+    if fresh:
+        conn.execute(recon_book.insert(), fresh)
+    for key, row in latest.items():
+        if key in existing and _RANK[row["status"]] >= _RANK[existing[key]]:
+            values = {c: row[c] for c in ("status", "amount_minor", "fee_minor", "complete_time", "update_time",
+                                          "reference", "merchant_id")}
+            conn.execute(update(recon_book).where(k.channel == key[0], k.kind == key[1], k.order_no == key[2])
+                         .values(**values))
+
+
+def keep_book(db: Database, cost_of: CostOf, limit: int = 500) -> int:
+    """One batch of trade's events into recon_book; returns how many events were read."""
+    def handle(conn: Connection, events: list[Event]) -> None:
+        write_rows(conn, [r for e in events if (r := book_row(e, cost_of)) is not None])
+    return consume(db, CONSUMER, handle, limit=limit)
+
+
+def catch_up(db: Database, cost_of: CostOf) -> int:
+    """Everything sequenced so far (before a reconciliation run)."""
+    total = 0
+    while (n := keep_book(db, cost_of)) > 0:
+        total += n
+    return total
