@@ -3,6 +3,8 @@ with compare-and-set conditions), sent in autocommit on the pooled connection's 
 so a transaction is one round trip and pays none of SQLAlchemy's per-statement work.
 
     CreatePayment:  INSERT payment + its event + the idempotent response          (1 statement)
+    GetPayment:     the payment and its attempts (a join)                          (1 statement)
+    ListPayments:   a page of payments                                           (1 statement)
     ConfirmPayment: read the payment and any stored response for the request_id  (1 statement)
                     claim: CAS CREATED -> PROCESSING + card vault row + attempt (with the channel
                     routing chose) + the router's sent-record + event            (1 statement)
@@ -18,6 +20,7 @@ data-modifying CTEs). The rows written are exactly the general path's (same valu
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import Any
 
 from psycopg.rows import namedtuple_row
@@ -25,6 +28,9 @@ from psycopg.rows import namedtuple_row
 from payhub.kernel.db import Database
 from payhub.kernel.idempotency import pg_key_insert
 from payhub.kernel.outbox import pg_event_insert, prefixed
+from payhub.kernel.pagination import PageRequest
+from payhub.trade import repository as repo
+from payhub.trade.domain import Payment
 from payhub.trade.tables import card_vault, payment_attempts, payments
 
 _PAYMENT_COLUMNS = (
@@ -92,6 +98,61 @@ RESULT = f"""
          o AS ({pg_event_insert("e_", "p")}),
          k AS ({pg_key_insert("k_", "p")})
     SELECT id FROM p"""
+
+
+# Reads are a statement in autocommit too: one round trip instead of BEGIN, the statements and COMMIT.
+GET = f"""
+    SELECT p.*, {", ".join(f"a.{c} AS a_{c}" for c in _ATTEMPT_COLUMNS)}
+    FROM payments p LEFT JOIN payment_attempts a ON a.payment_id = p.id
+    WHERE p.id = %(pid)s
+    ORDER BY a.create_time, a.id"""
+
+
+class _Prefixed:
+    """The attempt columns (a_*) of a GET row, under their own names for repository.attempt_from_row."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, "a_" + name)
+
+
+def get_payment(db: Database, payment_id: str) -> Payment | None:
+    """The payment with its attempts (oldest first), as repository.get_payment + attempts_of."""
+    with db.autocommit() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
+        rows = cur.execute(GET, {"pid": payment_id}).fetchall()
+    if not rows:
+        return None
+    payment = repo.payment_from_row(rows[0])
+    payment.attempts = [repo.attempt_from_row(_Prefixed(r)) for r in rows if r.a_id is not None]
+    return payment
+
+
+@functools.cache
+def _list_statement(by_merchant: bool, state: bool, start: bool, end: bool, order_no: bool, after: bool) -> str:
+    where = [condition for wanted, condition in (
+        (by_merchant, "merchant_id = %(merchant)s"), (state, "state = %(state)s"),
+        (start, "create_time >= %(start)s"), (end, "create_time < %(end)s"),
+        (order_no, "merchant_order_no = %(order_no)s"),
+        (after, "(create_time, id) < (%(after_time)s, %(after_id)s)")) if wanted]
+    return (f"SELECT * FROM payments {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY create_time DESC, id DESC LIMIT %(limit)s")
+
+
+def list_payments(db: Database, merchant_id: str | None, state: str, start: datetime | None,
+                  end: datetime | None, order_no: str, page: PageRequest) -> list[Payment]:
+    """As repository.list_payments (newest first, page.size + 1 rows)."""
+    after = page.after
+    statement = _list_statement(merchant_id is not None, bool(state), start is not None, end is not None,
+                                bool(order_no), after is not None)
+    params = {"merchant": merchant_id, "state": state, "start": start, "end": end, "order_no": order_no,
+              "after_time": datetime.fromisoformat(after[0]) if after is not None else None,
+              "after_id": after[1] if after is not None else None, "limit": page.size + 1}
+    with db.autocommit() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
+        return [repo.payment_from_row(r) for r in cur.execute(statement, params)]
 
 
 def run(db: Database, statement: str, params: dict[str, Any]) -> Any:

@@ -23,7 +23,15 @@ from payhub.kernel.outbox import Event, read_events
 from payhub.kernel.pagination import PageRequest, next_token
 from payhub.trade import fastpath
 from payhub.trade import repository as repo
-from payhub.trade.base import TradeBase, decode_payment, encode, plain, request_fingerprint, state_error
+from payhub.trade.base import (
+    TradeBase,
+    decode_payment,
+    encode,
+    not_found,
+    plain,
+    request_fingerprint,
+    state_error,
+)
 from payhub.trade.domain import (
     ALLOWED_INSTALLMENTS,
     DEFAULT_EXPIRY,
@@ -152,6 +160,11 @@ class PaymentRecords(TradeBase):
 
     def get_payment(self, merchant_id: str, payment_id: str) -> Payment:
         self.scope(merchant_id)
+        if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
+            payment = fastpath.get_payment(self.db, payment_id)
+            if payment is None or payment.merchant_id != merchant_id:
+                raise not_found(f"merchants/{merchant_id}/payments/{payment_id}")
+            return payment
         with self.db.read() as conn:
             return self._with_attempts(conn, self._load(conn, merchant_id, payment_id))
 
@@ -165,8 +178,11 @@ class PaymentRecords(TradeBase):
             self.scope(merchant_id)
         if start and end and end < start:
             raise InvalidArgument.field("end_time", "must not be before start_time")
-        with self.db.read() as conn:
-            rows = repo.list_payments(conn, merchant_id, state, start, end, merchant_order_no, page)
+        if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
+            rows = fastpath.list_payments(self.db, merchant_id, state, start, end, merchant_order_no, page)
+        else:
+            with self.db.read() as conn:
+                rows = repo.list_payments(conn, merchant_id, state, start, end, merchant_order_no, page)
         token = next_token(rows, page, lambda p: [p.create_time.isoformat(), p.id], filters)
         return rows[:page.size], token
 

@@ -229,6 +229,24 @@ def test_list_filters_and_pages(trade: TradeService, merchant: str) -> None:
     assert len(created) == 5
 
 
+def test_list_filters_by_time_and_pages_newest_first(trade: TradeService, merchant: str) -> None:
+    made = [trade.create_payment(merchant, draft(f"t-{i}"), f"t{i}") for i in range(4)]
+    times = [p.create_time for p in made]
+    assert all(t is not None for t in times)
+    start, end = times[1], times[3]
+    window, _ = trade.list_payments(merchant, start=start, end=end, page=parse_page(0, ""))
+    assert {p.id for p, t in zip(made, times, strict=True) if start <= t < end} == {p.id for p in window}  # type: ignore[operator]
+    newest_first = [p for _, p in sorted(zip(times, made, strict=True), key=lambda x: (x[0], x[1].id), reverse=True)]
+    walked, token = [], ""
+    while True:
+        page, token = trade.list_payments(merchant, page=parse_page(1, token, ["w"]), filters=["w"])
+        walked += page
+        if not token:
+            break
+    assert [p.id for p in walked] == [p.id for p in newest_first]
+    assert walked[0] == trade.get_payment(merchant, walked[0].id)
+
+
 def test_bad_amount_names_only_the_amount_and_writes_nothing(trade: TradeService, merchant: str) -> None:
     with pytest.raises(InvalidArgument) as err:
         trade.create_payment(merchant, draft(amount=-5), "neg")
