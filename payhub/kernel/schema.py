@@ -19,6 +19,7 @@ TABLE_MODULES = (
     "payhub.risk.tables",
     "payhub.settlement.tables",
     "payhub.settlement.reconciliation.tables",
+    "payhub.settlement.split_tables",
 )
 
 

@@ -4,9 +4,10 @@
 2. every account's maintained balance and entry count equal the sum and count of its entries;
 3. no account that must not go negative is negative;
 4. money is conserved: per currency, the signed balances of all accounts add up to zero;
-   and each merchant's pending balance equals the net of its items not settled yet;
+   and each merchant's (and split receiver's) pending balance equals the net of its items not settled yet;
 5. every payment trade says succeeded (captured) is posted exactly once with its captured amount, and
-   every succeeded refund exactly once with its amount. Trade's facts come through the trade client.
+   every succeeded refund exactly once with its amount. Trade's facts come through the trade client;
+6. profit split: split balances, the splittable limit and receivables (payhub.settlement.split_audit).
 
 Facts younger than IN_FLIGHT_SECONDS that are not posted yet are counted as in flight, not as
 findings: the poster works off the request path and may be a moment behind.
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, func, literal, or_, select
 
 from payhub.kernel import clock
 from payhub.kernel.errors import InvalidArgument
 from payhub.settlement.base import SettlementBase
 from payhub.settlement.domain import DEBIT, JournalKind
+from payhub.settlement.split_audit import check_splits
 from payhub.settlement.tables import (
     ledger_accounts,
     ledger_entries,
@@ -75,6 +77,7 @@ class LedgerAudit(SettlementBase):
             self._check_journals(conn, report)
             self._check_accounts(conn, report)
             self._check_pending(conn, report)
+            check_splits(conn, report, Finding)
         self._check_facts(report, "payment", start, end)
         self._check_facts(report, "refund", start, end)
         return report
@@ -143,10 +146,13 @@ class LedgerAudit(SettlementBase):
         unsettled = {(r.merchant_id, r.currency): int(r.net) for r in conn.execute(
             select(q.c.merchant_id, q.c.currency, func.sum(q.c.net_minor).label("net"))
             .where(q.c.batch_id.is_(None), rows).group_by(q.c.merchant_id, q.c.currency))}
-        pending = conn.execute(select(a.c.id, a.c.merchant_id, a.c.currency, a.c.balance).where(
-            a.c.kind == kind, a.c.owner == literal("merchants/") + a.c.merchant_id)).all()
+        # A split receiver's accounts are owned by merchants/{m}/splitReceivers/{r}; r is its party id.
+        pending = conn.execute(select(a.c.id, a.c.merchant_id, a.c.owner, a.c.currency, a.c.balance).where(
+            a.c.kind == kind, or_(a.c.owner == literal("merchants/") + a.c.merchant_id,
+                                  a.c.owner.like("merchants/%/splitReceivers/%")))).all()
         for r in pending:
-            expected = unsettled.pop((r.merchant_id, r.currency), 0)
+            party = r.owner.rsplit("/", 1)[-1] if "/splitReceivers/" in r.owner else r.merchant_id
+            expected = unsettled.pop((party, r.currency), 0)
             if r.balance != expected:
                 report.findings.append(Finding("BALANCE_MISMATCH", f"ledgerAccounts/{r.id}", r.currency,
                                                int(r.balance - expected),

@@ -32,6 +32,7 @@ class AccountKind(StrEnum):
     CUSTOMER_WALLET = "CUSTOMER_WALLET"
     PAYOUTS_IN_TRANSIT = "PAYOUTS_IN_TRANSIT"
     SUSPENSE = "SUSPENSE"
+    SPLIT_RECEIVABLE = "SPLIT_RECEIVABLE"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ ACCOUNT_RULES: dict[AccountKind, AccountRule] = {
     AccountKind.CUSTOMER_WALLET: AccountRule(CREDIT, False),
     AccountKind.PAYOUTS_IN_TRANSIT: AccountRule(CREDIT, False),
     AccountKind.SUSPENSE: AccountRule(CREDIT, True),
+    # What a split receiver owes: split money a refund took back after it was paid out (an asset).
+    AccountKind.SPLIT_RECEIVABLE: AccountRule(DEBIT, False),
 }
 
 

@@ -27,8 +27,9 @@ from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
 from payhub.kernel.pagination import next_token, parse_page
 from payhub.settlement import repository as repo
-from payhub.settlement.base import SettlementBase, log, not_found, parse_name
-from payhub.settlement.domain import AccountKind, JournalDraft, JournalKind, clearing, merchant_account, transfer
+from payhub.settlement.base import log, not_found, parse_name
+from payhub.settlement.domain import AccountKind, JournalDraft, JournalKind, clearing, transfer
+from payhub.settlement.parties import Parties
 from payhub.settlement.repository import InsufficientFunds
 from payhub.settlement.tables import payouts
 
@@ -67,7 +68,7 @@ def payout_from_row(r: Any) -> Payout:
                   r.settlement_batch_id, r.create_time, r.update_time, r.complete_time)
 
 
-class PayoutService(SettlementBase):
+class PayoutService(Parties):
     def create_payout(self, merchant_id: str, amount_minor: int, currency: str, description: str,
                       request_id: str) -> Payout:
         self.scope(merchant_id)
@@ -113,8 +114,8 @@ class PayoutService(SettlementBase):
             destination_last4=info.settlement_account_last4, channel_payout_id="", failure_code="",
             failure_message="", hold_reason="", settlement_batch_id=batch_id, query_count=0, next_query_time=now,
             create_time=now, update_time=now, complete_time=None))
-        lines = transfer(merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency),
-                         merchant_account(AccountKind.PAYOUTS_IN_TRANSIT, merchant_id, currency), amount_minor)
+        lines = transfer(self.party_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency),
+                         self.party_account(AccountKind.PAYOUTS_IN_TRANSIT, merchant_id, currency), amount_minor)
         repo.post_journal(conn, JournalDraft(JournalKind.PAYOUT_SENT, f"merchants/{merchant_id}/payouts/{payout_id}",
                                              f"payout:{payout_id}:sent", "payout sent", tuple(lines), merchant_id,
                                              now), now)
@@ -154,7 +155,8 @@ class PayoutService(SettlementBase):
         from payhub.risk.domain import Action, Context, ReviewState, TxKind
         name = f"merchants/{row.merchant_id}/payouts/{row.id}"
         try:
-            decision = self._risk().evaluate(Context(TxKind.PAYOUT, row.merchant_id, row.currency, row.amount_minor,
+            merchant_id = self.party_merchant(row.merchant_id)  # a receiver's payout: its paying merchant
+            decision = self._risk().evaluate(Context(TxKind.PAYOUT, merchant_id, row.currency, row.amount_minor,
                                                      transaction=name, channel=row.channel), f"payout-{row.id}")
             action = decision.action
             review = self._risk().review_state(name) if action in (Action.REVIEW, Action.CHALLENGE) else None
@@ -188,12 +190,12 @@ class PayoutService(SettlementBase):
                                            next_query_time=None, update_time=now, complete_time=now)).rowcount
             if not changed:
                 return
-            in_transit = merchant_account(AccountKind.PAYOUTS_IN_TRANSIT, row.merchant_id, row.currency)
+            in_transit = self.party_account(AccountKind.PAYOUTS_IN_TRANSIT, row.merchant_id, row.currency)
             if succeeded:
                 kind, lines = JournalKind.PAYOUT_SUCCEEDED, transfer(in_transit, clearing(row.channel, row.currency),
                                                                       row.amount_minor)
             else:
-                available = merchant_account(AccountKind.MERCHANT_AVAILABLE, row.merchant_id, row.currency)
+                available = self.party_account(AccountKind.MERCHANT_AVAILABLE, row.merchant_id, row.currency)
                 kind, lines = JournalKind.PAYOUT_FAILED, transfer(in_transit, available, row.amount_minor)
             repo.post_journal(conn, JournalDraft(kind, f"merchants/{row.merchant_id}/payouts/{payout_id}",
                                                  f"payout:{payout_id}:{state.lower()}", f"payout {state.lower()}",

@@ -33,8 +33,9 @@ from payhub.kernel import clock
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox import Event, consume
 from payhub.settlement import repository as repo
-from payhub.settlement.base import SettlementBase, log
+from payhub.settlement.base import log
 from payhub.settlement.domain import (
+    ACCOUNT_RULES,
     AccountKind,
     AccountRef,
     JournalDraft,
@@ -50,6 +51,8 @@ from payhub.settlement.domain import (
     transfer,
     wallet_account,
 )
+from payhub.settlement.parties import Parties
+from payhub.settlement.split_returns import Accounts, RefundFacts, SplitBook, batch_balance, load_for_refunds, reverse
 from payhub.settlement.tables import (
     ledger_payments,
     ledger_refunds,
@@ -78,6 +81,7 @@ class _Batch:
     refunds: list[dict[str, Any]] = field(default_factory=list)
     queue: list[dict[str, Any]] = field(default_factory=list)
     paid_updates: dict[str, list[int]] = field(default_factory=dict)
+    splits: SplitBook | None = None         # open splits of the refunded payments (profit split)
 
     def delta_of(self, ref: AccountRef, normal_side: str) -> int:
         """What this batch's drafts so far change on one account."""
@@ -85,7 +89,7 @@ class _Batch:
                    for _, d in self.drafts for line in d.lines if line.account.key == ref.key)
 
 
-class LedgerPoster(SettlementBase):
+class LedgerPoster(Parties):
     def post_pending(self, limit: int = 200) -> int:
         """Post the next batch of events after the poster's cursor; returns how many were read."""
         return consume(self.db, CONSUMER, self._handle, limit=limit)
@@ -104,6 +108,9 @@ class LedgerPoster(SettlementBase):
             refunded = set(conn.execute(select(ledger_refunds.c.refund_id)
                                         .where(ledger_refunds.c.refund_id.in_(refund_ids))).scalars())
         batch = _Batch(clock.now(), known, refunded)
+        if refund_ids:  # locks the refunded payments' rows against concurrent splits, loads their splits
+            batch.splits = load_for_refunds(conn, sorted({e.payload["payment_id"] for e in relevant
+                                                          if e.type == "refund.succeeded"} & set(known)))
         for event in relevant:
             if event.type in CAPTURE_EVENTS:
                 self._post_capture(conn, batch, event)
@@ -212,6 +219,8 @@ class LedgerPoster(SettlementBase):
         batch.refunds.append({"refund_id": r["id"], "payment_id": r["payment_id"], "merchant_id": merchant_id,
                               "currency": currency, "amount_minor": amount, "fee_returned_minor": fee_back,
                               "journal_id": journal_id, "post_time": batch.now})
+        if batch.splits is not None and paid is not None and not automatic and paid["kind"] == "payment":
+            self._return_splits(conn, batch, event, paid, amount, fee_back)
         kind, lines = self._refund_lines(conn, batch, r, paid, automatic, amount, fee_back, channel, currency)
         batch.drafts.append((journal_id, JournalDraft(kind, r["name"], event.event_id, f"refund via {channel}",
                                                       tuple(lines), merchant_id, event.create_time)))
@@ -225,6 +234,23 @@ class LedgerPoster(SettlementBase):
             batch.queue.append(_queue_row(journal_id, merchant_id, currency, "REFUND", r["name"],
                                           r.get("merchant_refund_no", ""), amount, -fee_back, -(amount - fee_back),
                                           event.create_time))
+
+    def _return_splits(self, conn: Connection, batch: _Batch, event: Event, paid: dict[str, Any], amount: int,
+                       fee_back: int) -> None:
+        """Split money back from the receivers before the refund takes it from the merchant."""
+        assert batch.splits is not None
+        r = event.payload
+        held_after = paid["captured_minor"] - paid["refunded_minor"] - amount
+        net_fee_after = paid["fee_minor"] - paid["fee_returned_minor"] - fee_back
+        facts = RefundFacts(r["id"], r["name"], r["payment_id"], r["merchant_id"], r["currency"], held_after,
+                            held_after - net_fee_after)
+        accounts = Accounts(self.party_account, lambda ref: batch_balance(
+            conn, ref, batch.delta_of(ref, ACCOUNT_RULES[ref.kind].normal_side)))
+        made = reverse(conn, batch.splits, facts, accounts, batch.now, event.create_time)
+        if made is not None:
+            journal_id, draft, queue = made
+            batch.drafts.append((journal_id, draft))
+            batch.queue.extend(queue)
 
     @staticmethod
     def _refund_lines(conn: Connection, batch: _Batch, r: dict[str, Any], paid: dict[str, Any] | None,

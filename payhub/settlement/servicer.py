@@ -1,27 +1,20 @@
-"""SettlementService over gRPC: protobuf in, a use case, protobuf out. Profit split (issue #14)
-answers UNIMPLEMENTED until it lands."""
+"""SettlementService over gRPC: protobuf in, a use case, protobuf out."""
 
 from __future__ import annotations
-
-from typing import Any, NoReturn
 
 import grpc
 from payhub.settlement.v1 import settlement_pb2 as pb
 from payhub.settlement.v1 import settlement_pb2_grpc
 
-from payhub.kernel.errors import Unimplemented, Violations
+from payhub.kernel.errors import Violations
 from payhub.settlement import convert as cv
+from payhub.settlement import split_convert as scv
 from payhub.settlement.base import parse_name
 from payhub.settlement.reconciliation import convert as rc
 from payhub.settlement.service import SettlementService
 from payhub.settlement.settling import parse_date
 
 Ctx = grpc.ServicerContext
-
-
-def _later(rpc: str) -> NoReturn:
-    raise Unimplemented(f"SettlementService.{rpc} (profit split and reconciliation) is not implemented yet",
-                        reason="NOT_IMPLEMENTED_YET")
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
@@ -131,18 +124,26 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         assert day is not None
         return pb.GetWalletStatementResponse(content=self._s.wallet_statement(request.merchant, day))
 
-    # -- issue #14 ------------------------------------------------------------------------------------
-    def SplitPayment(self, request: Any, context: Ctx) -> Any:
-        _later("SplitPayment")
+    # -- profit split (issue #14) ---------------------------------------------------------------------
+    def SplitPayment(self, request: pb.SplitPaymentRequest, context: Ctx) -> pb.SplitPaymentResponse:
+        split = self._s.split_payment(request.payment, scv.instruction_from(request.instruction), request.request_id)
+        return pb.SplitPaymentResponse(split=scv.split_to(split))
 
-    def ListSplits(self, request: Any, context: Ctx) -> Any:
-        _later("ListSplits")
+    def ListSplits(self, request: pb.ListSplitsRequest, context: Ctx) -> pb.ListSplitsResponse:
+        rows, token = self._s.list_splits(request.parent, request.page_size, request.page_token, request.payment,
+                                          request.receiver, cv.optional_time(request, "start_time"),
+                                          cv.optional_time(request, "end_time"))
+        return pb.ListSplitsResponse(splits=[scv.split_to(s) for s in rows], next_page_token=token)
 
-    def CreateSplitReceiver(self, request: Any, context: Ctx) -> Any:
-        _later("CreateSplitReceiver")
+    def CreateSplitReceiver(self, request: pb.CreateSplitReceiverRequest,
+                            context: Ctx) -> pb.CreateSplitReceiverResponse:
+        receiver = self._s.create_split_receiver(request.parent, scv.receiver_input_from(request.split_receiver),
+                                                 request.request_id)
+        return pb.CreateSplitReceiverResponse(split_receiver=scv.receiver_to(receiver))
 
-    def ListSplitReceivers(self, request: Any, context: Ctx) -> Any:
-        _later("ListSplitReceivers")
+    def ListSplitReceivers(self, request: pb.ListSplitReceiversRequest, context: Ctx) -> pb.ListSplitReceiversResponse:
+        rows, token = self._s.list_split_receivers(request.parent, request.page_size, request.page_token)
+        return pb.ListSplitReceiversResponse(split_receivers=[scv.receiver_to(r) for r in rows], next_page_token=token)
 
     # -- reconciliation (对账) ----------------------------------------------------------------------
     def ImportStatement(self, request: pb.ImportStatementRequest, context: Ctx) -> pb.ImportStatementResponse:

@@ -37,14 +37,15 @@ from payhub.settlement.domain import (
     JournalKind,
     day_start,
     local_date,
-    merchant_account,
     transfer,
 )
 from payhub.settlement.payouts import PayoutService
 from payhub.settlement.repository import InsufficientFunds
 from payhub.settlement.tables import settlement_batches, settlement_queue, settlement_runs
 
-ITEM_FIELDS = {"PAYMENT": "gross", "REFUND": "refunds", "ADJUSTMENT": "adjustments"}
+ITEM_FIELDS = {"PAYMENT": "gross", "REFUND": "refunds", "ADJUSTMENT": "adjustments", "SPLIT": "splits",
+               "SPLIT_RETURN": "splits"}
+SIGNED_FIELDS = ("adjustments", "splits")  # summed from `net`: + adjustments, - splits
 RESERVE = "RESERVE"  # a rolling reserve item: held (net < 0, settled with its batch) or released (net > 0)
 
 
@@ -120,7 +121,7 @@ class Settling(PayoutService):
         return RunResult(day.isoformat(), names, created, [f"merchants/{m}/payouts/{p}" for m, p in payouts])
 
     def _settle_merchant(self, merchant_id: str, day: date) -> list[tuple[int, str]]:
-        policy = self._merchants().settlement_policy(merchant_id)
+        policy = self.party_policy(merchant_id)
         cycle = cycle_of(policy)
         with self.db.read() as conn:
             rows = conn.execute(select(settlement_queue).where(settlement_queue.c.merchant_id == merchant_id,
@@ -152,8 +153,8 @@ class Settling(PayoutService):
         totals = BatchTotals()
         for item in sales:
             attr = ITEM_FIELDS.get(item.kind, "adjustments")
-            setattr(totals, attr, getattr(totals, attr) + (item.amount_minor if attr != "adjustments"
-                                                           else item.net_minor))
+            signed = item.net_minor if attr == "adjustments" else -item.net_minor
+            setattr(totals, attr, getattr(totals, attr) + (signed if attr in SIGNED_FIELDS else item.amount_minor))
             totals.fees += item.fee_minor
         sales_net = sum(i.net_minor for i in sales)
         held = round_half_up_div(max(sales_net, 0) * getattr(policy, "reserve_rate_bps", 0), 10_000)
@@ -163,7 +164,7 @@ class Settling(PayoutService):
                 "id": batch_id, "merchant_id": merchant_id, "currency": currency,
                 "settlement_date": day.isoformat(), "period_start": min(times), "period_end": max(times),
                 "gross_minor": totals.gross, "refunds_minor": totals.refunds, "fees_minor": totals.fees,
-                "splits_minor": 0, "reserve_minor": totals.reserve, "adjustments_minor": totals.adjustments,
+                "splits_minor": totals.splits, "reserve_minor": totals.reserve, "adjustments_minor": totals.adjustments,
                 "net_minor": totals.net, "item_count": len(items) + (1 if held else 0), "journal_id": journal_id,
                 "payout_id": "", "create_time": now}):
             return 0, ""  # this date is settled already (an earlier run, or another replica right now)
@@ -177,9 +178,9 @@ class Settling(PayoutService):
             self._hold_reserve(conn, merchant_id, currency, batch_id, held, day, policy, now)
         if sales_net + released - held != totals.net:
             raise AssertionError("batch net differs from the sum of its items")
-        pending = merchant_account(AccountKind.MERCHANT_PENDING, merchant_id, currency)
-        available = merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency)
-        reserve = merchant_account(AccountKind.MERCHANT_RESERVE, merchant_id, currency)
+        pending = self.party_account(AccountKind.MERCHANT_PENDING, merchant_id, currency)
+        available = self.party_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency)
+        reserve = self.party_account(AccountKind.MERCHANT_RESERVE, merchant_id, currency)
         lines = (transfer(pending, available, sales_net - held) + transfer(pending, reserve, held)
                  + transfer(reserve, available, released))
         if lines:
@@ -212,12 +213,12 @@ class Settling(PayoutService):
         available balance goes out once it reaches the minimum (and is positive)."""
         if getattr(policy, "minimum_payout_currency", "") != currency:
             return ""
-        account = repo.account_by_ref(conn, merchant_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency))
+        account = repo.account_by_ref(conn, self.party_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency))
         balance = account.balance if account else 0
         if balance <= 0 or balance < policy.minimum_payout_minor:
             return ""
         try:
-            info = self._merchants().get_merchant(merchant_id)
+            info = self.party_info(merchant_id)
         except Exception:
             log.exception("automatic payout skipped: merchant unavailable", merchant=merchant_id)
             return ""

@@ -42,6 +42,10 @@ class TradeLedgerClient(Protocol):
         """CreatePayment on behalf of another service (e.g. a wallet top-up); idempotent by request_id."""
         ...
 
+    def payment_state(self, merchant_id: str, payment_id: str) -> str:
+        """The payment's state (e.g. "SUCCEEDED"); NotFound for none or another merchant's."""
+        ...
+
 
 class LocalTradeClient:
     """The in-process client: calls the trade service directly (no gRPC, no auth: a service call)."""
@@ -64,6 +68,9 @@ class LocalTradeClient:
                              subject=subject, metadata=dict(metadata), customer=Customer(id=customer_id))
         payment = self._service.create_payment(merchant_id, draft, request_id)
         return CreatedPayment(payment.id, payment.name)
+
+    def payment_state(self, merchant_id: str, payment_id: str) -> str:
+        return str(self._service.get_payment(merchant_id, payment_id).state.value)
 
 
 class RemoteTradeClient:
@@ -105,6 +112,17 @@ class RemoteTradeClient:
         except grpc.RpcError as exc:
             raise domain_error(exc) from exc
         return CreatedPayment(reply.payment.name.rsplit("/", 1)[-1], reply.payment.name)
+
+    def payment_state(self, merchant_id: str, payment_id: str) -> str:
+        from payhub.trade.v1 import trade_pb2
+
+        from payhub.channel.client import domain_error
+        try:
+            reply = self._stub.GetPayment(trade_pb2.GetPaymentRequest(
+                name=f"merchants/{merchant_id}/payments/{payment_id}"), timeout=10)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        return str(trade_pb2.PaymentState.Name(reply.payment.state).removeprefix("PAYMENT_STATE_"))
 
 
 def remote_client(channel: grpc.Channel) -> TradeClient:

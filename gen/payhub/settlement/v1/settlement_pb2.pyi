@@ -42,13 +42,19 @@ class _LedgerAccountKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapp
     LEDGER_ACCOUNT_KIND_CHANNEL_COST: _LedgerAccountKind.ValueType  # 6
     """What channels charge payhub, one per channel. Expense."""
     LEDGER_ACCOUNT_KIND_SPLIT_RECEIVER: _LedgerAccountKind.ValueType  # 7
-    """Money split to a registered split receiver. Liability; never negative."""
+    """Not used: registered split receivers hold their money on MERCHANT_PENDING, MERCHANT_AVAILABLE
+    and PAYOUTS_IN_TRANSIT accounts whose `owner` is the receiver.
+    """
     LEDGER_ACCOUNT_KIND_CUSTOMER_WALLET: _LedgerAccountKind.ValueType  # 8
     """A customer's e-wallet balance. Liability; never negative."""
     LEDGER_ACCOUNT_KIND_PAYOUTS_IN_TRANSIT: _LedgerAccountKind.ValueType  # 9
     """A merchant's money in payouts sent but not yet confirmed by the bank. Liability."""
     LEDGER_ACCOUNT_KIND_SUSPENSE: _LedgerAccountKind.ValueType  # 10
     """Unexplained differences parked by reconciliation until resolved. May be negative."""
+    LEDGER_ACCOUNT_KIND_SPLIT_RECEIVABLE: _LedgerAccountKind.ValueType  # 11
+    """What a split receiver owes payhub: split money a refund took back after the receiver had been
+    paid it out. Asset (debit-normal); never negative; one per receiver and currency.
+    """
 
 class LedgerAccountKind(_LedgerAccountKind, metaclass=_LedgerAccountKindEnumTypeWrapper):
     """The role of a ledger account. Balances are kept per account and currency."""
@@ -68,13 +74,19 @@ LEDGER_ACCOUNT_KIND_PLATFORM_FEE_REVENUE: LedgerAccountKind.ValueType  # 5
 LEDGER_ACCOUNT_KIND_CHANNEL_COST: LedgerAccountKind.ValueType  # 6
 """What channels charge payhub, one per channel. Expense."""
 LEDGER_ACCOUNT_KIND_SPLIT_RECEIVER: LedgerAccountKind.ValueType  # 7
-"""Money split to a registered split receiver. Liability; never negative."""
+"""Not used: registered split receivers hold their money on MERCHANT_PENDING, MERCHANT_AVAILABLE
+and PAYOUTS_IN_TRANSIT accounts whose `owner` is the receiver.
+"""
 LEDGER_ACCOUNT_KIND_CUSTOMER_WALLET: LedgerAccountKind.ValueType  # 8
 """A customer's e-wallet balance. Liability; never negative."""
 LEDGER_ACCOUNT_KIND_PAYOUTS_IN_TRANSIT: LedgerAccountKind.ValueType  # 9
 """A merchant's money in payouts sent but not yet confirmed by the bank. Liability."""
 LEDGER_ACCOUNT_KIND_SUSPENSE: LedgerAccountKind.ValueType  # 10
 """Unexplained differences parked by reconciliation until resolved. May be negative."""
+LEDGER_ACCOUNT_KIND_SPLIT_RECEIVABLE: LedgerAccountKind.ValueType  # 11
+"""What a split receiver owes payhub: split money a refund took back after the receiver had been
+paid it out. Asset (debit-normal); never negative; one per receiver and currency.
+"""
 Global___LedgerAccountKind: typing_extensions.TypeAlias = LedgerAccountKind
 
 class _EntryDirection:
@@ -118,7 +130,9 @@ class _JournalKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     JOURNAL_KIND_SPLIT: _JournalKind.ValueType  # 3
     """A split moved money from the merchant to receivers."""
     JOURNAL_KIND_SPLIT_RETURN: _JournalKind.ValueType  # 4
-    """A refund reversed (part of) a split back from receivers."""
+    """A refund reversed (part of) a split back from receivers: from their pending or available
+    account, or, for what they were already paid out, to a receivable on them.
+    """
     JOURNAL_KIND_SETTLEMENT: _JournalKind.ValueType  # 5
     """Settlement moved money from pending to available (and reserve)."""
     JOURNAL_KIND_PAYOUT_SENT: _JournalKind.ValueType  # 6
@@ -152,7 +166,9 @@ JOURNAL_KIND_REFUND_SUCCEEDED: JournalKind.ValueType  # 2
 JOURNAL_KIND_SPLIT: JournalKind.ValueType  # 3
 """A split moved money from the merchant to receivers."""
 JOURNAL_KIND_SPLIT_RETURN: JournalKind.ValueType  # 4
-"""A refund reversed (part of) a split back from receivers."""
+"""A refund reversed (part of) a split back from receivers: from their pending or available
+account, or, for what they were already paid out, to a receivable on them.
+"""
 JOURNAL_KIND_SETTLEMENT: JournalKind.ValueType  # 5
 """Settlement moved money from pending to available (and reserve)."""
 JOURNAL_KIND_PAYOUT_SENT: JournalKind.ValueType  # 6
@@ -199,6 +215,10 @@ class _AuditFindingKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrappe
     """
     AUDIT_FINDING_KIND_AMOUNT_MISMATCH: _AuditFindingKind.ValueType  # 8
     """A payment or refund is posted with another amount than trade recorded (captured or refunded)."""
+    AUDIT_FINDING_KIND_SPLIT_EXCEEDS_SPLITTABLE: _AuditFindingKind.ValueType  # 9
+    """A payment's splits hold more than the payment still holds for the merchant (captured -
+    refunded - net fee); subject: the payment.
+    """
 
 class AuditFindingKind(_AuditFindingKind, metaclass=_AuditFindingKindEnumTypeWrapper):
     """The kind of a finding of `AuditLedger`."""
@@ -223,6 +243,10 @@ accounts of a currency do not sum to zero (subject: `currencies/{code}`).
 """
 AUDIT_FINDING_KIND_AMOUNT_MISMATCH: AuditFindingKind.ValueType  # 8
 """A payment or refund is posted with another amount than trade recorded (captured or refunded)."""
+AUDIT_FINDING_KIND_SPLIT_EXCEEDS_SPLITTABLE: AuditFindingKind.ValueType  # 9
+"""A payment's splits hold more than the payment still holds for the merchant (captured -
+refunded - net fee); subject: the payment.
+"""
 Global___AuditFindingKind: typing_extensions.TypeAlias = AuditFindingKind
 
 class _SettlementItemKind:
@@ -238,9 +262,11 @@ class _SettlementItemKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrap
     SETTLEMENT_ITEM_KIND_REFUND: _SettlementItemKind.ValueType  # 2
     """A succeeded refund: `amount` is the refunded amount, `fee` the fee returned (negative) if any."""
     SETTLEMENT_ITEM_KIND_SPLIT: _SettlementItemKind.ValueType  # 3
-    """Money split away to receivers."""
+    """Money split away to receivers (negative `net`), or, in a receiver's batch, received (positive)."""
     SETTLEMENT_ITEM_KIND_SPLIT_RETURN: _SettlementItemKind.ValueType  # 4
-    """Money returned from receivers by a refund."""
+    """Money returned from receivers by a refund (positive `net` for the paying merchant, negative for
+    the receiver).
+    """
     SETTLEMENT_ITEM_KIND_RESERVE: _SettlementItemKind.ValueType  # 5
     """Money held to or released from the rolling reserve."""
     SETTLEMENT_ITEM_KIND_ADJUSTMENT: _SettlementItemKind.ValueType  # 6
@@ -256,9 +282,11 @@ SETTLEMENT_ITEM_KIND_PAYMENT: SettlementItemKind.ValueType  # 1
 SETTLEMENT_ITEM_KIND_REFUND: SettlementItemKind.ValueType  # 2
 """A succeeded refund: `amount` is the refunded amount, `fee` the fee returned (negative) if any."""
 SETTLEMENT_ITEM_KIND_SPLIT: SettlementItemKind.ValueType  # 3
-"""Money split away to receivers."""
+"""Money split away to receivers (negative `net`), or, in a receiver's batch, received (positive)."""
 SETTLEMENT_ITEM_KIND_SPLIT_RETURN: SettlementItemKind.ValueType  # 4
-"""Money returned from receivers by a refund."""
+"""Money returned from receivers by a refund (positive `net` for the paying merchant, negative for
+the receiver).
+"""
 SETTLEMENT_ITEM_KIND_RESERVE: SettlementItemKind.ValueType  # 5
 """Money held to or released from the rolling reserve."""
 SETTLEMENT_ITEM_KIND_ADJUSTMENT: SettlementItemKind.ValueType  # 6
@@ -939,7 +967,7 @@ class SettlementBatch(google.protobuf.message.Message):
 
     @property
     def splits(self) -> payhub.common.v1.common_pb2.Money:
-        """Money split to receivers, minus split returns."""
+        """Money split to receivers, minus split returns; negative in a receiver's batch (what it received)."""
 
     @property
     def reserve(self) -> payhub.common.v1.common_pb2.Money:
@@ -1162,8 +1190,9 @@ Global___SplitShare: typing_extensions.TypeAlias = SplitShare
 
 @typing.final
 class SplitInstruction(google.protobuf.message.Message):
-    """How to split a payment. Also usable as the split instruction carried by a payment at creation
-    (executed when the payment is captured).
+    """How to split a payment. A payment's own split instructions (trade's `Payment.splits`) are
+    executed as one split when the payment succeeds, over its whole splittable amount, the paying
+    merchant keeping the remainder.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -1180,7 +1209,9 @@ class SplitInstruction(google.protobuf.message.Message):
     """How later refunds take money back; unspecified uses the merchant's configured policy."""
     @property
     def amount(self) -> payhub.common.v1.common_pb2.Money:
-        """The amount to distribute, in minor units; unset means all that is currently splittable."""
+        """The amount to distribute, in minor units; unset means all that is currently splittable (see
+        `SplitPayment`).
+        """
 
     @property
     def receivers(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___SplitShare]:
@@ -1209,17 +1240,24 @@ class SplitAllocation(google.protobuf.message.Message):
     AMOUNT_FIELD_NUMBER: builtins.int
     RETURNED_AMOUNT_FIELD_NUMBER: builtins.int
     REMAINDER_FIELD_NUMBER: builtins.int
+    RECEIVABLE_AMOUNT_FIELD_NUMBER: builtins.int
     receiver: builtins.str
     """The receiver (as in `SplitShare.receiver`, or the paying merchant for its remainder)."""
     remainder: builtins.bool
-    """Whether this allocation is the remainder."""
+    """Whether this allocation includes the remainder."""
     @property
     def amount(self) -> payhub.common.v1.common_pb2.Money:
-        """What the receiver got, in minor units."""
+        """What the receiver got, in minor units (its share plus the remainder when it is the remainder
+        receiver). A remainder kept by the paying merchant is shown but moves no money.
+        """
 
     @property
     def returned_amount(self) -> payhub.common.v1.common_pb2.Money:
         """What it has returned so far through refunds, in minor units."""
+
+    @property
+    def receivable_amount(self) -> payhub.common.v1.common_pb2.Money:
+        """Of `returned_amount`, what the receiver had already been paid out: booked as a receivable on it."""
 
     def __init__(
         self,
@@ -1228,9 +1266,10 @@ class SplitAllocation(google.protobuf.message.Message):
         amount: payhub.common.v1.common_pb2.Money | None = ...,
         returned_amount: payhub.common.v1.common_pb2.Money | None = ...,
         remainder: builtins.bool = ...,
+        receivable_amount: payhub.common.v1.common_pb2.Money | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["amount", b"amount", "returned_amount", b"returned_amount"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["amount", b"amount", "receiver", b"receiver", "remainder", b"remainder", "returned_amount", b"returned_amount"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["amount", b"amount", "receivable_amount", b"receivable_amount", "returned_amount", b"returned_amount"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "receivable_amount", b"receivable_amount", "receiver", b"receiver", "remainder", b"remainder", "returned_amount", b"returned_amount"]) -> None: ...
 
 Global___SplitAllocation: typing_extensions.TypeAlias = SplitAllocation
 
@@ -1245,6 +1284,7 @@ class SplitReturn(google.protobuf.message.Message):
     AMOUNT_FIELD_NUMBER: builtins.int
     JOURNAL_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
+    RECEIVABLE_AMOUNT_FIELD_NUMBER: builtins.int
     refund: builtins.str
     """The refund that caused it, `merchants/{merchant}/payments/{payment}/refunds/{refund}`."""
     receiver: builtins.str
@@ -1259,6 +1299,10 @@ class SplitReturn(google.protobuf.message.Message):
     def create_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """When it was posted."""
 
+    @property
+    def receivable_amount(self) -> payhub.common.v1.common_pb2.Money:
+        """Of `amount`, what the receiver had already been paid out: booked as a receivable on it."""
+
     def __init__(
         self,
         *,
@@ -1267,9 +1311,10 @@ class SplitReturn(google.protobuf.message.Message):
         amount: payhub.common.v1.common_pb2.Money | None = ...,
         journal: builtins.str = ...,
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        receivable_amount: payhub.common.v1.common_pb2.Money | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["amount", b"amount", "create_time", b"create_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["amount", b"amount", "create_time", b"create_time", "journal", b"journal", "receiver", b"receiver", "refund", b"refund"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["amount", b"amount", "create_time", b"create_time", "receivable_amount", b"receivable_amount"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "create_time", b"create_time", "journal", b"journal", "receivable_amount", b"receivable_amount", "receiver", b"receiver", "refund", b"refund"]) -> None: ...
 
 Global___SplitReturn: typing_extensions.TypeAlias = SplitReturn
 
@@ -1352,6 +1397,7 @@ class SplitReceiver(google.protobuf.message.Message):
     DESCRIPTION_FIELD_NUMBER: builtins.int
     LEDGER_ACCOUNTS_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
+    SETTLEMENT_ACCOUNT_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name, `merchants/{merchant}/splitReceivers/{receiver}`. Output only."""
     display_name: builtins.str
@@ -1364,11 +1410,17 @@ class SplitReceiver(google.protobuf.message.Message):
     """A free-form description (at most 500 characters)."""
     @property
     def ledger_accounts(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
-        """The receiver's ledger accounts (one per currency, kind SPLIT_RECEIVER). Output only."""
+        """The receiver's ledger accounts opened so far (pending, available, in transit, receivable; per
+        currency). Output only.
+        """
 
     @property
     def create_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """When it was registered. Output only."""
+
+    @property
+    def settlement_account(self) -> Global___SplitReceiverSettlementAccount:
+        """The bank account the receiver is paid out to. Required."""
 
     def __init__(
         self,
@@ -1379,11 +1431,44 @@ class SplitReceiver(google.protobuf.message.Message):
         description: builtins.str = ...,
         ledger_accounts: collections.abc.Iterable[builtins.str] | None = ...,
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        settlement_account: Global___SplitReceiverSettlementAccount | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["create_time", b"create_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "external_id", b"external_id", "ledger_accounts", b"ledger_accounts", "name", b"name"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["create_time", b"create_time", "settlement_account", b"settlement_account"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "external_id", b"external_id", "ledger_accounts", b"ledger_accounts", "name", b"name", "settlement_account", b"settlement_account"]) -> None: ...
 
 Global___SplitReceiver: typing_extensions.TypeAlias = SplitReceiver
+
+@typing.final
+class SplitReceiverSettlementAccount(google.protobuf.message.Message):
+    """The bank account a split receiver is paid out to (as a merchant's settlement account)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ACCOUNT_NAME_FIELD_NUMBER: builtins.int
+    BANK_NAME_FIELD_NUMBER: builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: builtins.int
+    ACCOUNT_NUMBER_LAST4_FIELD_NUMBER: builtins.int
+    account_name: builtins.str
+    """The account holder's name, 1-200 characters. Required."""
+    bank_name: builtins.str
+    """The bank's name (and branch), 1-200 characters. Required."""
+    account_number: builtins.str
+    """The account number (or IBAN): 6-34 characters from `[0-9A-Z]`, no spaces. Input only: never
+    stored nor returned. Required.
+    """
+    account_number_last4: builtins.str
+    """The last four characters of `account_number`. Output only."""
+    def __init__(
+        self,
+        *,
+        account_name: builtins.str = ...,
+        bank_name: builtins.str = ...,
+        account_number: builtins.str = ...,
+        account_number_last4: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["account_name", b"account_name", "account_number", b"account_number", "account_number_last4", b"account_number_last4", "bank_name", b"bank_name"]) -> None: ...
+
+Global___SplitReceiverSettlementAccount: typing_extensions.TypeAlias = SplitReceiverSettlementAccount
 
 @typing.final
 class StatementTotal(google.protobuf.message.Message):

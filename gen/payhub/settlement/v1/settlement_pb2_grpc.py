@@ -383,8 +383,18 @@ class SettlementServiceServicer(object):
         """Splits (分账) part of a succeeded payment to receivers: other merchants or the merchant's
         registered split receivers. Shares are fixed amounts or ratios in basis points; whatever is
         left of the amount to split after rounding goes to the remainder receiver, so no cent is lost.
-        Several splits of one payment are allowed while their sum stays within the splittable amount
-        (captured - refunded - fees, per the merchant's policy - already split).
+        Several splits of one payment are allowed while their sum stays within the splittable amount.
+
+        The splittable rule: splittable = captured - refunded - (merchant fee - fee returned by
+        refunds) - what earlier splits of the payment still hold (split minus returned). It is checked
+        under a lock on the payment's ledger row, which the refund posting takes too, so concurrent
+        splits and refunds never split more than the payment still holds for the merchant.
+
+        Each split is one ledger journal (JOURNAL_KIND_SPLIT) from the paying merchant's pending
+        account to each receiver's pending account; receivers are settled (T+N of the paying merchant's
+        policy for registered receivers) and paid out like merchants. A later refund of the payment
+        returns split money first (see `SplitReturnPolicy`); what a receiver was already paid out
+        becomes a receivable on it (LEDGER_ACCOUNT_KIND_SPLIT_RECEIVABLE) and the refund proceeds.
 
         Callers: merchant keys (own payments; read-only keys: PERMISSION_DENIED); staff `admin`,
         `finance`.
@@ -413,10 +423,12 @@ class SettlementServiceServicer(object):
 
     def CreateSplitReceiver(self, request, context):
         """Registers a split receiver account that is not a payhub merchant (e.g. a partner or an
-        individual seller); its share is held on a ledger account of kind SPLIT_RECEIVER.
+        individual seller), with the bank account it is paid out to. Its money is held on ledger
+        accounts owned by the receiver (pending, available, in transit, as for a merchant).
 
         Callers: merchant keys (own; read-only keys: PERMISSION_DENIED); staff `admin`, `finance`.
-        Errors: INVALID_ARGUMENT (`split_receiver.display_name` empty); NOT_FOUND when `parent` names
+        Errors: INVALID_ARGUMENT (`split_receiver.display_name` empty, `split_receiver.settlement_account`
+        incomplete); NOT_FOUND when `parent` names
         another merchant or none; ALREADY_EXISTS when `split_receiver.external_id` is already
         registered for the merchant or `request_id` was used with different parameters.
         """

@@ -342,9 +342,10 @@ Global___Customer: typing_extensions.TypeAlias = Customer
 class SplitInstruction(google.protobuf.message.Message):
     """One receiver of a profit split (分账) requested at creation.
 
-    Reserved for the settlement service: split instructions are validated and stored with the
-    payment now but not yet acted on; the settlement issue executes them once the payment is
-    captured.
+    A profit-split share, validated and stored with the payment; the settlement service executes a
+    payment's shares as one split (its `SplitPayment` rules, the merchant keeping the remainder) once
+    the payment succeeds. If a receiver is unknown or the fixed amounts exceed what is splittable,
+    nothing is split and the money stays with the merchant.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -358,7 +359,9 @@ class SplitInstruction(google.protobuf.message.Message):
     characters).
     """
     ratio_basis_points: builtins.int
-    """A share of the captured amount in basis points (1/100 of a percent, 10000 = all)."""
+    """A share in basis points (1/100 of a percent, 10000 = all) of what is splittable when the
+    payment succeeds: captured - merchant fee (see settlement's `SplitPayment`).
+    """
     description: builtins.str
     """A free-text description shown on the split (up to 100 characters)."""
     @property
