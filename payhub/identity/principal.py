@@ -20,6 +20,9 @@ class PrincipalKind(StrEnum):
     STAFF = "staff"
     MERCHANT = "merchant"
     SERVICE = "service"  # another payhub service calling with the internal token
+    # No credentials, admitted only where a bearer capability in the request suffices (a checkout
+    # session's name: payhub.server.permissions SESSION_HOLDER); it owns no merchant's data.
+    ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,15 @@ class Principal:
     def scope_merchant(self, merchant_id: str) -> str:
         """The merchant a request may touch: a merchant key only its own. Another merchant's
         resource answers NOT_FOUND, exactly as a missing one does."""
-        if self.kind is PrincipalKind.MERCHANT and merchant_id != self.merchant_id:
+        if (self.kind is PrincipalKind.MERCHANT and merchant_id != self.merchant_id) \
+                or self.kind is PrincipalKind.ANONYMOUS:
             raise NotFound(f"merchants/{merchant_id} not found")
         return merchant_id
 
     def list_scope(self) -> str | None:
         """The merchant a list is limited to: None for staff (all merchants)."""
+        if self.kind is PrincipalKind.ANONYMOUS:
+            raise PermissionDenied("lists need credentials")
         return None if self.is_staff else self.merchant_id
 
     def require_staff(self) -> None:
@@ -51,6 +57,7 @@ class Principal:
 
 
 SYSTEM = Principal(PrincipalKind.SERVICE, "internal", frozenset({Role.ADMIN}))
+ANONYMOUS = Principal(PrincipalKind.ANONYMOUS, "anonymous")
 
 _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("payhub_principal")
 

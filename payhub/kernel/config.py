@@ -49,6 +49,8 @@ class Settings:
                                                   "a port already taken is an error; empty turns it off.")
     public_base_url: str = _setting("", "Base URL under which channels reach payhub's callback endpoint "
                                         "(notify URLs). Default: http://<http_listen>.")
+    cashier_base_url: str = _setting("", "Base URL of the hosted cashier pages handed to consumers "
+                                         "(`<base>/cashier/<session>`). Default: the public base URL.")
     channel_connect_seconds: float = _setting(3.0, "HTTP channel adapters (wechatpay, ...): seconds to connect "
                                                    "to a channel; a connection never made is safe to fail over.")
     channel_timeout_seconds: float = _setting(10.0, "HTTP channel adapters: seconds one call to a channel may take "
@@ -114,6 +116,10 @@ class Settings:
     @property
     def effective_public_base_url(self) -> str:
         return (self.public_base_url or f"http://{self.http_listen}").rstrip("/")
+
+    @property
+    def effective_cashier_base_url(self) -> str:
+        return (self.cashier_base_url or self.effective_public_base_url).rstrip("/")
 
     def served_services(self) -> tuple[str, ...]:
         if self.services.strip() in ("", "all"):

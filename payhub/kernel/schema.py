@@ -20,6 +20,7 @@ TABLE_MODULES = (
     "payhub.settlement.tables",
     "payhub.settlement.reconciliation.tables",
     "payhub.settlement.split_tables",
+    "payhub.cashier.tables",
 )
 
 

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from payhub.risk.domain import Context, Decision, ReviewState
+from payhub.risk.domain import Challenge, Context, Decision, ReviewState
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 
@@ -29,6 +29,11 @@ class RiskClient(Protocol):
         elsewhere): read the `risk.*` outbox events instead."""
         ...
 
+    def verify_challenge(self, challenge_id: str, code: str, request_id: str) -> tuple[bool, Challenge]:
+        """VerifyChallenge as a service call (the cashier submits the consumer's code): whether the
+        code was right, and the challenge after it. FailedPrecondition when it is no longer pending."""
+        ...
+
 
 class LocalRiskClient:
     """The in-process client: calls the risk service directly (a service call, no principal check)."""
@@ -45,6 +50,17 @@ class LocalRiskClient:
     def subscribe(self, listener: Listener) -> bool:
         self._service.subscribe(listener)
         return True
+
+    def verify_challenge(self, challenge_id: str, code: str, request_id: str) -> tuple[bool, Challenge]:
+        from payhub.identity.principal import SYSTEM, reset_current_principal, set_current_principal
+        from payhub.kernel.idempotency import fingerprint
+        from payhub.risk.admin import RequestKey
+        token = set_current_principal(SYSTEM)
+        try:
+            key = RequestKey(request_id, fingerprint(f"{challenge_id}:{code}".encode()))
+            return self._service.verify_challenge(challenge_id, code, key)  # type: ignore[no-any-return]
+        finally:
+            reset_current_principal(token)
 
 
 class RemoteRiskClient:
@@ -78,6 +94,14 @@ class RemoteRiskClient:
 
     def subscribe(self, listener: Listener) -> bool:
         return False
+
+    def verify_challenge(self, challenge_id: str, code: str, request_id: str) -> tuple[bool, Challenge]:
+        from payhub.risk.v1 import risk_pb2 as pb
+
+        from payhub.risk import convert
+        reply = self._call("VerifyChallenge", pb.VerifyChallengeRequest(
+            name=f"riskChallenges/{challenge_id}", code=code, request_id=request_id))
+        return reply.verified, convert.challenge_from(reply.challenge)
 
 
 def remote_client(channel: grpc.Channel) -> RiskClient:

@@ -22,7 +22,7 @@ import structlog
 from google.protobuf.message import Message
 from prometheus_client import Counter, Histogram
 
-from payhub.identity.principal import Principal, reset_current_principal, set_current_principal
+from payhub.identity.principal import ANONYMOUS, Principal, reset_current_principal, set_current_principal
 from payhub.identity.store import CredentialStore
 from payhub.kernel import deadline
 from payhub.kernel.errors import InvalidArgument, PayhubError, Unauthenticated
@@ -93,6 +93,8 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _authorize(self, method: str, token: str | None) -> Principal:
         if not token:
+            if permissions.admits_anonymous(method):
+                return ANONYMOUS  # the session name in the request is the capability
             raise Unauthenticated("missing `authorization: Bearer <token>` metadata")
         principal = self._credentials.resolve(token)
         if principal is None:

@@ -43,6 +43,11 @@ def write(*roles: Role) -> Access:
 
 INTERNAL = Access()  # service principal and admin only
 
+# RPCs a caller without credentials may make: the request names a checkout session, whose
+# unguessable name is the bearer capability (the cashier checks it, and that it is not ended).
+SESSION_HOLDER = frozenset(f"/payhub.cashier.v1.CashierService/{m}" for m in (
+    "GetCheckoutSession", "ListPaymentMethods", "SubmitPaymentMethod", "VerifyCheckoutChallenge"))
+
 _TABLE: dict[str, dict[str, Access]] = {
     "payhub.merchant.v1.MerchantService": {
         "CreateMerchant": staff(OPS, BIZ),
@@ -159,9 +164,18 @@ PERMISSIONS: dict[str, Access] = {
 }
 
 
+def admits_anonymous(method: str) -> bool:
+    """Whether a call without credentials may go on to the service (as the session holder)."""
+    return method in SESSION_HOLDER
+
+
 def check(method: str, principal: Principal) -> None:
     """Raise PERMISSION_DENIED unless the table lets `principal` call `method`."""
     if principal.kind is PrincipalKind.SERVICE or Role.ADMIN in principal.roles:
+        return
+    if principal.kind is PrincipalKind.ANONYMOUS:
+        if method not in SESSION_HOLDER:
+            raise PermissionDenied(f"{method} needs credentials")
         return
     access = PERMISSIONS.get(method)
     if access is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
@@ -19,6 +21,8 @@ class CreatedPayment:
     name: str
 
 if TYPE_CHECKING:
+    from payhub.trade.confirm import MethodInput
+    from payhub.trade.domain import Payment
     from payhub.trade.service import TradeService
 
 
@@ -47,6 +51,19 @@ class TradeLedgerClient(Protocol):
         ...
 
 
+class TradeCheckoutClient(Protocol):
+    """What the cashier asks of trade: a service call (the cashier checked the caller's right to the
+    session, and through it to the payment)."""
+
+    def get_payment(self, merchant_id: str, payment_id: str) -> Payment:
+        """NotFound when the merchant has no such payment."""
+        ...
+
+    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str) -> Payment:
+        """ConfirmPayment; idempotent by request_id (its errors are ConfirmPayment's)."""
+        ...
+
+
 class LocalTradeClient:
     """The in-process client: calls the trade service directly (no gRPC, no auth: a service call)."""
 
@@ -72,6 +89,13 @@ class LocalTradeClient:
     def payment_state(self, merchant_id: str, payment_id: str) -> str:
         return str(self._service.get_payment(merchant_id, payment_id).state.value)
 
+    def get_payment(self, merchant_id: str, payment_id: str) -> Payment:
+        with _as_service():
+            return self._service.get_payment(merchant_id, payment_id)
+
+    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str) -> Payment:
+        with _as_service():
+            return self._service.confirm_payment(merchant_id, payment_id, method, "", request_id)
 
 class RemoteTradeClient:
     """Over gRPC, through the internal TradeService.ApplyChannelUpdate RPC."""
@@ -114,6 +138,9 @@ class RemoteTradeClient:
         return CreatedPayment(reply.payment.name.rsplit("/", 1)[-1], reply.payment.name)
 
     def payment_state(self, merchant_id: str, payment_id: str) -> str:
+        return str(self.get_payment(merchant_id, payment_id).state.value)
+
+    def get_payment(self, merchant_id: str, payment_id: str) -> Payment:
         from payhub.trade.v1 import trade_pb2
 
         from payhub.channel.client import domain_error
@@ -122,7 +149,68 @@ class RemoteTradeClient:
                 name=f"merchants/{merchant_id}/payments/{payment_id}"), timeout=10)
         except grpc.RpcError as exc:
             raise domain_error(exc) from exc
-        return str(trade_pb2.PaymentState.Name(reply.payment.state).removeprefix("PAYMENT_STATE_"))
+        return _payment_from_pb(reply.payment)
+
+    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str) -> Payment:
+        from payhub.common.v1 import common_pb2
+        from payhub.trade.v1 import trade_pb2
+
+        from payhub.channel.client import domain_error
+        pm = trade_pb2.PaymentMethod(
+            type=common_pb2.PaymentMethodType.Value(f"PAYMENT_METHOD_TYPE_{method.type}"),
+            client_type=common_pb2.ClientType.Value(f"CLIENT_TYPE_{method.client_type}"),
+            channel_input=method.channel_input)
+        if method.card_number:
+            pm.card.CopyFrom(trade_pb2.CardDetails(number=method.card_number, exp_month=method.exp_month,
+                                                   exp_year=method.exp_year, cvc=method.cvc))
+        elif method.card_token:
+            pm.card_token = method.card_token
+        request = trade_pb2.ConfirmPaymentRequest(name=f"merchants/{merchant_id}/payments/{payment_id}",
+                                                  payment_method=pm, request_id=request_id)
+        try:
+            reply = self._stub.ConfirmPayment(request, timeout=30)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        return _payment_from_pb(reply.payment)
+
+
+@contextmanager
+def _as_service() -> Iterator[None]:
+    """Run a trade use case as the internal service principal (a service call, not the caller's)."""
+    from payhub.identity.principal import SYSTEM, reset_current_principal, set_current_principal
+    token = set_current_principal(SYSTEM)
+    try:
+        yield
+    finally:
+        reset_current_principal(token)
+
+
+def _payment_from_pb(p: Any) -> Payment:
+    """The fields a caller of another process needs (state, amount, next action, failure)."""
+    from payhub.trade.v1 import trade_pb2
+
+    from payhub.trade.domain import Customer, Failure, Payment, PaymentState
+    _, merchant_id, _, payment_id = p.name.split("/")
+    action: dict[str, Any] | None = None
+    member = p.next_action.WhichOneof("action") if p.HasField("next_action") else None
+    if member == "qr_code":
+        action = {"kind": "QR_CODE", "data": {"qr_code": p.next_action.qr_code}}
+    elif member == "redirect":
+        r = p.next_action.redirect
+        action = {"kind": "REDIRECT", "data": {**dict(r.form_fields), "url": r.url, "method": r.method or "GET"}}
+    elif member == "otp":
+        o = p.next_action.otp
+        action = {"kind": "OTP", "data": {"challenge_id": o.challenge_id, "destination": o.destination}}
+    elif member == "sdk_params":
+        action = {"kind": "SDK_PARAMS", "data": dict(p.next_action.sdk_params.params)}
+    return Payment(
+        id=payment_id, merchant_id=merchant_id, merchant_order_no=p.merchant_order_no,
+        currency=p.amount.currency_code, amount_minor=p.amount.amount_minor, subject=p.subject,
+        state=PaymentState(trade_pb2.PaymentState.Name(p.state).removeprefix("PAYMENT_STATE_")),
+        expire_time=p.expire_time.ToDatetime(UTC) if p.HasField("expire_time") else None,
+        customer=Customer(id=p.customer.id), next_action=action, channel=p.channel,
+        failure=Failure(p.failure.code, p.failure.message, p.failure.channel_code) if p.HasField("failure")
+        else None, current_attempt_id=p.attempts[-1].id if p.attempts else "")
 
 
 def remote_client(channel: grpc.Channel) -> TradeClient:

@@ -678,6 +678,7 @@ class CashierSettings(google.protobuf.message.Message):
     SESSION_TTL_FIELD_NUMBER: builtins.int
     DEFAULT_LOCALE_FIELD_NUMBER: builtins.int
     UPDATE_TIME_FIELD_NUMBER: builtins.int
+    FRAME_ANCESTORS_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name, `merchants/{merchant}/cashierSettings`."""
     display_name: builtins.str
@@ -706,6 +707,13 @@ class CashierSettings(google.protobuf.message.Message):
     def update_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """When the settings were last changed; unset if never. Output only."""
 
+    @property
+    def frame_ancestors(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Origins allowed to embed the hosted page in a frame (the page's Content-Security-Policy
+        `frame-ancestors`), each an https origin such as "https://shop.example.com" (http only for
+        localhost); at most 10. Empty: the page cannot be framed.
+        """
+
     def __init__(
         self,
         *,
@@ -719,9 +727,10 @@ class CashierSettings(google.protobuf.message.Message):
         session_ttl: google.protobuf.duration_pb2.Duration | None = ...,
         default_locale: builtins.str = ...,
         update_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        frame_ancestors: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["session_ttl", b"session_ttl", "update_time", b"update_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["default_locale", b"default_locale", "display_name", b"display_name", "hidden_methods", b"hidden_methods", "logo_url", b"logo_url", "method_order", b"method_order", "name", b"name", "recommendation_disabled", b"recommendation_disabled", "session_ttl", b"session_ttl", "theme_color", b"theme_color", "update_time", b"update_time"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["default_locale", b"default_locale", "display_name", b"display_name", "frame_ancestors", b"frame_ancestors", "hidden_methods", b"hidden_methods", "logo_url", b"logo_url", "method_order", b"method_order", "name", b"name", "recommendation_disabled", b"recommendation_disabled", "session_ttl", b"session_ttl", "theme_color", b"theme_color", "update_time", b"update_time"]) -> None: ...
 
 Global___CashierSettings: typing_extensions.TypeAlias = CashierSettings
 
@@ -1059,7 +1068,8 @@ class UpdateCashierSettingsRequest(google.protobuf.message.Message):
     @property
     def update_mask(self) -> google.protobuf.field_mask_pb2.FieldMask:
         """Fields to change, e.g. `method_order`, `hidden_methods`, `display_name`, `logo_url`,
-        `theme_color`, `recommendation_disabled`, `session_ttl`, `default_locale`. Required.
+        `theme_color`, `recommendation_disabled`, `session_ttl`, `default_locale`, `frame_ancestors`.
+        Required.
         """
 
     def __init__(

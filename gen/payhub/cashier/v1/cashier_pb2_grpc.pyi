@@ -273,15 +273,17 @@ class CashierServiceStub(typing.Generic[_CashierServiceCreateCheckoutSessionType
     """Submits the consumer's chosen method: payhub confirms the payment through the trade center
     (risk evaluation and routing included) and returns the next step. A declined payment is not an
     RPC error: the response carries a `result` with the failure, the session returns to OPEN and
-    another method may be submitted. Submitting while a previous method is awaiting action (e.g. a
-    QR code shown) switches methods; the earlier attempt is closed at its channel.
+    another method may be submitted. While a submitted method is awaiting action (e.g. a QR code
+    shown) another cannot be submitted (FAILED_PRECONDITION, state AWAITING_ACTION) until that one
+    completes, fails or the session expires.
 
     Callers: the session holder; merchant keys (own; read-only keys: PERMISSION_DENIED).
     Errors: INVALID_ARGUMENT (`payment_method` unspecified, `card.number` failing the Luhn check,
     `card.expiry_year` in the past, `channel_user_id` missing for a JSAPI flow,
     `installment_count` not offered); NOT_FOUND when `checkout_session` names no session;
-    FAILED_PRECONDITION when the session is PROCESSING, SUCCEEDED, FAILED or EXPIRED (the message
-    gives the state), or the method is not currently offered (hidden, or its channels are down);
+    FAILED_PRECONDITION when the session is AWAITING_ACTION, PROCESSING, SUCCEEDED, FAILED or
+    EXPIRED (the message gives the state), or the method is not currently offered (reason
+    METHOD_NOT_OFFERED: hidden, or its channels are down);
     ALREADY_EXISTS when `request_id` was used with different parameters.
     """
 
@@ -310,7 +312,7 @@ class CashierServiceStub(typing.Generic[_CashierServiceCreateCheckoutSessionType
     Callers: merchant keys (own; read-only keys: PERMISSION_DENIED); staff `admin`, `operations`,
     `business`.
     Errors: INVALID_ARGUMENT when `update_mask` is empty or names an unknown field, or for
-    `cashier_settings.logo_url` not https, `cashier_settings.theme_color` not "#RRGGBB", a method
+    `cashier_settings.logo_url` not https, `cashier_settings.theme_color` not "#RRGGBB", `cashier_settings.frame_ancestors` not https origins, a method
     repeated in `cashier_settings.method_order`, `cashier_settings.session_ttl` outside 1 minute to
     24 hours; NOT_FOUND when `cashier_settings.name` names no merchant or another merchant;
     ALREADY_EXISTS when `request_id` was used with different parameters.
@@ -439,15 +441,17 @@ class CashierServiceServicer(metaclass=abc.ABCMeta):
         """Submits the consumer's chosen method: payhub confirms the payment through the trade center
         (risk evaluation and routing included) and returns the next step. A declined payment is not an
         RPC error: the response carries a `result` with the failure, the session returns to OPEN and
-        another method may be submitted. Submitting while a previous method is awaiting action (e.g. a
-        QR code shown) switches methods; the earlier attempt is closed at its channel.
+        another method may be submitted. While a submitted method is awaiting action (e.g. a QR code
+        shown) another cannot be submitted (FAILED_PRECONDITION, state AWAITING_ACTION) until that one
+        completes, fails or the session expires.
 
         Callers: the session holder; merchant keys (own; read-only keys: PERMISSION_DENIED).
         Errors: INVALID_ARGUMENT (`payment_method` unspecified, `card.number` failing the Luhn check,
         `card.expiry_year` in the past, `channel_user_id` missing for a JSAPI flow,
         `installment_count` not offered); NOT_FOUND when `checkout_session` names no session;
-        FAILED_PRECONDITION when the session is PROCESSING, SUCCEEDED, FAILED or EXPIRED (the message
-        gives the state), or the method is not currently offered (hidden, or its channels are down);
+        FAILED_PRECONDITION when the session is AWAITING_ACTION, PROCESSING, SUCCEEDED, FAILED or
+        EXPIRED (the message gives the state), or the method is not currently offered (reason
+        METHOD_NOT_OFFERED: hidden, or its channels are down);
         ALREADY_EXISTS when `request_id` was used with different parameters.
         """
 
@@ -491,7 +495,7 @@ class CashierServiceServicer(metaclass=abc.ABCMeta):
         Callers: merchant keys (own; read-only keys: PERMISSION_DENIED); staff `admin`, `operations`,
         `business`.
         Errors: INVALID_ARGUMENT when `update_mask` is empty or names an unknown field, or for
-        `cashier_settings.logo_url` not https, `cashier_settings.theme_color` not "#RRGGBB", a method
+        `cashier_settings.logo_url` not https, `cashier_settings.theme_color` not "#RRGGBB", `cashier_settings.frame_ancestors` not https origins, a method
         repeated in `cashier_settings.method_order`, `cashier_settings.session_ttl` outside 1 minute to
         24 hours; NOT_FOUND when `cashier_settings.name` names no merchant or another merchant;
         ALREADY_EXISTS when `request_id` was used with different parameters.
