@@ -48,7 +48,6 @@ class SettlementComponent:
             Job("payouts", PAYOUT_INTERVAL, self.service.process_payouts),
             Job("settlement-schedule", SCHEDULE_INTERVAL, self.service.scheduled_run),
             Job("statement-fetch", statements.FETCH_INTERVAL, lambda: statements.fetch_due(self.service)),
-            Job("split-instructions", POSTER_INTERVAL, self.service.execute_split_instructions),
         ]
 
     def http_routes(self) -> list[BaseRoute]:

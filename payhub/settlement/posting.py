@@ -19,13 +19,17 @@ Journals (A = captured, F = merchant fee, C = channel cost, R = refunded, Fr = f
                                          Dr fee revenue Fr / Cr merchant pending Fr
   ... automatic (paid after close)       Dr suspense R / Cr clearing[ch] R
   ... of a wallet top-up                 Dr customer wallet R / Cr clearing[ch] R (suspense if spent)
+
+Profit split: a refund of a split payment first returns split money (split_returns, under a lock on the
+payment's ledger row); a captured payment carrying split instructions is split right after the batch's
+captures are written (split_instructions), in the same transaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -52,6 +56,7 @@ from payhub.settlement.domain import (
     wallet_account,
 )
 from payhub.settlement.parties import Parties
+from payhub.settlement.split_instructions import execute_carried
 from payhub.settlement.split_returns import Accounts, RefundFacts, SplitBook, batch_balance, load_for_refunds, reverse
 from payhub.settlement.tables import (
     ledger_payments,
@@ -82,6 +87,7 @@ class _Batch:
     queue: list[dict[str, Any]] = field(default_factory=list)
     paid_updates: dict[str, list[int]] = field(default_factory=dict)
     splits: SplitBook | None = None         # open splits of the refunded payments (profit split)
+    carried: list[dict[str, Any]] = field(default_factory=list)  # captured payments with split instructions
 
     def delta_of(self, ref: AccountRef, normal_side: str) -> int:
         """What this batch's drafts so far change on one account."""
@@ -119,6 +125,8 @@ class LedgerPoster(Parties):
             else:
                 self._post_paid_after_close(batch, event)
         self._write(conn, batch)
+        if batch.carried:  # after the captures are written: a split needs its payment posted
+            execute_carried(cast(Any, self), conn, batch.carried)
 
     @staticmethod
     def _write(conn: Connection, batch: _Batch) -> None:
@@ -169,6 +177,8 @@ class LedgerPoster(Parties):
                                           p.get("merchant_order_no", ""), amount, fee, amount - fee, event.create_time))
         batch.drafts.append((journal_id, JournalDraft(kind, p["name"], event.event_id, description, tuple(lines),
                                                       merchant_id, event.create_time)))
+        if p.get("splits") and top_up is None:
+            batch.carried.append(p)
 
     def _top_up_of(self, conn: Connection, payment: dict[str, Any]) -> str | None:
         """The wallet a top-up payment credits, or None for an ordinary payment. A top-up is known by

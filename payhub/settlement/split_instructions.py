@@ -1,72 +1,41 @@
 """Split instructions carried by a payment (trade's `Payment.splits`, stored at creation) are
-executed when the payment succeeds, by their own outbox consumer (`split-instructions`), off the
-payment's request path: the payment.succeeded / payment.captured event already carries them.
+executed when the payment succeeds, by the ledger poster right after it posts the capture, in the
+same transaction: the payment.succeeded / payment.captured event already carries them, so nothing is
+added to the payment's request path, and a payment without instructions costs nothing more.
 
-The split needs the payment posted first (its ledger_payments row), so an event the ledger poster
-has not posted yet stops the batch (rolled back, retried on the next tick). Each payment's split is
-made once (its `source` is unique: `payment:{id}`) over the whole splittable amount, the merchant
-keeping the remainder; one that cannot be made (an unknown receiver, shares above the splittable
-amount) is logged and skipped, leaving the money with the merchant.
+Each payment's split is made once (its `source` is unique: `payment:{id}`) over the whole splittable
+amount, the merchant keeping the remainder. One that cannot be made (an unknown receiver, fixed
+amounts above the splittable amount) is rolled back to its savepoint and logged, leaving the money
+with the merchant; the capture itself is posted regardless.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from payhub.kernel import clock
 from payhub.kernel.errors import PayhubError, Violations
-from payhub.kernel.outbox import Event, consume
 from payhub.settlement.base import log
 from payhub.settlement.split_domain import Share
 from payhub.settlement.split_tables import splits
 from payhub.settlement.splits import Instruction, Splits, validate_instruction
-from payhub.settlement.tables import ledger_payments
-
-CONSUMER = "split-instructions"
-CAPTURE_EVENTS = ("payment.succeeded", "payment.captured")
-GIVE_UP_AFTER = timedelta(minutes=10)  # an event the poster never posts (e.g. nothing captured) is skipped
 
 
-class NotPostedYet(Exception):
-    """The ledger poster is behind this event: roll the batch back and retry."""
-
-
-class SplitInstructions(Splits):
-    def execute_split_instructions(self, limit: int = 200) -> int:
-        try:
-            return consume(self.db, CONSUMER, self._handle_instructions, limit=limit)
-        except NotPostedYet:
-            return 0
-
-    def _handle_instructions(self, conn: Connection, events: list[Event]) -> None:
-        for event in events:
-            p = event.payload
-            if event.type not in CAPTURE_EVENTS or not p.get("splits"):
-                continue
-            source = f"payment:{p['id']}"
-            if conn.execute(select(splits.c.id).where(splits.c.source == source)).first() is not None:
-                continue
-            posted = conn.execute(select(ledger_payments.c.payment_id)
-                                  .where(ledger_payments.c.payment_id == p["id"])).first()
-            if posted is None:
-                if event.create_time > clock.now() - GIVE_UP_AFTER:
-                    raise NotPostedYet(p["id"])
-                log.error("split instructions skipped: the payment was never posted", payment=p["name"])
-                continue
-            self._execute_carried(conn, p, source)
-
-    def _execute_carried(self, conn: Connection, p: dict[str, Any], source: str) -> None:
+def execute_carried(service: Splits, conn: Connection, payments: list[dict[str, Any]]) -> None:
+    """Split each just-posted payment by the instructions its event carried (in the poster's batch)."""
+    for p in payments:
+        source = f"payment:{p['id']}"
+        if conn.execute(select(splits.c.id).where(splits.c.source == source)).first() is not None:
+            continue
         inst = carried_instruction(p)
         try:
             v = Violations()
             validate_instruction(v, p["merchant_id"], inst, "payment.splits")
             v.raise_if_any()
-            parties = self.resolve_receivers(p["merchant_id"], inst)
+            parties = service.resolve_receivers(p["merchant_id"], inst)
             with conn.begin_nested():  # a refused split leaves no trace in the batch
-                split_id = self.execute_split(conn, p["merchant_id"], p["id"], inst, parties, source)
+                split_id = service.execute_split(conn, p["merchant_id"], p["id"], inst, parties, source)
             log.info("split instructions executed", payment=p["name"], split=split_id)
         except PayhubError as exc:
             log.error("split instructions refused; the money stays with the merchant", payment=p["name"],
