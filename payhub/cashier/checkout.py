@@ -16,6 +16,9 @@ from payhub.cashier.domain import (
     CheckoutSession,
     MethodOption,
     OtpStep,
+    QrCodeStep,
+    RedirectStep,
+    SdkStep,
     SessionState,
     Step,
     StepResult,
@@ -24,13 +27,13 @@ from payhub.cashier.domain import (
 )
 from payhub.cashier.sessions import CashierBase, ended_error
 from payhub.channel.strategies import parse_costs
-from payhub.channel.types import CardInput, PaymentInstruction
+from payhub.channel.types import CardInput, ChannelUpdate, PaymentInstruction
 from payhub.identity.principal import PrincipalKind, current_principal
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PayhubError, Violations
 from payhub.kernel.logging import get_logger
 from payhub.trade.confirm import MethodInput
-from payhub.trade.domain import card_expired, luhn_ok
+from payhub.trade.domain import PaymentState, card_expired, luhn_ok
 
 log = get_logger("payhub.cashier")
 
@@ -39,6 +42,7 @@ SUCCESS_WINDOW = timedelta(days=7)
 _CARD_FIELDS = {"payment_method.card.number": "card.number", "payment_method.card.exp_month": "card.expiry_month",
                 "payment_method.card.exp_year": "card.expiry_year", "payment_method.card.cvc": "card.security_code",
                 "payment_method.card_token": "card_token", "payment_method.card": "card"}
+_SWITCHABLE = (QrCodeStep, RedirectStep, SdkStep)  # a pending risk challenge is answered, not switched away from
 _PLANNING_CARD = CardInput(token="", pan="", exp_month=12, exp_year=2099, brand="", last4="")
 
 
@@ -99,8 +103,11 @@ class Checkout(CashierBase):
         replay = self._replay(session, scope, request_id, fp)
         if replay is not None:
             return replay
+        if session.state is SessionState.AWAITING_ACTION and isinstance(session.next_step, _SWITCHABLE):
+            session = self._switch(session)
         if session.state is not SessionState.OPEN:
-            raise ended_error(session, "a method can be submitted only while the session is OPEN")
+            raise ended_error(session, "a method can be submitted only while the session is OPEN (or showing "
+                                       "a QR code, a redirect or SDK parameters)")
         offered = {o.method: o for o in self._options(session, sub.consumer.user_agent)}
         option = offered.get(sub.method)
         if option is None:
@@ -120,6 +127,31 @@ class Checkout(CashierBase):
             self._recover(claimed, attempt_id)
             raise
         return self._record(claimed, payment, scope, request_id, fp)
+
+    def _switch(self, session: CheckoutSession) -> CheckoutSession:
+        """The consumer turns from a method awaiting them (QR code shown, redirect, SDK) to another: its
+        attempt is closed at the channel, and the channel's own answer then decides, so a consumer who
+        paid meanwhile has paid (the session succeeds) and nothing is paid twice."""
+        trade = self._trade()
+        payment = trade.get_payment(session.merchant_id, session.payment_id)
+        attempt = payment.current_attempt_id
+        if payment.state is not PaymentState.REQUIRES_ACTION or attempt != session.trade_attempt_id:
+            return self._apply_payment(session, payment)
+        channels = self._channels()
+        try:
+            channels.close(payment.channel, session.merchant_id, attempt)
+            trade.apply_channel_update(ChannelUpdate(attempt, channels.query(payment.channel, session.merchant_id,
+                                                                             attempt)))
+        except PayhubError as exc:
+            log.warning("could not close the attempt awaiting the consumer", session=session.id, reason=exc.reason)
+            raise FailedPrecondition("the method shown cannot be closed right now; try again",
+                                     reason="SWITCH_NOT_POSSIBLE", metadata={"state": session.state.value}) from exc
+        switched = self._apply_payment(session, trade.get_payment(session.merchant_id, session.payment_id))
+        if switched.state is SessionState.OPEN and switched.last_failure != session.last_failure:
+            # turning away is not a failure to show: keep the previous one
+            switched = self._move(switched, outcomes.Transition(SessionState.OPEN, None, session.last_failure),
+                                  keep_failure=False)
+        return switched
 
     def _claim(self, session: CheckoutSession, sub: Submission, request_id: str) -> tuple[CheckoutSession, str]:
         """OPEN -> PROCESSING with a new attempt row, by compare-and-set: of concurrent submissions one

@@ -120,11 +120,11 @@ class CashierBase:
 
     # -- keeping in step with the payment -------------------------------------------------------
     def _move(self, session: CheckoutSession, t: outcomes.Transition, *, trade_attempt_id: str | None = None,
-              conn: Connection | None = None) -> CheckoutSession:
+              conn: Connection | None = None, keep_failure: bool = True) -> CheckoutSession:
         """Apply a transition by compare-and-set; the session as stored after it (or as a concurrent
         change left it)."""
         after = replace(session, state=t.state, next_step=t.step,
-                        last_failure=t.failure or session.last_failure,
+                        last_failure=t.failure or (session.last_failure if keep_failure else None),
                         trade_attempt_id=session.trade_attempt_id if trade_attempt_id is None else trade_attempt_id)
         if after.state is session.state and after.next_step == session.next_step \
                 and after.last_failure == session.last_failure and after.trade_attempt_id == session.trade_attempt_id:

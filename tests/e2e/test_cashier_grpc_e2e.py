@@ -222,3 +222,13 @@ def test_settings_change_the_page(shop: Shop) -> None:
     assert shop.cashier.GetCashierSettings(pb.GetCashierSettingsRequest(name=name),
                                            metadata=shop.md).cashier_settings == updated
     assert shop.session().merchant_display_name == "E2E 商店"
+
+
+def test_the_consumer_turns_from_a_qr_code_to_a_card(shop: Shop) -> None:
+    session = shop.session()
+    assert shop.submit(session.name, ALIPAY).next_step.HasField("qr_code")
+    paid = shop.submit(session.name)
+    assert paid.next_step.result.status == pb.PAYMENT_RESULT_STATUS_SUCCEEDED
+    assert paid.checkout_session.selected_payment_method == CARD
+    attempts = shop.api.get(session.payment).attempts
+    assert len(attempts) == 2 and attempts[0].failure.code == "closed"

@@ -99,9 +99,6 @@ def test_a_declined_card_then_a_qr_code_paid_at_the_channel(ctx: AppContext, cas
     qr = cashier.submit(s.id, Submission("ALIPAY"), new_id("req"))
     assert isinstance(qr.step, QrCodeStep) and qr.step.content.startswith("https://sandbox.payhub.local/qr/")
     assert qr.session.state is SessionState.AWAITING_ACTION
-    with pytest.raises(FailedPrecondition) as err:  # one method at a time
-        cashier.submit(s.id, card(), new_id("req"))
-    assert err.value.metadata["state"] == "AWAITING_ACTION"
     approve_at_sandbox(ctx, qr.step.content.rsplit("/", 1)[1])
     version = cashier.session_version(s.id).version
     paid = cashier.get_session(s.id)  # reading asks trade
@@ -156,6 +153,9 @@ def test_a_risk_challenge_is_answered_in_the_session(cashier: CashierService, tr
     asked = cashier.submit(s.id, card(), new_id("req"))
     assert isinstance(asked.step, OtpStep) and asked.step.challenge.startswith("riskChallenges/")
     assert asked.step.attempts_remaining == 5
+    with pytest.raises(FailedPrecondition) as err:  # a pending challenge is answered, not switched away from
+        cashier.submit(s.id, Submission("ALIPAY"), new_id("req"))
+    assert err.value.metadata["state"] == "AWAITING_ACTION"
     challenge = asked.step.challenge.removeprefix("riskChallenges/")
     code = risk.sandbox_code(challenge)
     wrong = cashier.verify(s.id, "000000" if code != "000000" else "111111", new_id("req"))
@@ -183,3 +183,36 @@ def test_running_out_of_codes_ends_the_session(cashier: CashierService, trade: T
     last = cashier.verify(s.id, wrong, new_id("req"))
     assert isinstance(last.step, PaymentResult) and last.step.failure_code == "risk_declined"
     assert not last.step.can_retry and last.session.state is SessionState.FAILED
+
+
+def test_turning_from_a_qr_code_to_a_card_closes_the_qr_attempt(ctx: AppContext, cashier: CashierService,
+                                                                trade: TradeService, merchant: str) -> None:
+    s = session(cashier, trade, merchant)
+    qr = cashier.submit(s.id, Submission("WECHAT_PAY"), new_id("req"))
+    assert isinstance(qr.step, QrCodeStep)
+    paid = cashier.submit(s.id, card(), new_id("req"))
+    assert isinstance(paid.step, PaymentResult) and paid.step.status == "SUCCEEDED"
+    assert paid.session.selected_method == "CARD" and paid.session.last_failure is None
+    payment = trade.get_payment(merchant, s.payment_id)
+    assert payment.state is PaymentState.SUCCEEDED and payment.amount_captured == 1000
+    assert [a.state.value for a in payment.attempts] == ["FAILED", "SUCCEEDED"]
+    with pytest.raises(FailedPrecondition):  # the closed QR code cannot be paid any more
+        approve_at_sandbox(ctx, qr.step.content.rsplit("/", 1)[1])
+
+
+def test_a_qr_code_paid_before_the_switch_wins(ctx: AppContext, cashier: CashierService, trade: TradeService,
+                                               merchant: str) -> None:
+    s = session(cashier, trade, merchant)
+    qr = cashier.submit(s.id, Submission("ALIPAY"), new_id("req"))
+    assert isinstance(qr.step, QrCodeStep)
+    # The consumer scans and pays, but the notification has not reached payhub yet.
+    from payhub.channel.sandbox.adapter import SandboxAdapter
+    router: Any = ctx.component("channel").router  # type: ignore[attr-defined]
+    sandbox = router.registry.find("sandbox")
+    assert isinstance(sandbox, SandboxAdapter)
+    sandbox.complete_action(qr.step.content.rsplit("/", 1)[1], "APPROVE")
+    with pytest.raises(FailedPrecondition) as err:
+        cashier.submit(s.id, card(), new_id("req"))
+    assert err.value.metadata["state"] == "SUCCEEDED"
+    assert cashier.get_session(s.id).selected_method == "ALIPAY"
+    assert trade.get_payment(merchant, s.payment_id).amount_captured == 1000

@@ -179,16 +179,18 @@ class CashierServiceServicer(object):
         """Submits the consumer's chosen method: payhub confirms the payment through the trade center
         (risk evaluation and routing included) and returns the next step. A declined payment is not an
         RPC error: the response carries a `result` with the failure, the session returns to OPEN and
-        another method may be submitted. While a submitted method is awaiting action (e.g. a QR code
-        shown) another cannot be submitted (FAILED_PRECONDITION, state AWAITING_ACTION) until that one
-        completes, fails or the session expires.
+        another method may be submitted. Submitting while a previous method is awaiting action (a QR
+        code shown, a redirect, SDK parameters) switches methods: the earlier attempt is closed at its
+        channel first, and if the consumer paid it meanwhile the session succeeds instead
+        (FAILED_PRECONDITION, state SUCCEEDED). A pending risk challenge is answered, not switched away
+        from.
 
         Callers: the session holder; merchant keys (own; read-only keys: PERMISSION_DENIED).
         Errors: INVALID_ARGUMENT (`payment_method` unspecified, `card.number` failing the Luhn check,
         `card.expiry_year` in the past, `channel_user_id` missing for a JSAPI flow,
         `installment_count` not offered); NOT_FOUND when `checkout_session` names no session;
-        FAILED_PRECONDITION when the session is AWAITING_ACTION, PROCESSING, SUCCEEDED, FAILED or
-        EXPIRED (the message gives the state), or the method is not currently offered (reason
+        FAILED_PRECONDITION when the session is PROCESSING, SUCCEEDED, FAILED or EXPIRED, or awaits a
+        risk challenge (the message gives the state), or the method is not currently offered (reason
         METHOD_NOT_OFFERED: hidden, or its channels are down);
         ALREADY_EXISTS when `request_id` was used with different parameters.
         """
