@@ -26,6 +26,7 @@ class MerchantInfo:
     # The settlement bank account payouts go to, masked: bank name and the number's last four.
     settlement_bank: str = ""
     settlement_account_last4: str = ""
+    paid_after_close_policy: str = "AUTO_REFUND"  # or "REOPEN" (payhub.trade.outcomes)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class LocalMerchantClient:
         def load() -> MerchantInfo:
             m = self._center.merchant_of(merchant_id)
             return MerchantInfo(m.id, m.state.value, m.display_name, m.country_code, m.routing_strategy,
-                                m.settlement_account.bank_name, m.settlement_account.account_number_last4)
+                                m.settlement_account.bank_name, m.settlement_account.account_number_last4,
+                                m.paid_after_close_policy)
         return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:
@@ -133,7 +135,8 @@ class RemoteMerchantClient:
             state = pb.MerchantState.Name(m.state).removeprefix("MERCHANT_STATE_")
             return MerchantInfo(merchant_id, state, m.display_name, m.country_code,
                                 convert.routing_strategy_name(m.routing_strategy) or "PRIORITY",
-                                m.settlement_account.bank_name, m.settlement_account.account_number_last4)
+                                m.settlement_account.bank_name, m.settlement_account.account_number_last4,
+                                convert.paid_after_close_policy_name(m.paid_after_close_policy) or "AUTO_REFUND")
         return self._cache.get(("merchant", merchant_id), load)
 
     def channel_configs(self, merchant_id: str) -> list[ChannelConfigInfo]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC
+from typing import Any
 
 from google.protobuf.message import Message
 from payhub.channel.v1 import channel_pb2 as routing_pb
@@ -91,7 +92,8 @@ def draft_from(msg: pb.Merchant) -> MerchantDraft:
         contact=Contact(msg.contact.name, msg.contact.email, msg.contact.phone),
         business_category=msg.business_category, country_code=msg.country_code,
         settlement_account=BankAccountInput(account.account_name, account.bank_name, account.account_number),
-        routing_strategy=routing_strategy_name(msg.routing_strategy))
+        routing_strategy=routing_strategy_name(msg.routing_strategy),
+        paid_after_close_policy=paid_after_close_policy_name(msg.paid_after_close_policy))
 
 
 def merchant_to(m: Merchant) -> pb.Merchant:
@@ -104,16 +106,26 @@ def merchant_to(m: Merchant) -> pb.Merchant:
             account_number_last4=m.settlement_account.account_number_last4),
         state=state_value(m.state), suspend_reason=m.suspend_reason,
         create_time=timestamp(m.create_time), update_time=timestamp(m.update_time),
-        routing_strategy=routing_pb.RoutingStrategy.Value(f"ROUTING_STRATEGY_{m.routing_strategy}"))
+        routing_strategy=routing_pb.RoutingStrategy.Value(f"ROUTING_STRATEGY_{m.routing_strategy}"),
+        paid_after_close_policy=pb.PaidAfterClosePolicy.Value(f"PAID_AFTER_CLOSE_POLICY_{m.paid_after_close_policy}"))
 
 
 def routing_strategy_name(value: int) -> str:
     """PRIORITY for ROUTING_STRATEGY_PRIORITY; "" when unset; "?<n>" for a value this build does not
     know (so validation names it instead of silently routing by priority)."""
+    return _enum_name(routing_pb.RoutingStrategy, "ROUTING_STRATEGY_", value)
+
+
+def paid_after_close_policy_name(value: int) -> str:
+    """AUTO_REFUND / REOPEN; "" when unset; "?<n>" for a value this build does not know."""
+    return _enum_name(pb.PaidAfterClosePolicy, "PAID_AFTER_CLOSE_POLICY_", value)
+
+
+def _enum_name(enum: Any, prefix: str, value: int) -> str:
     if value == 0:
         return ""
     try:
-        return routing_pb.RoutingStrategy.Name(value).removeprefix("ROUTING_STRATEGY_")  # type: ignore[arg-type]
+        return str(enum.Name(value)).removeprefix(prefix)
     except ValueError:
         return f"?{value}"
 

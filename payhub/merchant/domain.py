@@ -83,6 +83,7 @@ class MerchantDraft:
     country_code: str
     settlement_account: BankAccountInput
     routing_strategy: str = ""  # "" on create: PRIORITY
+    paid_after_close_policy: str = ""  # "" on create: AUTO_REFUND
 
 
 @dataclass(frozen=True)
@@ -99,17 +100,21 @@ class Merchant:
     create_time: datetime
     update_time: datetime
     routing_strategy: str = "PRIORITY"
+    paid_after_close_policy: str = "AUTO_REFUND"  # what trade does with money paid for a closed payment
 
 
 # Paths an update_mask may name, and which of them a merchant may change about itself: the rest
 # changes who the merchant is or where its money goes, so only staff (after review) may.
 UPDATABLE_PATHS = frozenset({"legal_name", "display_name", "contact", "contact.name", "contact.email",
                              "contact.phone", "business_category", "country_code", "settlement_account",
-                             "routing_strategy"})
+                             "routing_strategy", "paid_after_close_policy"})
 # How the channel router ranks a merchant's channels (payhub.channel.strategies).
 ROUTING_STRATEGIES = frozenset({"PRIORITY", "WEIGHTED", "LOWEST_COST", "SUCCESS_RATE"})
+# What trade does when money arrives for a payment already closed: refund it (AUTO_REFUND) or reopen
+# the payment and let it succeed (REOPEN). The merchant's own business decision: self-service.
+PAID_AFTER_CLOSE_POLICIES = frozenset({"AUTO_REFUND", "REOPEN"})
 MERCHANT_SELF_SERVICE_PATHS = frozenset({"display_name", "contact", "contact.name", "contact.email",
-                                         "contact.phone"})
+                                         "contact.phone", "paid_after_close_policy"})
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -182,6 +187,10 @@ def validate_merchant(v: Violations, draft: MerchantDraft, paths: frozenset[str]
     if chosen and draft.routing_strategy not in ROUTING_STRATEGIES:
         v.add(f"{prefix}.routing_strategy", "must be one of ROUTING_STRATEGY_" + ", ROUTING_STRATEGY_".join(
             sorted(ROUTING_STRATEGIES)))
+    chosen = "paid_after_close_policy" in paths if paths is not None else bool(draft.paid_after_close_policy)
+    if chosen and draft.paid_after_close_policy not in PAID_AFTER_CLOSE_POLICIES:
+        v.add(f"{prefix}.paid_after_close_policy", "must be one of PAID_AFTER_CLOSE_POLICY_" +
+              ", PAID_AFTER_CLOSE_POLICY_".join(sorted(PAID_AFTER_CLOSE_POLICIES)))
 
 
 def validate_update_mask(v: Violations, paths: Iterable[str]) -> frozenset[str]:

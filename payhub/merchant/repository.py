@@ -60,7 +60,8 @@ class MerchantRepository:
             contact_phone=merchant.contact.phone, business_category=merchant.business_category,
             country_code=merchant.country_code, state=merchant.state.value,
             suspend_reason=merchant.suspend_reason, create_time=merchant.create_time,
-            update_time=merchant.update_time, routing_strategy=merchant.routing_strategy))
+            update_time=merchant.update_time, routing_strategy=merchant.routing_strategy,
+            paid_after_close_policy=merchant.paid_after_close_policy))
 
     def _account_values(self, merchant_id: str, account: BankAccount | BankAccountInput,
                         account_number: str) -> dict[str, Any]:
@@ -250,7 +251,8 @@ def _merchant(row: Any) -> Merchant:
         business_category=row.business_category, country_code=row.country_code,
         settlement_account=BankAccount(row.bank_account_name, row.bank_name, row.bank_account_last4),
         state=MerchantState(row.state), suspend_reason=row.suspend_reason,
-        create_time=row.create_time, update_time=row.update_time, routing_strategy=row.routing_strategy)
+        create_time=row.create_time, update_time=row.update_time, routing_strategy=row.routing_strategy,
+        paid_after_close_policy=row.paid_after_close_policy)
 
 
 def _channel_config(row: Any) -> ChannelConfig:

@@ -76,6 +76,7 @@ _MASK_COLUMNS: dict[str, tuple[tuple[str, Callable[[MerchantDraft], str]], ...]]
     "business_category": (("business_category", lambda d: d.business_category),),
     "country_code": (("country_code", lambda d: d.country_code),),
     "routing_strategy": (("routing_strategy", lambda d: d.routing_strategy),),
+    "paid_after_close_policy": (("paid_after_close_policy", lambda d: d.paid_after_close_policy),),
 }
 _MASK_COLUMNS["contact"] = (_MASK_COLUMNS["contact.name"] + _MASK_COLUMNS["contact.email"]
                             + _MASK_COLUMNS["contact.phone"])
@@ -183,7 +184,8 @@ class MerchantCenter:
                 country_code=draft.country_code, state=MerchantState.PENDING_REVIEW, suspend_reason="",
                 settlement_account=BankAccount(account.account_name, account.bank_name,
                                                last4(account.account_number)),
-                create_time=now, update_time=now, routing_strategy=draft.routing_strategy or "PRIORITY")
+                create_time=now, update_time=now, routing_strategy=draft.routing_strategy or "PRIORITY",
+                paid_after_close_policy=draft.paid_after_close_policy or "AUTO_REFUND")
             self._repo.insert_merchant(conn, merchant, account.account_number)
             self._event(conn, "merchant.created", merchant.id, {"state": merchant.state.value})
             return merchant
@@ -209,8 +211,9 @@ class MerchantCenter:
         validate_merchant(v, draft, mask)
         self._check(v, req)
         if current_principal().kind is PrincipalKind.MERCHANT and not mask <= MERCHANT_SELF_SERVICE_PATHS:
-            raise PermissionDenied("a merchant API key may change only display_name and contact; other "
-                                   "fields need a staff review", reason="FIELD_NEEDS_STAFF")
+            raise PermissionDenied("a merchant API key may change only display_name, contact and "
+                                   "paid_after_close_policy; other fields need a staff review",
+                                   reason="FIELD_NEEDS_STAFF")
         values = {column: get(draft) for path in mask for column, get in _MASK_COLUMNS.get(path, ())}
         account = draft.settlement_account if "settlement_account" in mask else None
 

@@ -35,6 +35,7 @@ merchants = Table(
     Column("create_time", UtcDateTime, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
     Column("routing_strategy", String(16), nullable=False, server_default="PRIORITY"),
+    Column("paid_after_close_policy", String(16), nullable=False, server_default="AUTO_REFUND"),
 )
 # Lists page by id (ids are time-ordered), optionally within one state.
 Index("ix_merchants_state_id", merchants.c.state, merchants.c.id)

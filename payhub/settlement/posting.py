@@ -15,6 +15,9 @@ Journals (A = captured, F = merchant fee, C = channel cost, R = refunded, Fr = f
                                          Dr channel cost[ch] C / Cr clearing[ch] C
   ... of a wallet top-up                 Dr clearing[ch] A / Cr customer wallet A (+ the channel cost)
   payment.paid_after_close (auto_refund) Dr clearing[ch] A / Cr suspense A (nobody's money yet)
+  ... (reopen)                           nothing: the reopened payment's payment.succeeded that
+                                         follows is posted once as an ordinary capture
+  ... (void)                             nothing: a late authorisation took no money
   refund.succeeded                       Dr merchant pending R / Cr clearing[ch] R;
                                          Dr fee revenue Fr / Cr merchant pending Fr
   ... automatic (paid after close)       Dr suspense R / Cr clearing[ch] R
@@ -199,7 +202,7 @@ class LedgerPoster(Parties):
     def _post_paid_after_close(batch: _Batch, event: Event) -> None:
         p = event.payload
         if p.get("policy") != "auto_refund":
-            return  # a late authorisation is voided: no money was taken
+            return  # void: no money was taken; reopen: posted from the payment.succeeded that follows
         amount, currency = int(p.get("attempt_amount_minor") or 0), p["currency"]
         channel = p.get("attempt_channel") or p.get("channel") or "unknown"
         if amount <= 0:

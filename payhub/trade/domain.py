@@ -33,8 +33,6 @@ REQUERY_STEADY = timedelta(days=1)
 STUCK_AFTER_QUERIES = len(REQUERY_BACKOFF)
 # An operation (capture, void, close) in flight at a channel holds the payment this long at most.
 OPERATION_LEASE = timedelta(seconds=60)
-# Policy for a success that arrives for a payment that is closed (or already paid by another attempt).
-PAID_AFTER_CLOSE_POLICY = "auto_refund"
 ALLOWED_INSTALLMENTS = (0, 1, 3, 6, 9, 12, 24)
 MAX_METADATA_ENTRIES = 50
 

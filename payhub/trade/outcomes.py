@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select, update
 
 from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
 from payhub.kernel import clock
-from payhub.kernel.errors import Aborted
+from payhub.kernel.errors import Aborted, NotFound
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox import record_event
 from payhub.trade import repository as repo
@@ -85,11 +85,11 @@ class OutcomeRecorder(TradeBase):
         if attempt.state not in ATTEMPT_OPEN:
             if outcome is Outcome.SUCCEEDED and attempt.state in (AttemptState.FAILED, AttemptState.CLOSED):
                 log.error("success reported for a failed/closed attempt", attempt=attempt_id)
-                return self._late_success(conn, payment, attempt, base, manual, now), payment
+                return self._late_success(conn, payment, attempt, row.method, base, manual, now), payment
             return [], payment  # duplicate or stale: nothing to do
         if outcome is Outcome.SUCCEEDED:
             if not live:
-                return self._late_success(conn, payment, attempt, base, manual, now), payment
+                return self._late_success(conn, payment, attempt, row.method, base, manual, now), payment
             new_attempt = AttemptState.AUTHORIZED if manual else AttemptState.SUCCEEDED
             self._cas_attempt(conn, attempt, new_attempt, base | {"next_query_time": None})
             if manual:
@@ -154,19 +154,27 @@ class OutcomeRecorder(TradeBase):
             raise Aborted(f"{payment.name} changed concurrently")
         vars(payment).update({k: v for k, v in vars(repo.payment_from_row(row)).items() if k != "attempts"})
 
-    def _late_success(self, conn: Connection, payment: Payment, attempt: Attempt, base: dict[str, Any],
-                      manual: bool, now: datetime) -> list[tuple[str, Attempt]]:
-        """Money arrived for a payment that is closed or was paid by another attempt: never lose it."""
+    def _late_success(self, conn: Connection, payment: Payment, attempt: Attempt, method: str | None,
+                      base: dict[str, Any], manual: bool, now: datetime) -> list[tuple[str, Attempt]]:
+        """Money arrived for a payment that is closed or was paid by another attempt: never lose it.
+        The merchant's policy says whether a closed payment is reopened (it succeeds with this
+        attempt) or the money goes back (auto_refund); money for a payment another attempt paid
+        always goes back, and a late authorisation is voided. `payment.paid_after_close` says which."""
         state = AttemptState.AUTHORIZED if manual else AttemptState.SUCCEEDED
         self._cas_attempt(conn, attempt, state, base | {"next_query_time": None, **repo.failure_values(None)})
         attempt.channel = base["channel"]
-        payload = payment.snapshot() | {"attempt_id": attempt.id, "policy": "void" if manual else "auto_refund",
+        policy = "void" if manual else self._paid_after_close_policy(payment, attempt)
+        if policy == "reopen":
+            self._reopen(conn, payment, attempt, method, now)
+        payload = payment.snapshot() | {"attempt_id": attempt.id, "policy": policy,
                                         "attempt_amount_minor": attempt.amount_minor,
                                         "attempt_channel": attempt.channel}  # the ledger posts it there
         record_event(conn, type="payment.paid_after_close", aggregate_type="payment", aggregate_id=payment.id,
                      merchant_id=payment.merchant_id, payload=payload)
-        log.warning("payment paid after close", payment=payment.id, attempt=attempt.id,
-                    policy=payload["policy"])
+        log.warning("payment paid after close", payment=payment.id, attempt=attempt.id, policy=policy)
+        if policy == "reopen":  # an ordinary success from here on: the ledger posts this event once
+            self._event(conn, "payment.succeeded", payment)
+            return []
         if manual:
             return [("void", attempt)]
         refund = Refund(id=new_id("re"), payment_id=payment.id, merchant_id=payment.merchant_id,
@@ -176,6 +184,32 @@ class OutcomeRecorder(TradeBase):
                         create_time=now, update_time=now)
         repo.insert_refund(conn, refund, next_query_time=now)  # sent by the refund job at once
         return []
+
+    def _paid_after_close_policy(self, payment: Payment, attempt: Attempt) -> str:
+        """`reopen` only for a closed payment whose merchant chose it, with the payment's own amount;
+        otherwise `auto_refund`. Asked of the merchant center on this rare path only (a failure to
+        answer aborts the update, which the notification or the re-query job applies again)."""
+        if payment.state is not PaymentState.CLOSED or attempt.amount_minor != payment.amount_minor \
+                or attempt.currency != payment.currency:
+            return "auto_refund"
+        try:
+            chosen = self._merchants().get_merchant(payment.merchant_id).paid_after_close_policy
+        except NotFound:
+            return "auto_refund"
+        return "reopen" if chosen == "REOPEN" else "auto_refund"
+
+    @staticmethod
+    def _reopen(conn: Connection, payment: Payment, attempt: Attempt, method: str | None, now: datetime) -> None:
+        """CLOSED -> SUCCEEDED with the attempt that was paid (compare-and-set from CLOSED)."""
+        values = {"state": PaymentState.SUCCEEDED.value, "amount_captured": payment.amount_minor,
+                  "channel": attempt.channel, "current_attempt_id": attempt.id, "close_reason": "",
+                  "next_action": None, "update_time": now, **repo.failure_values(None)}
+        if method is not None:
+            values["method"] = method  # the paid attempt's method summary
+        row = repo.cas_payment(conn, payment.id, PaymentState.CLOSED, values, returning=True)
+        if row is None:
+            raise Aborted(f"{payment.name} changed concurrently")
+        vars(payment).update({k: v for k, v in vars(repo.payment_from_row(row)).items() if k != "attempts"})
 
     @staticmethod
     def _stuck(conn: Connection, type: str, obj: Payment | Refund, result: ChannelResult, count: int,

@@ -12,11 +12,13 @@ Concurrency decisions (documented in the proto as well):
 * Refunds reserve their amount on the payment with
   `amount_refunded = amount_refunded + x WHERE amount_refunded + x <= amount_captured` before the
   channel is called, and release it when the refund fails.
-* Paid after close (policy `auto_refund`): a success for a closed payment, or for an attempt that
-  is no longer the payment's live one, is recorded on the attempt, raises `payment.paid_after_close`
-  and an automatic refund of the whole attempt is queued (sent by the refund job). The payment stays
-  CLOSED; the automatic refund does not touch the payment's amounts. A MANUAL-capture authorisation
-  arriving late is voided at the channel instead.
+* Paid after close: a success for a closed payment, or for an attempt that is no longer the
+  payment's live one, is recorded on the attempt and raises `payment.paid_after_close` with the
+  policy applied. `auto_refund` (the default): an automatic refund of the whole attempt is queued
+  (sent by the refund job); the payment stays CLOSED and its amounts are untouched. `reopen` (the
+  merchant's setting, for a CLOSED payment only): the payment becomes SUCCEEDED with that attempt
+  (CAS from CLOSED) and `payment.succeeded` follows. Money for a payment another attempt already
+  paid is always refunded; a MANUAL-capture authorisation arriving late is voided at the channel.
 """
 
 from __future__ import annotations

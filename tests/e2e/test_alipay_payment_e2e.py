@@ -8,7 +8,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import grpc
@@ -140,27 +139,6 @@ def test_a_forged_notification_is_refused_and_changes_nothing(server: RunningSer
                         headers={"content-type": "application/x-www-form-urlencoded; charset=utf-8"})
     assert answer.text == "fail"
     assert shop.get(payment.name).state == pb.PAYMENT_STATE_REQUIRES_ACTION
-
-
-def test_a_qr_code_paid_after_the_close_is_refunded(server: RunningServer, tmp_path: Path) -> None:
-    strict = start_simulator(tmp_path / "keys", "--trade-exists-after-scan")
-    try:
-        shop = Shop(server, strict)
-        payment = shop.qr_payment(amount=888)
-        closed = shop.trade.ClosePayment(pb.ClosePaymentRequest(name=payment.name, request_id=rid()),
-                                         metadata=shop.md).payment
-        assert closed.state == pb.PAYMENT_STATE_CLOSED  # Alipay had no trade yet: nothing to close there
-        trade = strict.control("pay", qr_code=payment.next_action.qr_code)  # the QR code still works
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            held = strict.control("trade", app_id=strict.config["app_id"], out_trade_no=str(trade["out_trade_no"]))
-            if held["refunded_amount"] == "8.88":
-                break
-            time.sleep(0.2)
-        assert (held["refunded_amount"], held["status"]) == ("8.88", "TRADE_CLOSED"), "money paid after close goes back"
-        assert shop.get(payment.name).state == pb.PAYMENT_STATE_CLOSED
-    finally:
-        strict.stop()
 
 
 def test_configure_channel_refuses_malformed_alipay_credentials(server: RunningServer,

@@ -4,7 +4,7 @@ pay, refund, post and audit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
@@ -49,13 +49,22 @@ class World:
         center.set_settlement_policy(SettlementPolicy(self.merchant, cycle, n_days, minimum_currency, minimum, None,
                                                       reserve_bps, reserve_days), req())
 
+    def set_paid_after_close_policy(self, policy: str) -> None:
+        """The merchant's setting (AUTO_REFUND or REOPEN), as UpdateMerchant sets it."""
+        from payhub.merchant.domain import BankAccountInput, Contact, MerchantDraft
+        center = self.ctx.component("merchant").service  # type: ignore[attr-defined]
+        blank = MerchantDraft("", "", Contact("", ""), "", "", BankAccountInput("", "", ""))
+        center.update_merchant(self.merchant, replace(blank, paid_after_close_policy=policy),
+                               ["paid_after_close_policy"], req())
+
     def pay(self, amount: int = 1000, number: str = "4242424242424242", **kw: object) -> Payment:
         payment = self.trade.create_payment(self.merchant, draft(amount=amount, **kw), new_id("c"))  # type: ignore[arg-type]
         return self.trade.confirm_payment(self.merchant, payment.id, card(number), "", new_id("k"))
 
     def paid_after_close(self, amount: int = 1000) -> Payment:
         """A consumer pays after the payment was closed: the simulated bank records the money, its
-        notification arrives late, trade keeps the payment CLOSED and refunds the attempt by itself."""
+        notification arrives late; by default trade keeps the payment CLOSED and refunds the attempt
+        by itself (with the merchant's REOPEN policy the payment succeeds instead)."""
         from sqlalchemy import update
 
         from payhub.channel.tables import sandbox_transactions

@@ -1,5 +1,6 @@
 """The ledger poster on both databases: trade events become balanced journals with fees and channel
-costs, exactly once; refunds return the fee by policy; paid-after-close money waits in suspense; the
+costs, exactly once; refunds return the fee by policy; paid-after-close money waits in suspense (auto_refund) or is an
+ordinary capture of the reopened payment (reopen); the
 audit checks all of it and catches tampering."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select, update
 
+from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.outbox import outbox_cursors
@@ -78,6 +80,21 @@ def test_paid_after_close_money_waits_in_suspense_until_refunded(world: World) -
     world.post()
     assert world.account(suspense("CNY").key) == 0
     assert world.audit().refunds_checked == 1
+
+
+def test_a_reopened_payment_is_posted_once_as_an_ordinary_success(world: World) -> None:
+    world.set_paid_after_close_policy("REOPEN")
+    payment = world.paid_after_close(1000)
+    reopened = world.trade.get_payment(world.merchant, payment.id)
+    assert (reopened.state.value, reopened.amount_captured, reopened.close_reason.value) == ("SUCCEEDED", 1000, "")
+    late = ChannelResult(Outcome.SUCCEEDED, "sandbox", 1000, "CNY", channel_reference="late")
+    world.trade.apply_channel_update(ChannelUpdate(attempt_id=reopened.attempts[0].id, result=late))  # again
+    world.trade.process_refunds()
+    world.post()
+    assert world.account(suspense("CNY").key) == 0, "no suspense booking: the money is the merchant's"
+    assert world.balance(AccountKind.MERCHANT_PENDING) == 1000 - 6, "posted once, with the fee"
+    report = world.audit()
+    assert (report.payments_checked, report.refunds_checked) == (1, 0), "no automatic refund"
 
 
 def test_the_audit_finds_tampering_and_missing_postings(world: World) -> None:

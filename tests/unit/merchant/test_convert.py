@@ -65,3 +65,15 @@ def test_routing_strategy_round_trips_and_an_unknown_number_is_refused_by_name()
         pb.Merchant(routing_strategy=42)).routing_strategy), frozenset({"routing_strategy"}))  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match=r"merchant\.routing_strategy"):
         v.raise_if_any()
+
+
+def test_paid_after_close_policy_round_trips_and_an_unknown_number_is_refused_by_name() -> None:
+    assert convert.draft_from(pb.Merchant(paid_after_close_policy=pb.PAID_AFTER_CLOSE_POLICY_REOPEN)
+                              ).paid_after_close_policy == "REOPEN"
+    assert convert.draft_from(pb.Merchant()).paid_after_close_policy == ""
+    v = Violations()
+    validate_merchant(v, draft(paid_after_close_policy=convert.draft_from(
+        pb.Merchant(paid_after_close_policy=42)).paid_after_close_policy),  # type: ignore[arg-type]
+        frozenset({"paid_after_close_policy"}))
+    with pytest.raises(InvalidArgument, match=r"merchant\.paid_after_close_policy"):
+        v.raise_if_any()

@@ -261,3 +261,21 @@ def test_routing_strategy_is_priority_until_staff_choose_another(mc: MerchantCen
     with acting_as(merchant_key(merchant.id)), pytest.raises(PermissionDenied):
         mc.update_merchant(merchant.id, draft(routing_strategy="LOWEST_COST"), ["routing_strategy"], fresh())
     assert mc.create_merchant(draft(routing_strategy="WEIGHTED"), fresh()).routing_strategy == "WEIGHTED"
+
+
+# -- paid-after-close policy --------------------------------------------------------------------------
+
+def test_paid_after_close_policy_is_auto_refund_until_the_merchant_chooses_reopen(mc: MerchantCenter) -> None:
+    merchant = mc.create_merchant(draft(), fresh())
+    assert merchant.paid_after_close_policy == "AUTO_REFUND"
+    with acting_as(merchant_key(merchant.id)):  # the merchant's own business decision
+        updated = mc.update_merchant(merchant.id, draft(paid_after_close_policy="REOPEN"),
+                                     ["paid_after_close_policy"], fresh())
+    assert mc.get_merchant(merchant.id).paid_after_close_policy == updated.paid_after_close_policy == "REOPEN"
+    with pytest.raises(InvalidArgument) as info:
+        mc.update_merchant(merchant.id, draft(paid_after_close_policy="?7"), ["paid_after_close_policy"], fresh())
+    assert fields_of(info.value) == {"merchant.paid_after_close_policy"}
+    with acting_as(merchant_key(merchant.id)), pytest.raises(PermissionDenied):  # not with other fields
+        mc.update_merchant(merchant.id, draft(paid_after_close_policy="AUTO_REFUND", routing_strategy="WEIGHTED"),
+                           ["paid_after_close_policy", "routing_strategy"], fresh())
+    assert mc.create_merchant(draft(paid_after_close_policy="REOPEN"), fresh()).paid_after_close_policy == "REOPEN"

@@ -201,19 +201,67 @@ def test_close_and_expiry(trade: TradeService, merchant: str) -> None:
     assert (closed.state, closed.close_reason) == (PaymentState.CLOSED, CloseReason.EXPIRED)
 
 
-def test_success_after_close_is_kept_and_refunded(trade: TradeService, merchant: str) -> None:
+def _paid_after_close(trade: TradeService, merchant: str) -> str:
+    """A payment closed while its attempt waited, then the channel's success, twice; its id."""
     payment = trade.create_payment(merchant, draft(), "c")
     pending = trade.confirm_payment(merchant, payment.id, card("4000000000003220"), "", "k")
     trade.close_payment(merchant, payment.id, "close")
     late = ChannelResult(Outcome.SUCCEEDED, "sandbox", 1000, "CNY", channel_reference="late")
     trade.apply_channel_update(ChannelUpdate(attempt_id=pending.attempts[0].id, result=late))
     trade.apply_channel_update(ChannelUpdate(attempt_id=pending.attempts[0].id, result=late))  # duplicate
-    final = trade.get_payment(merchant, payment.id)
+    return payment.id
+
+
+def test_success_after_close_is_kept_and_refunded(trade: TradeService, merchant: str) -> None:
+    final = trade.get_payment(merchant, _paid_after_close(trade, merchant))
     assert final.state is PaymentState.CLOSED and final.attempts[0].state.value == "SUCCEEDED"
     assert _events(trade).count("payment.paid_after_close") == 1
     with trade.db.read() as conn:
         auto = conn.execute(select(refunds)).all()
     assert len(auto) == 1 and auto[0].automatic and auto[0].amount_minor == 1000
+
+
+def _reopen_policy(ctx: AppContext, merchant: str) -> None:
+    from payhub.merchant.domain import BankAccountInput, Contact, MerchantDraft
+    from payhub.merchant.service import RequestKey
+    center = ctx.component("merchant").service  # type: ignore[attr-defined]
+    center.update_merchant(merchant, MerchantDraft("", "", Contact("", ""), "", "", BankAccountInput("", "", ""),
+                                                   paid_after_close_policy="REOPEN"),
+                           ["paid_after_close_policy"], RequestKey("pac", "pac"))
+
+
+def test_with_the_reopen_policy_a_success_after_close_reopens_the_payment(ctx: AppContext, trade: TradeService,
+                                                                          merchant: str) -> None:
+    _reopen_policy(ctx, merchant)
+    payment_id = _paid_after_close(trade, merchant)
+    final = trade.get_payment(merchant, payment_id)
+    assert (final.state, final.amount_captured, final.channel) == (PaymentState.SUCCEEDED, 1000, "sandbox")
+    assert final.close_reason is CloseReason.NONE and final.attempts[0].state.value == "SUCCEEDED"
+    events = _events(trade)
+    assert (events.count("payment.paid_after_close"), events.count("payment.succeeded")) == (1, 1)
+    with trade.db.read() as conn:
+        alert = next(e for e in read_events(conn, 0) if e.type == "payment.paid_after_close")
+        assert (alert.payload["policy"], alert.payload["state"]) == ("reopen", "SUCCEEDED")
+        assert conn.execute(select(refunds)).all() == [], "nothing refunded"
+    # The reopened payment is an ordinary one: it can be refunded.
+    refund = trade.create_refund(merchant, payment_id, 300, "CNY", "", "rn-1", "r-1")
+    assert refund.amount_minor == 300
+
+
+def test_money_for_a_payment_another_attempt_paid_goes_back_whatever_the_policy(
+        ctx: AppContext, trade: TradeService, merchant: str) -> None:
+    _reopen_policy(ctx, merchant)
+    payment = trade.create_payment(merchant, draft(), "c")
+    first = trade.confirm_payment(merchant, payment.id, card("4000000000000002"), "", "k1")  # declined
+    assert first.state is PaymentState.FAILED
+    assert trade.confirm_payment(merchant, payment.id, card(), "", "k2").state is PaymentState.SUCCEEDED
+    late = ChannelResult(Outcome.SUCCEEDED, "sandbox", 1000, "CNY", channel_reference="late")
+    trade.apply_channel_update(ChannelUpdate(attempt_id=first.attempts[0].id, result=late))
+    sequence_all(trade.db)
+    with trade.db.read() as conn:
+        alert = next(e for e in read_events(conn, 0) if e.type == "payment.paid_after_close")
+        assert alert.payload["policy"] == "auto_refund"
+        assert [r.automatic for r in conn.execute(select(refunds)).all()] == [True]
 
 
 def test_list_filters_and_pages(trade: TradeService, merchant: str) -> None:

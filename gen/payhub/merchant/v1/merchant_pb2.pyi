@@ -52,6 +52,36 @@ MERCHANT_STATE_SUSPENDED: MerchantState.ValueType  # 3
 """Suspended by an operator: cannot create payments; existing money movements continue."""
 Global___MerchantState: typing_extensions.TypeAlias = MerchantState
 
+class _PaidAfterClosePolicy:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _PaidAfterClosePolicyEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_PaidAfterClosePolicy.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    PAID_AFTER_CLOSE_POLICY_UNSPECIFIED: _PaidAfterClosePolicy.ValueType  # 0
+    """Not set: PAID_AFTER_CLOSE_POLICY_AUTO_REFUND."""
+    PAID_AFTER_CLOSE_POLICY_AUTO_REFUND: _PaidAfterClosePolicy.ValueType  # 1
+    """The payment stays closed and the money is refunded to the payer automatically."""
+    PAID_AFTER_CLOSE_POLICY_REOPEN: _PaidAfterClosePolicy.ValueType  # 2
+    """The closed payment is reopened and becomes succeeded with the channel's transaction (a
+    `payment.succeeded` event follows), as if it had been paid in time. Money arriving for a payment
+    another attempt already paid, or for a manual-capture authorisation, is still refunded or voided.
+    """
+
+class PaidAfterClosePolicy(_PaidAfterClosePolicy, metaclass=_PaidAfterClosePolicyEnumTypeWrapper):
+    """What happens to money paid for a payment that is already closed."""
+
+PAID_AFTER_CLOSE_POLICY_UNSPECIFIED: PaidAfterClosePolicy.ValueType  # 0
+"""Not set: PAID_AFTER_CLOSE_POLICY_AUTO_REFUND."""
+PAID_AFTER_CLOSE_POLICY_AUTO_REFUND: PaidAfterClosePolicy.ValueType  # 1
+"""The payment stays closed and the money is refunded to the payer automatically."""
+PAID_AFTER_CLOSE_POLICY_REOPEN: PaidAfterClosePolicy.ValueType  # 2
+"""The closed payment is reopened and becomes succeeded with the channel's transaction (a
+`payment.succeeded` event follows), as if it had been paid in time. Money arriving for a payment
+another attempt already paid, or for a manual-capture authorisation, is still refunded or voided.
+"""
+Global___PaidAfterClosePolicy: typing_extensions.TypeAlias = PaidAfterClosePolicy
+
 class _ApiKeyState:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: typing_extensions.TypeAlias = ValueType
@@ -122,6 +152,7 @@ class Merchant(google.protobuf.message.Message):
     CREATE_TIME_FIELD_NUMBER: builtins.int
     UPDATE_TIME_FIELD_NUMBER: builtins.int
     ROUTING_STRATEGY_FIELD_NUMBER: builtins.int
+    PAID_AFTER_CLOSE_POLICY_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Resource name `merchants/{merchant}`. Output only (ignored on create)."""
     legal_name: builtins.str
@@ -142,6 +173,12 @@ class Merchant(google.protobuf.message.Message):
     """How the channel router ranks this merchant's channels for each payment (see
     `payhub.channel.v1.ChannelRouterService.RoutePayment`). Not set: ROUTING_STRATEGY_PRIORITY.
     Staff only (`update_mask` path `routing_strategy`).
+    """
+    paid_after_close_policy: Global___PaidAfterClosePolicy.ValueType
+    """What payhub does with money that arrives for a payment already closed (a QR code or payment
+    page paid after the payment was closed or expired). Not set: PAID_AFTER_CLOSE_POLICY_AUTO_REFUND.
+    Either way the event `payment.paid_after_close` (WatchEvents, webhooks) says which policy was
+    applied. The merchant may change it (`update_mask` path `paid_after_close_policy`).
     """
     @property
     def contact(self) -> Global___Contact:
@@ -174,9 +211,10 @@ class Merchant(google.protobuf.message.Message):
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         update_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         routing_strategy: payhub.channel.v1.channel_pb2.RoutingStrategy.ValueType = ...,
+        paid_after_close_policy: Global___PaidAfterClosePolicy.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["contact", b"contact", "create_time", b"create_time", "settlement_account", b"settlement_account", "update_time", b"update_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["business_category", b"business_category", "contact", b"contact", "country_code", b"country_code", "create_time", b"create_time", "display_name", b"display_name", "legal_name", b"legal_name", "name", b"name", "routing_strategy", b"routing_strategy", "settlement_account", b"settlement_account", "state", b"state", "suspend_reason", b"suspend_reason", "update_time", b"update_time"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["business_category", b"business_category", "contact", b"contact", "country_code", b"country_code", "create_time", b"create_time", "display_name", b"display_name", "legal_name", b"legal_name", "name", b"name", "paid_after_close_policy", b"paid_after_close_policy", "routing_strategy", b"routing_strategy", "settlement_account", b"settlement_account", "state", b"state", "suspend_reason", b"suspend_reason", "update_time", b"update_time"]) -> None: ...
 
 Global___Merchant: typing_extensions.TypeAlias = Merchant
 

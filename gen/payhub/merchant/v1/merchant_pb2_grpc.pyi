@@ -573,10 +573,12 @@ class MerchantServiceStub(typing.Generic[_MerchantServiceCreateMerchantType, _Me
     UpdateMerchant: _MerchantServiceUpdateMerchantType
     """Changes the merchant fields named in `update_mask`: `legal_name`, `display_name`, `contact`
     (or `contact.name`, `contact.email`, `contact.phone`), `business_category`, `country_code`,
-    `settlement_account` (always as a whole, with the full account number), `routing_strategy`.
+    `settlement_account` (always as a whole, with the full account number), `routing_strategy`,
+    `paid_after_close_policy`.
 
-    Callers: merchant keys (own merchant; only `display_name` and `contact`, other paths answer
-    PERMISSION_DENIED because they need a new review); staff `admin`, `operations`, `business`.
+    Callers: merchant keys (own merchant; only `display_name`, `contact` and
+    `paid_after_close_policy`, other paths answer PERMISSION_DENIED because they need a new review);
+    staff `admin`, `operations`, `business`.
     Errors: INVALID_ARGUMENT for an empty `update_mask`, a path that is unknown or output only,
     or a bad new value (e.g. `merchant.contact.email`); NOT_FOUND; ALREADY_EXISTS reason
     `REQUEST_ID_REUSED`.
@@ -893,10 +895,12 @@ class MerchantServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[payhub.merchant.v1.merchant_pb2.UpdateMerchantResponse, collections.abc.Awaitable[payhub.merchant.v1.merchant_pb2.UpdateMerchantResponse]]:
         """Changes the merchant fields named in `update_mask`: `legal_name`, `display_name`, `contact`
         (or `contact.name`, `contact.email`, `contact.phone`), `business_category`, `country_code`,
-        `settlement_account` (always as a whole, with the full account number), `routing_strategy`.
+        `settlement_account` (always as a whole, with the full account number), `routing_strategy`,
+        `paid_after_close_policy`.
 
-        Callers: merchant keys (own merchant; only `display_name` and `contact`, other paths answer
-        PERMISSION_DENIED because they need a new review); staff `admin`, `operations`, `business`.
+        Callers: merchant keys (own merchant; only `display_name`, `contact` and
+        `paid_after_close_policy`, other paths answer PERMISSION_DENIED because they need a new review);
+        staff `admin`, `operations`, `business`.
         Errors: INVALID_ARGUMENT for an empty `update_mask`, a path that is unknown or output only,
         or a bad new value (e.g. `merchant.contact.email`); NOT_FOUND; ALREADY_EXISTS reason
         `REQUEST_ID_REUSED`.
