@@ -1,7 +1,7 @@
 """merchant: what trade does with money paid for a closed payment (existing merchants: AUTO_REFUND)
 
-Revision ID: 0014_paid_after_close_policy
-Revises: 0013_rolling_reserve
+Revision ID: 0017_paid_after_close_policy
+Revises: 0016_cashier
 Create Date: 2026-11-30 09:10:00.000000
 """
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0014_paid_after_close_policy'
-down_revision: str | None = '0013_rolling_reserve'
+revision: str = '0017_paid_after_close_policy'
+down_revision: str | None = '0016_cashier'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
