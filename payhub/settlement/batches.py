@@ -6,19 +6,16 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
-from payhub.identity.principal import current_principal
 from payhub.kernel.pagination import next_token, parse_page
-from payhub.settlement.base import SettlementBase, not_found, parse_name
+from payhub.settlement.base import not_found
+from payhub.settlement.parties import Parties
 from payhub.settlement.tables import settlement_batches, settlement_queue
 
 
-class BatchQueries(SettlementBase):
+class BatchQueries(Parties):
     def list_settlement_batches(self, parent: str, page_size: int, page_token: str, start_date: str,
                                 end_date: str, currency: str) -> tuple[list[Any], str]:
-        (merchant,) = parse_name(parent, "parent", "merchants")
-        merchant_id = None if merchant == "-" else self.scope(merchant)
-        if merchant_id is None and current_principal().list_scope() is not None:
-            raise not_found(parent)
+        merchant_id = self.parse_party(parent, "parent")  # a merchant or a split receiver; None: all
         filters = [parent, start_date, end_date, currency]
         page = parse_page(page_size, page_token, filters)
         b = settlement_batches
@@ -40,8 +37,7 @@ class BatchQueries(SettlementBase):
         return rows[:page.size], next_token(rows, page, lambda r: [r.settlement_date, r.id], filters)
 
     def get_settlement_batch(self, name: str, field: str = "name") -> Any:
-        merchant_id, batch_id = parse_name(name, field, "merchants", "settlementBatches")
-        self.scope(merchant_id)
+        merchant_id, batch_id = self.parse_party_resource(name, field, "settlementBatches")
         with self.db.read() as conn:
             row = conn.execute(select(settlement_batches).where(settlement_batches.c.id == batch_id)).first()
         if row is None or row.merchant_id != merchant_id:

@@ -80,15 +80,16 @@ def audit_to(r: AuditReport, max_findings: int) -> pb.AuditLedgerResponse:
                   for f in r.findings[:limit]])
 
 
-def batch_to(b: Any) -> pb.SettlementBatch:
-    c = b.currency
+def batch_to(b: Any, owner: str = "") -> pb.SettlementBatch:
+    """`owner`: the party's name when it is not `merchants/{merchant_id}` (a split receiver)."""
+    c, owner = b.currency, owner or f"merchants/{b.merchant_id}"
     return pb.SettlementBatch(
-        name=f"merchants/{b.merchant_id}/settlementBatches/{b.id}", settlement_date=b.settlement_date,
+        name=f"{owner}/settlementBatches/{b.id}", settlement_date=b.settlement_date,
         currency_code=c, period_start_time=timestamp(b.period_start), period_end_time=timestamp(b.period_end),
         gross=money(b.gross_minor, c), refunds=money(b.refunds_minor, c), fees=money(b.fees_minor, c),
         splits=money(b.splits_minor, c), reserve=money(b.reserve_minor, c),
         adjustments=money(b.adjustments_minor, c), net=money(b.net_minor, c), item_count=b.item_count,
-        payout=f"merchants/{b.merchant_id}/payouts/{b.payout_id}" if b.payout_id else "",
+        payout=f"{owner}/payouts/{b.payout_id}" if b.payout_id else "",
         journal=f"journals/{b.journal_id}" if b.journal_id else "", create_time=timestamp(b.create_time))
 
 
@@ -101,14 +102,15 @@ def item_to(batch_name: str, i: Any) -> pb.SettlementItem:
         net=money(i.net_minor, c), event_time=timestamp(i.event_time))
 
 
-def payout_to(p: Payout) -> pb.Payout:
+def payout_to(p: Payout, owner: str = "") -> pb.Payout:
+    owner = owner or f"merchants/{p.merchant_id}"
     return pb.Payout(
-        name=p.name, amount=money(p.amount_minor, p.currency),
+        name=f"{owner}/payouts/{p.id}", amount=money(p.amount_minor, p.currency),
         state=enum_value(pb.PayoutState, "PAYOUT_STATE_", p.state),
         trigger=enum_value(pb.PayoutTrigger, "PAYOUT_TRIGGER_", p.trigger), description=p.description,
         channel=p.channel, destination_display=p.destination_display, channel_payout_id=p.channel_payout_id,
         failure_code=p.failure_code, failure_message=p.failure_message, hold_reason=p.hold_reason,
-        settlement_batch=f"merchants/{p.merchant_id}/settlementBatches/{p.settlement_batch_id}"
+        settlement_batch=f"{owner}/settlementBatches/{p.settlement_batch_id}"
         if p.settlement_batch_id else "",
         create_time=timestamp(p.create_time), update_time=timestamp(p.update_time),
         complete_time=timestamp(p.complete_time))

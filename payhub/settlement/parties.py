@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from payhub.kernel.errors import InvalidArgument, NotFound
 from payhub.merchant.client import MerchantInfo
-from payhub.settlement.base import SettlementBase, not_found
+from payhub.settlement.base import SettlementBase, not_found, parse_merchant_or_all
 from payhub.settlement.domain import AccountKind, AccountRef, merchant_account
 from payhub.settlement.split_tables import split_receivers
 
@@ -69,6 +70,31 @@ class Parties(SettlementBase):
         if not is_receiver(party_id):
             return merchant_account(kind, party_id, currency)
         return AccountRef(kind, currency, owner=self.party_owner(party_id), merchant_id=self.party_merchant(party_id))
+
+    def parse_party(self, name: str, field: str) -> str | None:
+        """`merchants/{m}` -> m and `merchants/{m}/splitReceivers/{r}` -> r (NotFound unless the caller
+        may see m and r is m's); `merchants/-` -> None (staff: everyone)."""
+        pieces = name.split("/")
+        if len(pieces) == 4 and pieces[0] == "merchants" and pieces[2] == "splitReceivers" and pieces[1] and pieces[3]:
+            self.scope(pieces[1])
+            try:
+                owner = self.party_merchant(pieces[3]) if is_receiver(pieces[3]) else None
+            except NotFound:
+                owner = None
+            if owner != pieces[1]:
+                raise not_found(name)
+            return pieces[3]
+        return parse_merchant_or_all(name, field)
+
+    def parse_party_resource(self, name: str, field: str, collection: str) -> tuple[str, str]:
+        """`{party}/{collection}/{id}` -> (party id, id), the party as in `parse_party`."""
+        owner, sep, rest = name.rpartition(f"/{collection}/")
+        if not sep or not rest or "/" in rest or owner.endswith("/-"):
+            raise InvalidArgument.field(field, f"must be merchants/{{merchant}}/{collection}/{{id}} (or under a "
+                                        "split receiver)")
+        party = self.parse_party(owner, field)
+        assert party is not None
+        return party, rest
 
     def party_policy(self, party_id: str) -> Any:
         if not is_receiver(party_id):

@@ -20,14 +20,13 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from payhub.channel.types import Outcome, PayoutInstruction
-from payhub.identity.principal import current_principal
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import FailedPrecondition, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
 from payhub.kernel.pagination import next_token, parse_page
 from payhub.settlement import repository as repo
-from payhub.settlement.base import log, not_found, parse_name
+from payhub.settlement.base import log, not_found
 from payhub.settlement.domain import AccountKind, JournalDraft, JournalKind, clearing, transfer
 from payhub.settlement.parties import Parties
 from payhub.settlement.repository import InsufficientFunds
@@ -220,10 +219,7 @@ class PayoutService(Parties):
 
     def list_payouts(self, parent: str, page_size: int, page_token: str, state: str, start: datetime | None,
                      end: datetime | None) -> tuple[list[Payout], str]:
-        (merchant,) = parse_name(parent, "parent", "merchants")
-        merchant_id = None if merchant == "-" else self.scope(merchant)
-        if merchant_id is None and current_principal().list_scope() is not None:
-            raise not_found(parent)
+        merchant_id = self.parse_party(parent, "parent")  # a merchant or a split receiver; None: all
         filters = [parent, state, start.isoformat() if start else "", end.isoformat() if end else ""]
         page = parse_page(page_size, page_token, filters)
         query = select(payouts)

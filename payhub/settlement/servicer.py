@@ -54,11 +54,14 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                               context: Ctx) -> pb.ListSettlementBatchesResponse:
         rows, token = self._s.list_settlement_batches(request.parent, request.page_size, request.page_token,
                                                       request.start_date, request.end_date, request.currency_code)
-        return pb.ListSettlementBatchesResponse(settlement_batches=[cv.batch_to(b) for b in rows],
+        owner = self._s.party_owner
+        return pb.ListSettlementBatchesResponse(settlement_batches=[cv.batch_to(b, owner(b.merchant_id)) for b in rows],
                                                 next_page_token=token)
 
     def GetSettlementBatch(self, request: pb.GetSettlementBatchRequest, context: Ctx) -> pb.GetSettlementBatchResponse:
-        return pb.GetSettlementBatchResponse(settlement_batch=cv.batch_to(self._s.get_settlement_batch(request.name)))
+        batch = self._s.get_settlement_batch(request.name)
+        owner = self._s.party_owner(batch.merchant_id)
+        return pb.GetSettlementBatchResponse(settlement_batch=cv.batch_to(batch, owner))
 
     def ListSettlementItems(self, request: pb.ListSettlementItemsRequest,
                             context: Ctx) -> pb.ListSettlementItemsResponse:
@@ -77,7 +80,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         rows, token = self._s.list_payouts(request.parent, request.page_size, request.page_token,
                                            cv.payout_state_name(request.state), cv.optional_time(request, "start_time"),
                                            cv.optional_time(request, "end_time"))
-        return pb.ListPayoutsResponse(payouts=[cv.payout_to(p) for p in rows], next_page_token=token)
+        owner = self._s.party_owner
+        return pb.ListPayoutsResponse(payouts=[cv.payout_to(p, owner(p.merchant_id)) for p in rows],
+                                      next_page_token=token)
 
     # -- wallets -------------------------------------------------------------------------------------
     def CreateWallet(self, request: pb.CreateWalletRequest, context: Ctx) -> pb.CreateWalletResponse:

@@ -114,11 +114,11 @@ class Settling(PayoutService):
         if merchant_id is not None:
             batch_query = batch_query.where(settlement_batches.c.merchant_id == merchant_id)
         with self.db.read() as conn:
-            names = [f"merchants/{r.merchant_id}/settlementBatches/{r.id}"
-                     for r in conn.execute(batch_query.order_by(settlement_batches.c.id))]
+            rows = conn.execute(batch_query.order_by(settlement_batches.c.id)).all()
+        names = [f"{self.party_owner(r.merchant_id)}/settlementBatches/{r.id}" for r in rows]
         for _, payout_id in payouts:
             self.send_payout(payout_id)
-        return RunResult(day.isoformat(), names, created, [f"merchants/{m}/payouts/{p}" for m, p in payouts])
+        return RunResult(day.isoformat(), names, created, [f"{self.party_owner(m)}/payouts/{p}" for m, p in payouts])
 
     def _settle_merchant(self, merchant_id: str, day: date) -> list[tuple[int, str]]:
         policy = self.party_policy(merchant_id)

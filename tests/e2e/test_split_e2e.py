@@ -134,5 +134,9 @@ def test_split_a_payment_refund_it_and_split_by_instruction(demo: tuple[RunningS
         (b.name, 5000), (merchant, 15_000)]
     listed = ledger.ListSplitReceivers(spb.ListSplitReceiversRequest(parent=merchant), metadata=md).split_receivers
     assert [r.display_name for r in listed] == ["Alice", "Bob", "Carol"] and listed[1].ledger_accounts
+    # A receiver's settlement batches and payouts are listed under its name (none before a settlement run).
+    batches = ledger.ListSettlementBatches(spb.ListSettlementBatchesRequest(parent=b.name), metadata=md)
+    assert not batches.settlement_batches
+    assert not ledger.ListPayouts(spb.ListPayoutsRequest(parent=b.name), metadata=md).payouts
     _audit(server)
     channel.close()

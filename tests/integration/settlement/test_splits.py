@@ -161,7 +161,7 @@ def test_a_receiver_paid_out_owes_the_return_as_a_receivable(world: World) -> No
     split(world, payment, fixed(a.name, 4000))
     result = world.ledger.run_settlement("2026-11-25", "", "run")  # T+0: settled and paid out at once
     assert len(result.payouts) == 2  # the merchant's and the receiver's
-    receiver_payouts, _ = world.ledger.list_payouts(f"merchants/{a.id}", 0, "", "", None, None)
+    receiver_payouts, _ = world.ledger.list_payouts(a.name, 0, "", "", None, None)
     assert [(p.amount_minor, p.state, p.destination_display) for p in receiver_payouts] == [
         (4000, "SUCCEEDED", "ICBC ****0001")]
     world.audit()
@@ -189,7 +189,12 @@ def test_receivers_settle_like_merchants_and_other_merchants_receive(world: Worl
     assert World(world.ctx, other).balance(AccountKind.MERCHANT_PENDING) == 1500  # 50 % of 3000
     clock.set_clock(lambda: datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
     result = world.ledger.run_settlement("2026-11-26", "", "thu")
+    assert f"{a.name}/settlementBatches/" in " ".join(result.batches)  # named under its receiver
     batches = {b.merchant_id: b for b in (world.ledger.get_settlement_batch(n) for n in result.batches)}
+    listed, _ = world.ledger.list_settlement_batches(a.name, 0, "", "", "", "")
+    assert [b.id for b in listed] == [batches[a.id].id]
+    with pytest.raises(NotFound):  # a receiver under another merchant's name
+        world.ledger.list_settlement_batches(f"merchants/{other}/splitReceivers/{a.id}", 0, "", "", "", "")
     mine, theirs, its = batches[world.merchant], batches[other], batches[a.id]
     assert (mine.gross_minor, mine.fees_minor, mine.splits_minor, mine.net_minor) == (10_000, 60, 2500, 7440)
     assert (theirs.splits_minor, theirs.net_minor) == (-1500, 1500)

@@ -932,7 +932,9 @@ class SettlementBatch(google.protobuf.message.Message):
     JOURNAL_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
     name: builtins.str
-    """Resource name, `merchants/{merchant}/settlementBatches/{batch}`."""
+    """Resource name, `merchants/{merchant}/settlementBatches/{batch}`; a split receiver's batches are
+    `merchants/{merchant}/splitReceivers/{receiver}/settlementBatches/{batch}`.
+    """
     settlement_date: builtins.str
     """The settlement date, "YYYY-MM-DD" (Asia/Shanghai), the day the money became available."""
     currency_code: builtins.str
@@ -1089,7 +1091,9 @@ class Payout(google.protobuf.message.Message):
     UPDATE_TIME_FIELD_NUMBER: builtins.int
     COMPLETE_TIME_FIELD_NUMBER: builtins.int
     name: builtins.str
-    """Resource name, `merchants/{merchant}/payouts/{payout}`. Output only."""
+    """Resource name, `merchants/{merchant}/payouts/{payout}`; a split receiver's payouts are
+    `merchants/{merchant}/splitReceivers/{receiver}/payouts/{payout}`. Output only.
+    """
     state: Global___PayoutState.ValueType
     """The current state. Output only."""
     trigger: Global___PayoutTrigger.ValueType
@@ -2213,7 +2217,9 @@ class ListSettlementBatchesRequest(google.protobuf.message.Message):
     END_DATE_FIELD_NUMBER: builtins.int
     CURRENCY_CODE_FIELD_NUMBER: builtins.int
     parent: builtins.str
-    """The merchant, `merchants/{merchant}`; staff may use `merchants/-` for all. Required."""
+    """The merchant, `merchants/{merchant}`, or one of its split receivers,
+    `merchants/{merchant}/splitReceivers/{receiver}`; staff may use `merchants/-` for all. Required.
+    """
     page_size: builtins.int
     """Maximum batches to return (see the service comment for limits)."""
     page_token: builtins.str
@@ -2270,7 +2276,9 @@ class GetSettlementBatchRequest(google.protobuf.message.Message):
 
     NAME_FIELD_NUMBER: builtins.int
     name: builtins.str
-    """Resource name, `merchants/{merchant}/settlementBatches/{batch}`. Required."""
+    """Resource name, `merchants/{merchant}/settlementBatches/{batch}` (or under a split receiver,
+    `merchants/{merchant}/splitReceivers/{receiver}/settlementBatches/{batch}`). Required.
+    """
     def __init__(
         self,
         *,
@@ -2311,7 +2319,7 @@ class ListSettlementItemsRequest(google.protobuf.message.Message):
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
     parent: builtins.str
-    """The batch, `merchants/{merchant}/settlementBatches/{batch}`. Required."""
+    """The batch, `merchants/{merchant}/settlementBatches/{batch}` (or a split receiver's). Required."""
     page_size: builtins.int
     """Maximum items to return (see the service comment for limits)."""
     page_token: builtins.str
@@ -2414,7 +2422,9 @@ class ListPayoutsRequest(google.protobuf.message.Message):
     START_TIME_FIELD_NUMBER: builtins.int
     END_TIME_FIELD_NUMBER: builtins.int
     parent: builtins.str
-    """The merchant, `merchants/{merchant}`; staff may use `merchants/-` for all. Required."""
+    """The merchant, `merchants/{merchant}`, or one of its split receivers,
+    `merchants/{merchant}/splitReceivers/{receiver}`; staff may use `merchants/-` for all. Required.
+    """
     page_size: builtins.int
     """Maximum payouts to return (see the service comment for limits)."""
     page_token: builtins.str
