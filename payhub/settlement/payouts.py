@@ -70,7 +70,8 @@ def payout_from_row(r: Any) -> Payout:
 class PayoutService(Parties):
     def create_payout(self, merchant_id: str, amount_minor: int, currency: str, description: str,
                       request_id: str) -> Payout:
-        self.scope(merchant_id)
+        """`merchant_id`: the party, a merchant or one of its split receivers (see parties)."""
+        self.scope(self.party_merchant(merchant_id))
         v = Violations()
         idempotency.validate_request_id(v, request_id)
         validate_money(v, "payout.amount", currency, amount_minor)
@@ -83,7 +84,7 @@ class PayoutService(Parties):
             stored = idempotency.check(conn, scope, request_id, fp)
         if stored is not None:
             return self.get_payout(merchant_id, stored.decode())
-        info = self._merchants().get_merchant(merchant_id)
+        info = self.party_info(merchant_id)
         if info.state != "ACTIVE":
             raise FailedPrecondition(f"merchants/{merchant_id} is {info.state}, not ACTIVE",
                                      reason="MERCHANT_NOT_ACTIVE", metadata={"state": info.state})

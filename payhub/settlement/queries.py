@@ -15,8 +15,9 @@ from payhub.kernel.errors import InvalidArgument
 from payhub.kernel.money import CURRENCY_EXPONENTS
 from payhub.kernel.pagination import next_token, parse_page
 from payhub.settlement import repository as repo
-from payhub.settlement.base import SettlementBase, not_found, parse_name
+from payhub.settlement.base import not_found, parse_name
 from payhub.settlement.domain import AccountKind, JournalKind
+from payhub.settlement.parties import Parties
 from payhub.settlement.repository import Account
 from payhub.settlement.tables import ledger_accounts, ledger_entries, ledger_journals
 
@@ -64,15 +65,18 @@ def _entry(row: Any) -> Entry:
                  row.balance_after, row.sequence, row.reference, row.description, row.post_time)
 
 
-class LedgerQueries(SettlementBase):
+class LedgerQueries(Parties):
     def get_balance(self, name: str, currency: str) -> tuple[str, list[CurrencyBalance], datetime]:
-        (merchant_id, tail) = _balance_name(name)
-        self.scope(merchant_id)
+        owner, tail = _balance_name(name)
+        party = self.parse_party(owner, "name")  # a merchant or one of its split receivers
+        if party is None:
+            raise not_found(name)
         if currency and currency not in CURRENCY_EXPONENTS:
             raise InvalidArgument.field("currency_code", f"unsupported currency {currency!r}")
+        merchant_id = self.party_merchant(party)
         self._merchants().get_merchant(merchant_id)  # NotFound for an unknown merchant
         query = select(ledger_accounts).where(ledger_accounts.c.merchant_id == merchant_id,
-                                              ledger_accounts.c.owner == f"merchants/{merchant_id}",
+                                              ledger_accounts.c.owner == owner,
                                               ledger_accounts.c.kind.in_(list(BALANCE_KINDS)))
         if currency:
             query = query.where(ledger_accounts.c.currency == currency)
@@ -155,7 +159,9 @@ class LedgerQueries(SettlementBase):
 
 
 def _balance_name(name: str) -> tuple[str, str]:
+    """`{owner}/balance` -> (owner, name); the owner a merchant or a split receiver."""
     pieces = name.split("/")
-    if len(pieces) != 3 or pieces[0] != "merchants" or not pieces[1] or pieces[2] != "balance":
+    if pieces[-1] != "balance" or len(pieces) not in (3, 5) or pieces[0] != "merchants" or "" in pieces or \
+            pieces[1] == "-" or (len(pieces) == 5 and pieces[2] != "splitReceivers"):
         raise InvalidArgument.field("name", "must be merchants/{merchant}/balance")
-    return pieces[1], name
+    return name.removesuffix("/balance"), name

@@ -9,7 +9,7 @@ from payhub.settlement.v1 import settlement_pb2_grpc
 from payhub.kernel.errors import Violations
 from payhub.settlement import convert as cv
 from payhub.settlement import split_convert as scv
-from payhub.settlement.base import parse_name
+from payhub.settlement.base import not_found, parse_name
 from payhub.settlement.reconciliation import convert as rc
 from payhub.settlement.service import SettlementService
 from payhub.settlement.settling import parse_date
@@ -70,11 +70,13 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                                               next_page_token=token)
 
     def CreatePayout(self, request: pb.CreatePayoutRequest, context: Ctx) -> pb.CreatePayoutResponse:
-        (merchant_id,) = parse_name(request.parent, "parent", "merchants")
+        party = self._s.parse_party(request.parent, "parent")  # a merchant or one of its split receivers
+        if party is None:
+            raise not_found(request.parent)
         amount = request.payout.amount
-        payout = self._s.create_payout(merchant_id, amount.amount_minor, amount.currency_code,
+        payout = self._s.create_payout(party, amount.amount_minor, amount.currency_code,
                                        request.payout.description, request.request_id)
-        return pb.CreatePayoutResponse(payout=cv.payout_to(payout))
+        return pb.CreatePayoutResponse(payout=cv.payout_to(payout, self._s.party_owner(party)))
 
     def ListPayouts(self, request: pb.ListPayoutsRequest, context: Ctx) -> pb.ListPayoutsResponse:
         rows, token = self._s.list_payouts(request.parent, request.page_size, request.page_token,

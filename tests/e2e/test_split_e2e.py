@@ -138,5 +138,7 @@ def test_split_a_payment_refund_it_and_split_by_instruction(demo: tuple[RunningS
     batches = ledger.ListSettlementBatches(spb.ListSettlementBatchesRequest(parent=b.name), metadata=md)
     assert not batches.settlement_batches
     assert not ledger.ListPayouts(spb.ListPayoutsRequest(parent=b.name), metadata=md).payouts
+    balance = ledger.GetBalance(spb.GetBalanceRequest(name=f"{b.name}/balance"), metadata=md).balance
+    assert [x.pending.amount_minor for x in balance.currency_balances] == [3333 - 1666 + 5000]
     _audit(server)
     channel.close()

@@ -201,6 +201,11 @@ def test_receivers_settle_like_merchants_and_other_merchants_receive(world: Worl
     assert (its.splits_minor, its.net_minor) == (-1000, 1000)
     available = AccountRef(AccountKind.MERCHANT_AVAILABLE, "CNY", owner=a.name, merchant_id=world.merchant)
     assert world.account(available.key) == 1000 and pending_of(world, a) == 0
+    _, balances, _ = world.ledger.get_balance(f"{a.name}/balance", "")
+    assert [(b.pending, b.available) for b in balances] == [(0, 1000)]
+    payout = world.ledger.create_payout(a.id, 400, "CNY", "to Alice", "po-a")  # the receiver's own bank account
+    assert (payout.state, payout.destination_display) == ("SUCCEEDED", "ICBC ****0001")
+    assert world.account(available.key) == 600
     world.audit()
 
 

@@ -1840,7 +1840,9 @@ class GetBalanceRequest(google.protobuf.message.Message):
     NAME_FIELD_NUMBER: builtins.int
     CURRENCY_CODE_FIELD_NUMBER: builtins.int
     name: builtins.str
-    """Resource name, `merchants/{merchant}/balance`. Required."""
+    """Resource name, `merchants/{merchant}/balance`, or a split receiver's,
+    `merchants/{merchant}/splitReceivers/{receiver}/balance`. Required.
+    """
     currency_code: builtins.str
     """Only this currency (ISO 4217); empty for all."""
     def __init__(
@@ -2369,7 +2371,9 @@ class CreatePayoutRequest(google.protobuf.message.Message):
     PAYOUT_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     parent: builtins.str
-    """The merchant, `merchants/{merchant}`. Required."""
+    """The merchant, `merchants/{merchant}`, or one of its split receivers,
+    `merchants/{merchant}/splitReceivers/{receiver}` (paid to the receiver's bank account). Required.
+    """
     request_id: builtins.str
     """Idempotency key (see the service comment). Required."""
     @property

@@ -244,9 +244,9 @@ class SettlementServiceServicer(object):
     """
 
     def GetBalance(self, request, context):
-        """Returns a merchant's balances per currency: pending (captured, not yet settled), available
-        (settled, can be paid out), reserved (held as rolling reserve) and in transit (in payouts not
-        yet completed).
+        """Returns a merchant's (or a split receiver's) balances per currency: pending (captured, not yet
+        settled), available (settled, can be paid out), reserved (held as rolling reserve) and in
+        transit (in payouts not yet completed).
 
         Callers: merchant keys (own merchant, read-only keys included); staff `admin`, `finance`,
         `business`.
@@ -353,7 +353,8 @@ class SettlementServiceServicer(object):
 
     def CreatePayout(self, request, context):
         """Pays out part of a merchant's available balance to its settlement bank account (configured in
-        the merchant center) through a payout-capable channel. The amount moves from available to in
+        the merchant center; a split receiver's: the one it was registered with) through a
+        payout-capable channel. The amount moves from available to in
         transit at once; the payout then goes PENDING -> SUCCEEDED, or -> FAILED, which returns the
         money to available. The payout is risk-evaluated: DENY fails it with `risk_declined`, REVIEW
         keeps it PENDING with `hold_reason` set until reviewed.

@@ -741,9 +741,9 @@ class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _Se
     ], channel: grpc.aio.Channel) -> None: ...
 
     GetBalance: _SettlementServiceGetBalanceType
-    """Returns a merchant's balances per currency: pending (captured, not yet settled), available
-    (settled, can be paid out), reserved (held as rolling reserve) and in transit (in payouts not
-    yet completed).
+    """Returns a merchant's (or a split receiver's) balances per currency: pending (captured, not yet
+    settled), available (settled, can be paid out), reserved (held as rolling reserve) and in
+    transit (in payouts not yet completed).
 
     Callers: merchant keys (own merchant, read-only keys included); staff `admin`, `finance`,
     `business`.
@@ -823,7 +823,8 @@ class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _Se
 
     CreatePayout: _SettlementServiceCreatePayoutType
     """Pays out part of a merchant's available balance to its settlement bank account (configured in
-    the merchant center) through a payout-capable channel. The amount moves from available to in
+    the merchant center; a split receiver's: the one it was registered with) through a
+    payout-capable channel. The amount moves from available to in
     transit at once; the payout then goes PENDING -> SUCCEEDED, or -> FAILED, which returns the
     money to available. The payout is risk-evaluated: DENY fails it with `risk_declined`, REVIEW
     keeps it PENDING with `hold_reason` set until reviewed.
@@ -1174,9 +1175,9 @@ class SettlementServiceServicer(metaclass=abc.ABCMeta):
         request: payhub.settlement.v1.settlement_pb2.GetBalanceRequest,
         context: _ServicerContext,
     ) -> typing.Union[payhub.settlement.v1.settlement_pb2.GetBalanceResponse, collections.abc.Awaitable[payhub.settlement.v1.settlement_pb2.GetBalanceResponse]]:
-        """Returns a merchant's balances per currency: pending (captured, not yet settled), available
-        (settled, can be paid out), reserved (held as rolling reserve) and in transit (in payouts not
-        yet completed).
+        """Returns a merchant's (or a split receiver's) balances per currency: pending (captured, not yet
+        settled), available (settled, can be paid out), reserved (held as rolling reserve) and in
+        transit (in payouts not yet completed).
 
         Callers: merchant keys (own merchant, read-only keys included); staff `admin`, `finance`,
         `business`.
@@ -1301,7 +1302,8 @@ class SettlementServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[payhub.settlement.v1.settlement_pb2.CreatePayoutResponse, collections.abc.Awaitable[payhub.settlement.v1.settlement_pb2.CreatePayoutResponse]]:
         """Pays out part of a merchant's available balance to its settlement bank account (configured in
-        the merchant center) through a payout-capable channel. The amount moves from available to in
+        the merchant center; a split receiver's: the one it was registered with) through a
+        payout-capable channel. The amount moves from available to in
         transit at once; the payout then goes PENDING -> SUCCEEDED, or -> FAILED, which returns the
         money to available. The payout is risk-evaluated: DENY fails it with `risk_declined`, REVIEW
         keeps it PENDING with `hold_reason` set until reviewed.
