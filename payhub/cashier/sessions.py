@@ -33,7 +33,7 @@ from payhub.kernel.db import Database
 from payhub.kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from payhub.kernel.logging import get_logger
 from payhub.kernel.outbox import Event, consume
-from payhub.trade.domain import CONFIRMABLE, Payment, payment_from_snapshot
+from payhub.trade.domain import CONFIRMABLE, Payment
 
 log = get_logger("payhub.cashier")
 
@@ -198,22 +198,32 @@ class CashierBase:
         return sum(1 for s in due if self._expire_if_due(s).state is SessionState.EXPIRED)
 
     def follow_payments(self) -> int:
-        """Job: trade's payment events move the sessions of their payments (so a poll of
-        `session_version` sees a QR code paid at the channel without asking trade)."""
-        def handle(conn: Connection, events: list[Event]) -> None:
-            for event in events:
-                if event.type in _FOLLOWED and event.aggregate_type == "payment":
-                    self._follow(conn, event)
-        return consume(self.db, FOLLOW_CONSUMER, handle)
+        """Job: a payment event is the cue to ask trade about that payment's sessions (so a poll of
+        `session_version` sees a QR code paid at the channel). The payment as trade has it now is
+        applied, never the event's older snapshot, so a late event cannot move a session back."""
+        touched: dict[str, str] = {}
 
-    def _follow(self, conn: Connection, event: Event) -> None:
-        sessions = repo.sessions_of_payment(conn, event.aggregate_id)
+        def handle(_conn: Connection, events: list[Event]) -> None:
+            for event in events:
+                if event.type in _FOLLOWED and event.aggregate_type == "payment" and event.merchant_id:
+                    touched[event.aggregate_id] = event.merchant_id
+        handled = consume(self.db, FOLLOW_CONSUMER, handle)
+        for payment_id, merchant_id in touched.items():
+            self._refresh(merchant_id, payment_id)
+        return handled
+
+    def _refresh(self, merchant_id: str, payment_id: str) -> None:
+        with self.db.read() as conn:
+            sessions = [s for s in repo.sessions_of_payment(conn, payment_id) if s.state is not SessionState.SUCCEEDED]
         if not sessions:
             return
-        payment = payment_from_snapshot(event.payload)
+        try:
+            payment = self._trade().get_payment(merchant_id, payment_id)
+        except Exception:
+            log.warning("payment unreadable; its sessions follow on their next read", payment=payment_id)
+            return
         for session in sessions:
-            current = repo.get_session(conn, session.id) or session  # an earlier event may have moved it
-            self._apply_payment(current, payment, conn=conn)
+            self._apply_payment(session, payment)
 
     # -- create / get ---------------------------------------------------------------------------
     def create_session(self, draft: SessionDraft, request_id: str) -> CheckoutSession:

@@ -111,6 +111,10 @@ def test_the_follow_job_moves_sessions_from_payment_events(ctx: AppContext, cash
     s = session(cashier, trade, merchant, "H5")
     redirect = cashier.submit(s.id, Submission("WECHAT_PAY"), new_id("req"))
     assert isinstance(redirect.step, RedirectStep) and redirect.step.method == "GET"
+    before = cashier.session_version(s.id)
+    sequence_all(ctx.db)
+    cashier.follow_payments()  # the payment's earlier events (processing, requires_action) change nothing
+    assert cashier.session_version(s.id) == before
     approve_at_sandbox(ctx, redirect.step.url.rsplit("/", 1)[1])
     sequence_all(ctx.db)
     cashier.follow_payments()
