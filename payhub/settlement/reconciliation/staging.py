@@ -63,6 +63,8 @@ def stage(conn: Connection, statement_id: str, lines: Iterable[StatementLine], p
     staged = Staged()
     if postgres:
         _copy(conn, statement_id, lines, staged)
+        # Fresh statistics, or the planner takes a freshly filled table for empty and joins it row by row.
+        conn.exec_driver_sql("ANALYZE recon_lines")
         return staged
     batch: list[dict[str, Any]] = []
     for line in lines:
