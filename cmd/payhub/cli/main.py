@@ -52,6 +52,14 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     return audit(load_settings(), start, end)
 
 
+def _reconcile_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from payhub.cli.reconcile import import_file
+    return import_file(load_settings(), args.channel, args.date, Path(args.file), args.merchant, args.account,
+                       args.format)
+
+
 def _config_doc(_args: argparse.Namespace) -> int:
     print(settings_table())
     return 0
@@ -93,6 +101,18 @@ def parser() -> argparse.ArgumentParser:
     ledger_audit.add_argument("--start", help="only payments/refunds that succeeded at or after (ISO 8601 with zone)")
     ledger_audit.add_argument("--end", help="only payments/refunds that succeeded before (ISO 8601 with zone)")
     ledger_audit.set_defaults(func=_ledger_audit)
+
+    reconcile = sub.add_parser("reconcile", help="reconciliation with channel statements").add_subparsers(
+        dest="reconcile_command", required=True)
+    rec_import = reconcile.add_parser("import", help="import and reconcile a statement file (any size)")
+    rec_import.add_argument("--channel", required=True, help="alipay, wechatpay, unionpay or sandbox")
+    rec_import.add_argument("--date", required=True, help="the statement's business day, YYYY-MM-DD")
+    rec_import.add_argument("--file", required=True, help="the file as the channel delivers it")
+    rec_import.add_argument("--merchant", default="", help="the merchant id whose channel account it is")
+    rec_import.add_argument("--account", default="", help="the channel account (default: the merchant id)")
+    rec_import.add_argument("--format", default="", help="ALIPAY_TRADE_BILL, WECHATPAY_TRADE_BILL, UNIONPAY_FILE, "
+                                                         "PAYHUB_CSV (default: the channel's own)")
+    rec_import.set_defaults(func=_reconcile_import)
 
     sub.add_parser("config-doc", help="print the settings table").set_defaults(func=_config_doc)
     return root
