@@ -11,6 +11,7 @@ from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 from payhub.settlement.client import LocalSettlementClient
 from payhub.settlement.reconciliation import job as statements
+from payhub.settlement.reconciliation.book import keep_book
 from payhub.settlement.service import SettlementService
 from payhub.settlement.servicer import SettlementServicer
 
@@ -19,6 +20,7 @@ POSTER_BATCH = 500
 POSTER_MAX_BATCHES_PER_TICK = 20
 PAYOUT_INTERVAL = 5.0
 SCHEDULE_INTERVAL = 60.0
+BOOK_INTERVAL = 1.0
 
 
 class SettlementComponent:
@@ -47,6 +49,7 @@ class SettlementComponent:
             Job("ledger-poster", POSTER_INTERVAL, self.post_ledger),
             Job("payouts", PAYOUT_INTERVAL, self.service.process_payouts),
             Job("settlement-schedule", SCHEDULE_INTERVAL, self.service.scheduled_run),
+            Job("reconciliation-book", BOOK_INTERVAL, lambda: keep_book(self.service.db, self.service.cost_of)),
             Job("statement-fetch", statements.FETCH_INTERVAL, lambda: statements.fetch_due(self.service)),
         ]
 

@@ -57,9 +57,13 @@ def _pay(trade: trade_pb2_grpc.TradeServiceStub, merchant: str, md: tuple[tuple[
 
 def _posted(ledger: settlement_pb2_grpc.SettlementServiceStub, admin: tuple[tuple[str, str], ...],
             count: int) -> None:
-    """Wait until the server's background jobs have sequenced and posted `count` payments."""
+    """Wait until the server's background jobs have sequenced and posted `count` payments (the
+    sequencer and the consumers run a moment after the payment)."""
     deadline = time.monotonic() + 60
-    while ledger.AuditLedger(spb.AuditLedgerRequest(), metadata=admin).payments_checked < count:
+    while True:
+        report = ledger.AuditLedger(spb.AuditLedgerRequest(), metadata=admin)
+        if report.payments_checked >= count and report.in_flight_count == 0:
+            return
         assert time.monotonic() < deadline, "the payments were never posted"
         time.sleep(0.3)
 

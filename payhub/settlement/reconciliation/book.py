@@ -9,15 +9,17 @@ event never undoes a success, and a late success (paid after close) replaces a f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, func, select, tuple_, update
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database
-from payhub.kernel.outbox import Event, consume
+from payhub.kernel.errors import Unavailable
+from payhub.kernel.outbox import Event, consume, outbox_cursors, outbox_events
 from payhub.settlement.reconciliation.lines import PAYMENT, REFUND
 from payhub.settlement.reconciliation.tables import recon_book
 
@@ -110,9 +112,24 @@ def keep_book(db: Database, cost_of: CostOf, limit: int = 500) -> int:
     return consume(db, CONSUMER, handle, limit=limit)
 
 
-def catch_up(db: Database, cost_of: CostOf) -> int:
-    """Everything sequenced so far (before a reconciliation run)."""
-    total = 0
-    while (n := keep_book(db, cost_of)) > 0:
+def _behind(db: Database) -> bool:
+    with db.read() as conn:
+        cursor = conn.execute(select(outbox_cursors.c.position).where(outbox_cursors.c.consumer == CONSUMER)).scalar()
+        head = conn.execute(select(func.max(outbox_events.c.position))).scalar()
+    return (head or 0) > (cursor or 0)
+
+
+def catch_up(db: Database, cost_of: CostOf, timeout: float = 30.0) -> int:
+    """Everything sequenced so far (before a reconciliation run). When another replica or the
+    background job holds the cursor, wait for it rather than match against a stale book."""
+    total, deadline = 0, time.monotonic() + timeout
+    while True:
+        n = keep_book(db, cost_of)
         total += n
-    return total
+        if n == 0:
+            if not _behind(db):
+                return total
+            if time.monotonic() > deadline:
+                raise Unavailable("payhub's record of channel transactions is behind; try again shortly",
+                                  reason="RECONCILIATION_BOOK_BEHIND")
+            time.sleep(0.05)
