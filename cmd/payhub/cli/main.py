@@ -38,6 +38,12 @@ def _demo_seed(_args: argparse.Namespace) -> int:
     return seed(load_settings())
 
 
+def _demo_checkout(args: argparse.Namespace) -> int:
+    from payhub.cli.demo_checkout import checkout
+    return checkout(load_settings(), amount_minor=args.amount, currency=args.currency, client_type=args.client_type,
+                    locale=args.locale, return_url=args.return_url)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from payhub.cli.simulate import run_simulator
     return run_simulator(args.channel, args.simulator_args)
@@ -86,6 +92,14 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
     demo.add_parser("seed", help="create the demo merchant and print its credentials").set_defaults(func=_demo_seed)
+    checkout = demo.add_parser("checkout", help="a demo payment and the URL of its hosted checkout page")
+    checkout.add_argument("--amount", type=int, default=1234, help="minor units (default 1234: CNY 12.34)")
+    checkout.add_argument("--currency", default="CNY")
+    checkout.add_argument("--client-type", choices=("PC", "H5"), default="PC")
+    checkout.add_argument("--locale", choices=("zh-CN", "en"), default="zh-CN")
+    checkout.add_argument("--return-url", default="https://example.com/orders/{order}",
+                          help="where the page sends the consumer after paying ({order}: the order number)")
+    checkout.set_defaults(func=_demo_checkout)
 
     simulate = sub.add_parser(
         "simulate", help="run a channel's local protocol simulator (e.g. `payhub simulate alipay --help`)",

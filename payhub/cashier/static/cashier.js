@@ -66,7 +66,7 @@
     if (kind === "succeeded") {
       hideCountdown();
       var back = body.getAttribute("data-return-url");
-      if (back) { window.setTimeout(function () { window.location.assign(back); }, 1500); }
+      if (back) { window.setTimeout(function () { window.location.assign(back); }, 2000); }
       return;
     }
     if (kind === "failed" || kind === "expired") { hideCountdown(); return; }
@@ -105,6 +105,17 @@
     var button = event.target.querySelector("button[type=submit]");
     if (button) { window.setTimeout(function () { button.disabled = true; }, 0); }
   });
+
+  // A logo payhub could not fetch answers 404: show the merchant's initial instead.
+  function logoFailed() {
+    var logo = document.getElementById("logo"), monogram = document.getElementById("monogram");
+    if (logo && monogram) { logo.hidden = true; monogram.hidden = false; }
+  }
+  var logo = document.getElementById("logo");
+  if (logo) {
+    logo.addEventListener("error", logoFailed);
+    if (logo.complete && logo.naturalWidth === 0) { logoFailed(); }
+  }
 
   if (window.location.search.indexOf("notice=") >= 0 && window.history.replaceState) {
     window.history.replaceState(null, "", window.location.pathname);  // a reload shows no stale notice
