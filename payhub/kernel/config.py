@@ -54,7 +54,9 @@ class Settings:
     channel_connect_seconds: float = _setting(3.0, "HTTP channel adapters (wechatpay, ...): seconds to connect "
                                                    "to a channel; a connection never made is safe to fail over.")
     channel_timeout_seconds: float = _setting(10.0, "HTTP channel adapters: seconds one call to a channel may take "
-                                                    "in all; past it the outcome is UNKNOWN and re-queried.")
+                                                    "in all (never longer than what is left of the deadline of "
+                                                    "the call that caused it); past it the outcome is UNKNOWN "
+                                                    "and re-queried.")
     admin_token: str = _setting("", "Bootstrap admin bearer token (role admin). Empty: no bootstrap token.")
     internal_token: str = _setting("", "Bearer token services use to call each other when run apart.")
     encryption_keys: str = _setting("", "Key ring for secrets at rest: `kid:base64(32 bytes)` entries "
@@ -71,6 +73,11 @@ class Settings:
                                                   "is created) before the re-query job may ask the channel "
                                                   "about it: the request that sent it answers first; after a "
                                                   "crash, the job finds it then.")
+    requery_schedule: str = _setting("", "When unknown payments and pending refunds are queried again: "
+                                         "comma-separated steps `<n><unit>[*count]` (unit s, m, h or d); "
+                                         "when they are used up, `payment.stuck` / `refund.stuck` goes out "
+                                         "and queries go on daily. Empty: `5s,15s,1m*10,10m*5,1h*23`. Short "
+                                         "ones are for tests, e.g. `1s*3`.")
     risk_config_poll_seconds: float = _setting(1.0, "How often each replica checks whether risk rules or the "
                                                     "block list changed (a change reaches every replica within "
                                                     "this, without a restart).")

@@ -19,7 +19,14 @@ from payhub.kernel.errors import FailedPrecondition, NotFound
 from payhub.kernel.logging import get_logger
 from payhub.kernel.outbox import event_values, record_event
 from payhub.trade import repository as repo
-from payhub.trade.domain import Payment, Refund, attempt_snapshot, payment_from_snapshot, refund_from_snapshot
+from payhub.trade.domain import (
+    DEFAULT_REQUERY,
+    Payment,
+    Refund,
+    attempt_snapshot,
+    payment_from_snapshot,
+    refund_from_snapshot,
+)
 from payhub.trade.vault import CardVault
 
 log = get_logger("payhub.trade")
@@ -89,6 +96,7 @@ class TradeBase:
                  channels: Callable[[], Any]) -> None:
         self.db = db
         self.first_query_grace = FIRST_QUERY_GRACE
+        self.requery_schedule = DEFAULT_REQUERY  # PAYHUB_REQUERY_SCHEDULE
         self.vault = CardVault(keyring)
         self._merchants = merchants
         self._channels = channels

@@ -13,6 +13,7 @@ from payhub.kernel.logging import get_logger
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 from payhub.trade.client import LocalTradeClient
+from payhub.trade.domain import parse_requery_schedule
 from payhub.trade.service import TradeService
 from payhub.trade.servicer import TradeServicer, add_to_server
 
@@ -33,6 +34,7 @@ class TradeComponent:
         self.service = TradeService(ctx.db, ctx.keyring, lambda: ctx.client("merchant"),
                                     lambda: ctx.client("channel"))
         self.service.first_query_grace = timedelta(seconds=ctx.settings.requery_grace_seconds)
+        self.service.requery_schedule = parse_requery_schedule(ctx.settings.requery_schedule)
         # Every payment and refund is evaluated by risk before a channel is called (payhub.trade.risk_step).
         # A process that neither serves risk nor knows its address runs without it (logged at start).
         self._with_risk = "risk" in ctx.served or bool(ctx.settings.address_of("risk"))

@@ -30,6 +30,7 @@ AUTHORIZATION_TTL = timedelta(days=7)
 REQUERY_BACKOFF = ((timedelta(seconds=5), timedelta(seconds=15)) + (timedelta(minutes=1),) * 10
                    + (timedelta(minutes=10),) * 5 + (timedelta(hours=1),) * 23)
 REQUERY_STEADY = timedelta(days=1)
+# (PAYHUB_REQUERY_SCHEDULE replaces the steps, e.g. for tests: RequerySchedule, parse_requery_schedule.)
 STUCK_AFTER_QUERIES = len(REQUERY_BACKOFF)
 # An operation (capture, void, close) in flight at a channel holds the payment this long at most.
 OPERATION_LEASE = timedelta(seconds=60)
@@ -237,14 +238,55 @@ def payment_name(merchant_id: str, payment_id: str) -> str:
     return f"merchants/{merchant_id}/payments/{payment_id}"
 
 
+@dataclass(frozen=True)
+class RequerySchedule:
+    """When unknown outcomes are queried again: `backoff` step by step, then every `steady`; the
+    alert goes out when the backoff is used up."""
+
+    backoff: tuple[timedelta, ...] = REQUERY_BACKOFF
+    steady: timedelta = REQUERY_STEADY
+
+    def delay(self, query_count: int) -> timedelta:
+        """How long to wait before the next query of an unknown outcome, after `query_count` queries."""
+        return self.backoff[query_count] if query_count < len(self.backoff) else self.steady
+
+    def stuck_now(self, query_count: int, queried: bool) -> bool:
+        """True exactly once: when the query that used up the schedule still left it unknown."""
+        return queried and query_count == len(self.backoff)
+
+
+DEFAULT_REQUERY = RequerySchedule()
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_requery_schedule(text: str) -> RequerySchedule:
+    """A schedule from its setting (PAYHUB_REQUERY_SCHEDULE): comma-separated steps `<n><s|m|h|d>`,
+    each optionally repeated `*count`, e.g. `5s,15s,1m*10,10m*5,1h*23` (the default). Empty: the
+    default. Queries after the steps go on daily. Raises ValueError naming the bad step."""
+    if not text.strip():
+        return DEFAULT_REQUERY
+    steps: list[timedelta] = []
+    for raw in text.split(","):
+        step, _, repeat = raw.strip().partition("*")
+        unit = _UNITS.get(step[-1:])
+        try:
+            value, count = float(step[:-1]), int(repeat) if repeat else 1
+        except ValueError:
+            value, count = -1.0, 0
+        if unit is None or not 0 < value * unit <= 86400 or not 1 <= count <= 1000:
+            raise ValueError(f"re-query step {raw.strip()!r}: expected <n><s|m|h|d>[*count], e.g. 10m*5")
+        steps += [timedelta(seconds=value * unit)] * count
+    return RequerySchedule(tuple(steps))
+
+
 def requery_delay(query_count: int) -> timedelta:
-    """How long to wait before the next query of an unknown outcome, after `query_count` queries."""
-    return REQUERY_BACKOFF[query_count] if query_count < len(REQUERY_BACKOFF) else REQUERY_STEADY
+    """The default schedule's delay after `query_count` queries."""
+    return DEFAULT_REQUERY.delay(query_count)
 
 
 def stuck_now(query_count: int, queried: bool) -> bool:
-    """True exactly once: when the query that used up the re-query schedule still left it unknown."""
-    return queried and query_count == STUCK_AFTER_QUERIES
+    """The default schedule's alert moment."""
+    return DEFAULT_REQUERY.stuck_now(query_count, queried)
 
 
 # -- cards -----------------------------------------------------------------------------------------

@@ -28,8 +28,6 @@ from payhub.trade.domain import (
     PaymentState,
     Refund,
     RefundState,
-    requery_delay,
-    stuck_now,
 )
 from payhub.trade.tables import payments, refunds
 
@@ -116,7 +114,7 @@ class OutcomeRecorder(TradeBase):
         elif outcome is Outcome.REQUIRES_ACTION and result.next_action is not None:
             action = {"kind": result.next_action.kind.value, "data": dict(result.next_action.data)}
             self._cas_attempt(conn, attempt, AttemptState.REQUIRES_ACTION,
-                              base | {"next_query_time": now + requery_delay(count)})
+                              base | {"next_query_time": now + self.requery_schedule.delay(count)})
             if live:
                 changed = payment.state is not PaymentState.REQUIRES_ACTION or payment.next_action != action
                 payment.state = PaymentState.REQUIRES_ACTION
@@ -124,10 +122,11 @@ class OutcomeRecorder(TradeBase):
                 if changed:
                     self._event(conn, "payment.requires_action", self._set(payment, channel, now, action))
         else:  # PENDING / UNKNOWN: keep waiting, re-query on the back-off schedule
-            self._cas_attempt(conn, attempt, attempt.state, base | {"next_query_time": now + requery_delay(count)})
+            self._cas_attempt(conn, attempt, attempt.state,
+                              base | {"next_query_time": now + self.requery_schedule.delay(count)})
             if live and (payment.channel != channel):
                 self._cas_live(conn, payment, attempt, {}, now)
-            if stuck_now(count, queried):
+            if self.requery_schedule.stuck_now(count, queried):
                 self._stuck(conn, "payment.stuck", payment, result, count,
                             {"attempt_id": attempt.id, "attempt_channel": channel})
         return [], payment
@@ -265,8 +264,8 @@ class OutcomeRecorder(TradeBase):
                                      update_time=now))
         else:
             count = refunds_query_count(conn, refund_id) + (1 if queried else 0)
-            values |= {"next_query_time": now + requery_delay(count), "query_count": count}
-            if stuck_now(count, queried):
+            values |= {"next_query_time": now + self.requery_schedule.delay(count), "query_count": count}
+            if self.requery_schedule.stuck_now(count, queried):
                 self._stuck(conn, "refund.stuck", refund, result, count, {})
             if refund.state is RefundState.PENDING:
                 repo.cas_refund(conn, refund_id, (RefundState.PENDING,), values)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from payhub.trade.domain import (
+    DEFAULT_REQUERY,
     STUCK_AFTER_QUERIES,
     CaptureMethod,
     Failure,
@@ -15,6 +18,7 @@ from payhub.trade.domain import (
     card_brand,
     card_expired,
     luhn_ok,
+    parse_requery_schedule,
     payment_from_snapshot,
     requery_delay,
     stuck_now,
@@ -48,6 +52,18 @@ def test_requery_schedule_minutes_for_ten_minutes_then_ten_minutes_for_an_hour_t
     assert delays[STUCK_AFTER_QUERIES:] == [timedelta(days=1)] * 2
     assert [n for n in range(100) if stuck_now(n, queried=True)] == [STUCK_AFTER_QUERIES]
     assert not stuck_now(STUCK_AFTER_QUERIES, queried=False)
+
+
+def test_the_requery_schedule_setting_spells_the_default_and_shorter_ones_for_tests() -> None:
+    assert parse_requery_schedule("") is DEFAULT_REQUERY
+    assert parse_requery_schedule("5s, 15s, 1m*10, 10m*5, 1h*23") == DEFAULT_REQUERY
+    short = parse_requery_schedule("1s*2,0.5s")
+    assert [short.delay(i) for i in range(4)] == [timedelta(seconds=1)] * 2 + [timedelta(seconds=0.5),
+                                                                                timedelta(days=1)]
+    assert [n for n in range(10) if short.stuck_now(n, queried=True)] == [3]
+    for bad in ("5", "5x", "-1s", "1s*0", "1s*x", "2d", ","):
+        with pytest.raises(ValueError, match="re-query step"):
+            parse_requery_schedule(bad)
 
 
 def test_snapshot_round_trips_and_never_holds_a_card_number() -> None:
