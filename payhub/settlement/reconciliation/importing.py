@@ -66,12 +66,21 @@ class StatementImports(SettlementBase):
         if stored is not None:
             return self.get_statement(f"statements/{stored.decode()}")
         if not content:
-            content = self._channels().fetch_statement(channel, src.merchant_id, src.day)
+            content = self.fetch_from_channel(channel, src.merchant_id, src.day)
             if not content:
                 raise FailedPrecondition(f"{channel} has no statement for {statement_date} (yet)",
                                          reason="STATEMENT_NOT_READY", metadata={"date": statement_date})
         row = self.import_stream(src, io.BytesIO(content), request=(scope, request_id, fp))
         return row
+
+    def fetch_from_channel(self, channel: str, merchant_id: str, day: date) -> bytes:
+        """The statement file through the channel adapter (the router in this process only: the
+        channel RPCs have no statement download yet)."""
+        fetch = getattr(self._channels(), "fetch_statement", None)
+        if fetch is None:
+            raise FailedPrecondition("statements are fetched through the channel router of this process; with "
+                                     "the router elsewhere, upload the file", reason="STATEMENT_FETCH_UNAVAILABLE")
+        return bytes(fetch(channel, merchant_id, day))
 
     def _source(self, v: Violations, channel: str, account: str, statement_date: str, fmt: str, merchant: str,
                 has_content: bool) -> StatementSource:

@@ -9,7 +9,7 @@ import io
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import distinct, select
+from sqlalchemy import delete, distinct, select
 
 from payhub.kernel import clock
 from payhub.kernel.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -17,10 +17,19 @@ from payhub.settlement.base import log
 from payhub.settlement.reconciliation.importing import CHANNEL_FETCH, StatementSource
 from payhub.settlement.reconciliation.lines import BEIJING, DAY_ZONES
 from payhub.settlement.reconciliation.parsing import NATIVE_FORMATS
-from payhub.settlement.reconciliation.tables import recon_book
+from payhub.settlement.reconciliation.tables import recon_book, recon_lines, recon_statements
 
 PUBLISHED_AFTER = time(10, 30)   # Beijing; channels publish day D's statement around 10:00 on D+1
 FETCH_INTERVAL = 300.0
+LINES_KEPT_DAYS = 7   # staged lines are needed for the next day's run (carry-over); kept a week for queries
+
+
+def purge_lines(service: Any, before: date) -> int:
+    """Drop the staged lines of statements dated before `before` (the statements themselves and their
+    discrepancies stay)."""
+    with service.db.begin() as conn:
+        old = select(recon_statements.c.id).where(recon_statements.c.statement_date < before.isoformat())
+        return int(conn.execute(delete(recon_lines).where(recon_lines.c.statement_id.in_(old))).rowcount or 0)
 
 
 def accounts_with_traffic(service: Any, day: date) -> list[tuple[str, str]]:
@@ -42,6 +51,7 @@ def fetch_due(service: Any, now: datetime | None = None) -> int:
     if local.time() < PUBLISHED_AFTER:
         return 0
     day = local.date() - timedelta(days=1)
+    purge_lines(service, day - timedelta(days=LINES_KEPT_DAYS))
     service.catch_up_book()
     imported = 0
     for channel, merchant_id in accounts_with_traffic(service, day):
@@ -49,7 +59,7 @@ def fetch_due(service: Any, now: datetime | None = None) -> int:
         if service._current(src) is not None:
             continue
         try:
-            content = service._channels().fetch_statement(channel, merchant_id, day)
+            content = service.fetch_from_channel(channel, merchant_id, day)
             if not content:
                 continue  # WeChat Pay: no statement for the day (yet)
             service.import_stream(src, io.BytesIO(content))

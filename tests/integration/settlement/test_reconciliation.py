@@ -165,3 +165,18 @@ def resolve_each(world: World, day: date, failed: Payment) -> None:
         world.ledger.resolve_discrepancy(by_kind["AMOUNT_MISMATCH"], "ACCEPT", "again", new_id("r"))
     assert kinds(world, day) == {}
     world.audit()
+
+
+def test_the_daily_job_fetches_yesterdays_statement_once_it_is_published(world: World) -> None:
+    from payhub.settlement.reconciliation.job import fetch_due
+    t = Clock(datetime(2026, 11, 20, 8, tzinfo=UTC))
+    world.refund(world.pay(1500), 500)
+    world.post()
+    t.at(DAY + timedelta(days=1), 2)  # 10:00 Beijing: not published yet
+    assert fetch_due(world.ledger) == 0
+    t.at(DAY + timedelta(days=1), 3)  # 11:00 Beijing
+    assert fetch_due(world.ledger) == 1
+    assert fetch_due(world.ledger) == 0, "a day already imported is not fetched again"
+    [row], _ = world.ledger.list_statements(10, "", "sandbox", "", "", "")
+    assert (row["statement_date"], row["line_count"], row["discrepancy_count"], row["source"]) == (
+        DAY.isoformat(), 2, 0, "CHANNEL_FETCH")
