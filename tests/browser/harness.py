@@ -98,7 +98,7 @@ class Browser:
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
-    def wait_for(self, css: str, timeout: float = 30) -> WebElement:
+    def wait_for(self, css: str, timeout: float = 45) -> WebElement:
         """The first visible element matching `css`, once there is one."""
         def visible(driver: Any) -> WebElement | bool:
             for element in driver.find_elements(By.CSS_SELECTOR, css):
@@ -114,7 +114,7 @@ class Browser:
         assert isinstance(found, WebElement)
         return found
 
-    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 45) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:

@@ -52,7 +52,11 @@
     // Once per step: coming back from the channel's page must not send the consumer there again.
     var key = "payhub.redirected." + el.getAttribute("data-autosubmit");
     try {
-      if (window.sessionStorage.getItem(key)) { return; }
+      if (window.sessionStorage.getItem(key)) {  // back from the channel: wait for its outcome
+        var going = document.getElementById("redirect-going"), back = document.getElementById("redirect-back");
+        if (going && back) { going.hidden = true; back.hidden = false; }
+        return;
+      }
       window.sessionStorage.setItem(key, "1");
     } catch (e) { /* storage off: submit anyway */ }
     if (el.tagName === "FORM") { el.submit(); } else { window.location.assign(el.getAttribute("href")); }

@@ -14,7 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from payhub.cashier.domain import OtpStep, SessionState
+from payhub.cashier.domain import OtpStep, RedirectStep, SessionState
 from payhub.cashier.http import page_routes
 from payhub.cashier.page_csrf import COOKIE
 from payhub.cashier.page_logo import LogoFetcher
@@ -152,6 +152,20 @@ def test_a_qr_step_is_drawn_by_payhub_and_polling_sees_the_change(browser: httpx
     done = browser.get(f"{PAGE}/state", params={"v": str(polled["version"]), "k": "qr"}).json()
     assert done["kind"] == "succeeded" and "Payment successful" in done["panel"]
     assert browser.get(f"{PAGE}/qr.svg").status_code == 404, "no QR code once the session ended"
+
+
+def test_a_post_redirect_step_is_an_auto_submitted_form_the_csp_lets_through(browser: httpx.Client,
+                                                                           fake: FakeCashier) -> None:
+    fake.set(state=SessionState.AWAITING_ACTION, next_step=RedirectStep(
+        "https://openapi.alipay.com/gateway.do?charset=utf-8", "POST", {"biz_content": '{"a":"<b>"}', "sign": "x"}))
+    answer = browser.get(PAGE)
+    page = answer.text
+    assert 'id="redirect-form" method="post" action="https://openapi.alipay.com/gateway.do?charset=utf-8"' in page
+    assert 'name="biz_content" value="{&#34;a&#34;:&#34;&lt;b&gt;&#34;}"' in page and "data-autosubmit" in page
+    assert "form-action 'self' https://openapi.alipay.com;" in answer.headers["content-security-policy"]
+    fake.set(next_step=RedirectStep("javascript:alert(1)"))
+    page = browser.get(PAGE).text
+    assert "javascript:" not in page and 'id="wait"' in page
 
 
 def test_the_otp_step_posts_the_code(browser: httpx.Client, fake: FakeCashier) -> None:
