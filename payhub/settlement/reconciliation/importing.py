@@ -108,6 +108,9 @@ class StatementImports(SettlementBase):
         statement_id, now = new_id("stm"), clock.now()
         try:
             with self.db.begin() as conn:
+                earlier = self._lock_day(conn, src, sha)
+                if earlier is not None:  # another replica imported the same file while we waited
+                    return earlier
                 row = self._reconcile(conn, statement_id, src, stream, sha, now)
                 if request is not None:
                     idempotency.save(conn, request[0], request[1], request[2], statement_id.encode())
@@ -116,6 +119,19 @@ class StatementImports(SettlementBase):
         log.info("statement reconciled", statement=statement_id, channel=src.channel, date=src.day.isoformat(),
                  lines=row["line_count"], discrepancies=row["discrepancy_count"])
         return row
+
+    def _lock_day(self, conn: Connection, src: StatementSource, sha: str) -> dict[str, Any] | None:
+        """One import per channel account and day at a time (the job runs in every replica): on
+        PostgreSQL a transaction-scoped advisory lock (SQLite has one writer anyway). Returns the
+        statement of the same file if one was committed meanwhile."""
+        if self.db.is_postgres:
+            key = f"recon|{src.channel}|{src.account}|{src.day.isoformat()}"
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+        s = recon_statements.c
+        found = conn.execute(select(recon_statements).where(
+            s.channel == src.channel, s.channel_account == src.account, s.statement_date == src.day.isoformat(),
+            s.state != SUPERSEDED, s.content_sha256 == sha)).first()
+        return dict(found._mapping) if found else None
 
     def _current(self, src: StatementSource, sha: str | None = None) -> dict[str, Any] | None:
         s = recon_statements.c

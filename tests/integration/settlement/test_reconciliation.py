@@ -180,3 +180,17 @@ def test_the_daily_job_fetches_yesterdays_statement_once_it_is_published(world: 
     [row], _ = world.ledger.list_statements(10, "", "sandbox", "", "", "")
     assert (row["statement_date"], row["line_count"], row["discrepancy_count"], row["source"]) == (
         DAY.isoformat(), 2, 0, "CHANNEL_FETCH")
+
+
+def test_a_channel_line_just_before_midnight_waits_a_day_before_it_counts(world: World) -> None:
+    t = Clock(datetime(2026, 11, 20, 8, tzinfo=UTC))
+    world.pay(1000)
+    t.at(DAY + timedelta(days=1), 10)
+    own = statement(world, DAY)
+    stranger = new_id("att")
+    first = import_(world, DAY, own + f"PAYMENT,ch-9,{stranger},,500,CNY,{DAY}T23:58:00+00:00\n")
+    assert (first["matched_count"], first["carried_over_count"], first["discrepancy_count"]) == (1, 1, 0)
+    t.at(DAY + timedelta(days=2), 10)
+    second = import_(world, DAY + timedelta(days=1), own.splitlines()[0] + "\n")  # payhub never heard of it
+    assert (second["discrepancy_count"], kinds(world, DAY + timedelta(days=1))) == (1, {"CHANNEL_ONLY": stranger})
+    assert kinds(world, DAY) == {}

@@ -34,3 +34,28 @@ def test_generated_statement_yields_exactly_the_seeded_differences(db: Database)
     assert again["id"] == row["id"]
     with db.read() as conn:
         assert conn.execute(select(func.count()).select_from(recon_discrepancies)).scalar() == 4
+
+
+def test_two_replicas_importing_the_same_day_at_once_make_one_statement(pg_db: Database) -> None:
+    import threading
+    service = SettlementService(pg_db, Settings(channel_costs="wechatpay=0.6%"), lambda: None, lambda: None,
+                                lambda: None)
+    out = io.BytesIO()
+    generate.write_bill(out, DAY, LINES)
+    _load_book(pg_db, generate.book_rows(DAY, LINES))
+    src = StatementSource(generate.CHANNEL, "1900000001", generate.MERCHANT, DAY, "WECHATPAY_TRADE_BILL", UPLOAD)
+    names: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait()
+        names.append(service.import_stream(src, io.BytesIO(out.getvalue()))["id"])
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(names) == 2 and names[0] == names[1]
+    with pg_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(recon_discrepancies)).scalar() == 4
