@@ -41,6 +41,7 @@ from payhub.settlement.domain import (
 )
 from payhub.settlement.payouts import PayoutService
 from payhub.settlement.repository import InsufficientFunds
+from payhub.settlement.split_returns import recover_receivable
 from payhub.settlement.tables import settlement_batches, settlement_queue, settlement_runs
 
 ITEM_FIELDS = {"PAYMENT": "gross", "REFUND": "refunds", "ADJUSTMENT": "adjustments", "SPLIT": "splits",
@@ -178,6 +179,7 @@ class Settling(PayoutService):
             self._hold_reserve(conn, merchant_id, currency, batch_id, held, day, policy, now)
         if sales_net + released - held != totals.net:
             raise AssertionError("batch net differs from the sum of its items")
+        reference = f"{self.party_owner(merchant_id)}/settlementBatches/{batch_id}"
         pending = self.party_account(AccountKind.MERCHANT_PENDING, merchant_id, currency)
         available = self.party_account(AccountKind.MERCHANT_AVAILABLE, merchant_id, currency)
         reserve = self.party_account(AccountKind.MERCHANT_RESERVE, merchant_id, currency)
@@ -185,12 +187,14 @@ class Settling(PayoutService):
                  + transfer(reserve, available, released))
         if lines:
             repo.post_journal(conn, JournalDraft(
-                JournalKind.SETTLEMENT, f"merchants/{merchant_id}/settlementBatches/{batch_id}",
-                f"settlement:{merchant_id}:{currency}:{day.isoformat()}",
-                f"settlement of {day.isoformat()}: {len(items)} items", tuple(lines), merchant_id, now),
-                now, journal_id)
+                JournalKind.SETTLEMENT, reference, f"settlement:{merchant_id}:{currency}:{day.isoformat()}",
+                f"settlement of {day.isoformat()}: {len(items)} items", tuple(lines), self.party_merchant(merchant_id),
+                now), now, journal_id)
         else:
             conn.execute(update(settlement_batches).where(settlement_batches.c.id == batch_id).values(journal_id=""))
+        # A split receiver (or merchant) that owes split money refunded after its payout pays it back first.
+        recover_receivable(conn, self.party_account, merchant_id, currency, reference, f"split-recovery:{batch_id}",
+                           self.party_merchant(merchant_id), now)
         payout_id = self._automatic_payout(conn, merchant_id, currency, batch_id, policy)
         return 1, payout_id
 

@@ -161,6 +161,24 @@ def _item(journal_id: str, party: str, f: RefundFacts, amount: int, net: int, ev
             "net_minor": net, "event_time": event_time, "batch_id": None}
 
 
+def recover_receivable(conn: Connection, ref: Callable[[AccountKind, str, str], AccountRef], party: str,
+                       currency: str, reference: str, source: str, merchant_id: str, now: datetime) -> int:
+    """After a settlement gave a party money: what it owes from earlier split returns comes back out
+    of its available balance (as far as that goes). Returns the amount recovered."""
+    receivable = ref(AccountKind.SPLIT_RECEIVABLE, party, currency)
+    owed = repo.account_by_ref(conn, receivable)
+    if owed is None or owed.balance <= 0:
+        return 0
+    available = ref(AccountKind.MERCHANT_AVAILABLE, party, currency)
+    amount = min(owed.balance, batch_balance(conn, available, 0))
+    if amount <= 0:
+        return 0
+    repo.post_journal(conn, JournalDraft(JournalKind.SPLIT_RECEIVABLE_RECOVERY, reference, source,
+                                         "split receivable recovered from the available balance",
+                                         tuple(transfer(available, receivable, amount)), merchant_id, now), now)
+    return amount
+
+
 def batch_balance(conn: Connection, ref: AccountRef, in_batch: int) -> int:
     """An account's stored balance plus what the poster's batch so far changes on it."""
     account = repo.account_by_ref(conn, ref)

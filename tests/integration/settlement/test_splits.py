@@ -173,6 +173,16 @@ def test_a_receiver_paid_out_owes_the_return_as_a_receivable(world: World) -> No
     receivable = AccountRef(AccountKind.SPLIT_RECEIVABLE, "CNY", owner=a.name, merchant_id=world.merchant)
     assert world.account(receivable.key) == 4000
     world.audit()
+    # The next day the receiver is given 30.00 more: its settlement pays the receivable back first.
+    clock.set_clock(lambda: datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
+    another = world.pay(5000)
+    world.post()
+    split(world, another, fixed(a.name, 3000))
+    world.ledger.run_settlement("2026-11-26", "", "thu")
+    available = AccountRef(AccountKind.MERCHANT_AVAILABLE, "CNY", owner=a.name, merchant_id=world.merchant)
+    assert (world.account(receivable.key), world.account(available.key)) == (1000, 0)
+    assert world.ledger.list_payouts(a.name, 0, "", "", None, None)[0][0].amount_minor == 4000  # no new payout
+    world.audit()
 
 
 def split_id_of(world: World, payment: Payment) -> str:

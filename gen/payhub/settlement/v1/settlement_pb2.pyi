@@ -53,7 +53,8 @@ class _LedgerAccountKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapp
     """Unexplained differences parked by reconciliation until resolved. May be negative."""
     LEDGER_ACCOUNT_KIND_SPLIT_RECEIVABLE: _LedgerAccountKind.ValueType  # 11
     """What a split receiver owes payhub: split money a refund took back after the receiver had been
-    paid it out. Asset (debit-normal); never negative; one per receiver and currency.
+    paid it out. Asset (debit-normal); never negative; one per receiver and currency. Recovered
+    from the receiver's available balance when a later settlement gives it money.
     """
 
 class LedgerAccountKind(_LedgerAccountKind, metaclass=_LedgerAccountKindEnumTypeWrapper):
@@ -85,7 +86,8 @@ LEDGER_ACCOUNT_KIND_SUSPENSE: LedgerAccountKind.ValueType  # 10
 """Unexplained differences parked by reconciliation until resolved. May be negative."""
 LEDGER_ACCOUNT_KIND_SPLIT_RECEIVABLE: LedgerAccountKind.ValueType  # 11
 """What a split receiver owes payhub: split money a refund took back after the receiver had been
-paid it out. Asset (debit-normal); never negative; one per receiver and currency.
+paid it out. Asset (debit-normal); never negative; one per receiver and currency. Recovered
+from the receiver's available balance when a later settlement gives it money.
 """
 Global___LedgerAccountKind: typing_extensions.TypeAlias = LedgerAccountKind
 
@@ -151,6 +153,8 @@ class _JournalKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     """A reconciliation resolution posted a difference to or from suspense."""
     JOURNAL_KIND_RESERVE_RELEASE: _JournalKind.ValueType  # 13
     """Rolling reserve released back to available."""
+    JOURNAL_KIND_SPLIT_RECEIVABLE_RECOVERY: _JournalKind.ValueType  # 14
+    """A split receiver's receivable recovered from its available balance at a later settlement."""
 
 class JournalKind(_JournalKind, metaclass=_JournalKindEnumTypeWrapper):
     """What business event a journal records."""
@@ -187,6 +191,8 @@ JOURNAL_KIND_RECONCILIATION_ADJUSTMENT: JournalKind.ValueType  # 12
 """A reconciliation resolution posted a difference to or from suspense."""
 JOURNAL_KIND_RESERVE_RELEASE: JournalKind.ValueType  # 13
 """Rolling reserve released back to available."""
+JOURNAL_KIND_SPLIT_RECEIVABLE_RECOVERY: JournalKind.ValueType  # 14
+"""A split receiver's receivable recovered from its available balance at a later settlement."""
 Global___JournalKind: typing_extensions.TypeAlias = JournalKind
 
 class _AuditFindingKind:
