@@ -2,7 +2,8 @@
 with compare-and-set conditions), sent in autocommit on the pooled connection's psycopg connection,
 so a transaction is one round trip and pays none of SQLAlchemy's per-statement work.
 
-    CreatePayment:  INSERT payment + its event + the idempotent response          (1 statement)
+    CreatePayment:  INSERT payment + its expiry deadline + its event + the idempotent response
+                                                                                 (1 statement)
     GetPayment:     the payment and its attempts (a join)                          (1 statement)
     ListPayments:   a page of payments                                           (1 statement)
     ConfirmPayment: read the payment and any stored response for the request_id  (1 statement)
@@ -50,6 +51,8 @@ def _values(prefix: str, columns: tuple[str, ...]) -> str:
 
 CREATE = f"""
     WITH p AS (INSERT INTO payments ({", ".join(_PAYMENT_COLUMNS)}) VALUES ({_values("p_", _PAYMENT_COLUMNS)})),
+         d AS (INSERT INTO payment_deadlines (payment_id, kind, due_time)
+               VALUES (%(p_id)s, '{repo.EXPIRY}', %(p_expire_time)s)),
          o AS ({pg_event_insert("e_")}),
          k AS ({pg_key_insert("k_")})
     SELECT 1"""

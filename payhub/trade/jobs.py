@@ -102,20 +102,22 @@ class TradeJobs(PaymentOperations):
 
     def close_expired(self, limit: int = 100) -> int:
         now = clock.now()
-        with self.db.read() as conn:
-            ids = conn.execute(select(payments.c.id).where(
-                payments.c.state.in_([s.value for s in UNPAID_OPEN]), payments.c.expire_time <= now,
-                _no_live_operation(now)).limit(limit)).scalars().all()
+        ids = self._due(repo.EXPIRY, UNPAID_OPEN, now, payments.c.expire_time <= now, limit=limit)
         return self._each(ids, lambda pid: self.close_payment(None, pid, None, CloseReason.EXPIRED))
 
     def void_expired_authorizations(self, limit: int = 100) -> int:
         now = clock.now()
-        with self.db.read() as conn:
-            ids = conn.execute(select(payments.c.id).where(
-                payments.c.state == PaymentState.AUTHORIZED.value,
-                payments.c.authorization_expire_time <= now,
-                _no_live_operation(now)).limit(limit)).scalars().all()
+        ids = self._due(repo.AUTHORIZATION, (PaymentState.AUTHORIZED,), now,
+                        payments.c.authorization_expire_time <= now, limit=limit)
         return self._each(ids, lambda pid: self.void_payment(None, pid, None))
+
+    def _due(self, kind: str, states: tuple[PaymentState, ...], now: datetime, due: Any, *, limit: int) -> list[str]:
+        """Payments whose deadline came, still in `states`, with no live operation; the deadlines of
+        those that moved on are forgotten first (they are most of them: most payments get paid)."""
+        with self.db.begin() as conn:
+            repo.forget_deadlines(conn, kind, states, now)
+        with self.db.read() as conn:
+            return repo.due_payments(conn, kind, states, now, due, _no_live_operation(now), limit=limit)
 
     @staticmethod
     def _each(ids: Any, fn: Callable[[str], Any]) -> int:

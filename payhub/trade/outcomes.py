@@ -101,6 +101,8 @@ class OutcomeRecorder(TradeBase):
                 values = {"amount_captured": payment.amount_minor}
                 event = "payment.succeeded"
             self._cas_live(conn, payment, attempt, values | {"next_action": None}, now)
+            if payment.authorization_expire_time is not None and manual:
+                repo.set_deadline(conn, payment.id, repo.AUTHORIZATION, payment.authorization_expire_time)
             self._event(conn, event, self._set(payment, channel, now, next_action=None))
         elif outcome is Outcome.FAILED:
             failure = Failure(result.failure_code or "declined", result.failure_message, result.channel_code)

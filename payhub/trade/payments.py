@@ -123,12 +123,13 @@ class PaymentRecords(TradeBase):
         self._require_active(merchant_id)
         scope = f"trade.CreatePayment:{merchant_id}"
         fp = request_fingerprint(plain(draft))
+        expire_time = draft.expire_time or now + DEFAULT_EXPIRY
         payment = Payment(
             id=new_id("pay"), merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no,
             currency=draft.currency, amount_minor=draft.amount_minor, subject=draft.subject,
             description=draft.description, capture_method=CaptureMethod(draft.capture_method),
             installment_count=draft.installment_count, installment_fee_bearer=draft.installment_fee_bearer,
-            expire_time=draft.expire_time or now + DEFAULT_EXPIRY, metadata=dict(draft.metadata),
+            expire_time=expire_time, metadata=dict(draft.metadata),
             customer=draft.customer, splits=list(draft.splits), create_time=now, update_time=now)
         # No idempotency read up front: a replay fails on a unique key (the order number, or the
         # request_id when only that repeats), the transaction rolls back, and the answer is found below.
@@ -141,6 +142,7 @@ class PaymentRecords(TradeBase):
                     return payment
                 with self.db.begin() as conn:
                     repo.insert_payment(conn, payment)
+                    repo.insert_deadline(conn, payment.id, repo.EXPIRY, expire_time)
                     self._event(conn, "payment.created", payment)
                     idempotency.save(conn, scope, request_id, fp, encode(payment))
                     return payment
@@ -227,13 +229,15 @@ class PaymentRecords(TradeBase):
             if "description" in changes.fields:
                 values["description"] = payment.description = changes.description
             if "expire_time" in changes.fields:
-                payment.expire_time = changes.expire_time or (payment.create_time or now) + DEFAULT_EXPIRY
-                values["expire_time"] = payment.expire_time
+                values["expire_time"] = payment.expire_time = \
+                    changes.expire_time or (payment.create_time or now) + DEFAULT_EXPIRY
             if "metadata" in changes.fields:
                 payment.metadata = dict(changes.metadata)
                 values["metadata"] = json.dumps(payment.metadata, sort_keys=True)
             if not repo.cas_payment(conn, payment_id, PaymentState.CREATED, values, no_operation=True):
                 raise Aborted(f"{payment.name} changed concurrently; retry")
+            if "expire_time" in values:
+                repo.set_deadline(conn, payment_id, repo.EXPIRY, values["expire_time"])
             payment.update_time = now
             return encode(self._with_attempts(conn, payment))
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, exists, insert, or_, select, update
 
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
@@ -24,7 +24,7 @@ from payhub.trade.domain import (
     RefundState,
     Split,
 )
-from payhub.trade.tables import payment_attempts, payments, refunds
+from payhub.trade.tables import payment_attempts, payment_deadlines, payments, refunds
 
 
 def _dumps(value: Any) -> str:
@@ -201,6 +201,44 @@ def list_payments(conn: Connection, merchant_id: str | None, state: str, start: 
                                 and_(payments.c.create_time == after_time, payments.c.id < page.after[1])))
     query = query.order_by(payments.c.create_time.desc(), payments.c.id.desc()).limit(page.size + 1)
     return [payment_from_row(r) for r in conn.execute(query)]
+
+
+# -- deadlines (the jobs' queue: payhub.trade.tables.payment_deadlines) ------------------------------
+
+EXPIRY, AUTHORIZATION = "EXPIRY", "AUTHORIZATION"
+_INSERT_DEADLINE = insert(payment_deadlines)
+
+
+def insert_deadline(conn: Connection, payment_id: str, kind: str, due: datetime) -> None:
+    conn.execute(_INSERT_DEADLINE, {"payment_id": payment_id, "kind": kind, "due_time": due})
+
+
+def set_deadline(conn: Connection, payment_id: str, kind: str, due: datetime) -> None:
+    """Move the payment's deadline of this kind to `due` (written when missing)."""
+    d = payment_deadlines
+    if not conn.execute(update(d).where(d.c.payment_id == payment_id, d.c.kind == kind)
+                        .values(due_time=due)).rowcount:
+        insert_deadline(conn, payment_id, kind, due)
+
+
+def due_payments(conn: Connection, kind: str, states: tuple[PaymentState, ...], now: datetime, *conditions: Any,
+                 limit: int) -> list[str]:
+    """Ids of payments whose deadline of this kind is due and that are still in one of `states`
+    (and meet `conditions` on payments), soonest first."""
+    d = payment_deadlines
+    return list(conn.execute(
+        select(payments.c.id).join(d, d.c.payment_id == payments.c.id)
+        .where(d.c.kind == kind, d.c.due_time <= now, payments.c.state.in_([s.value for s in states]), *conditions)
+        .order_by(d.c.due_time).limit(limit)).scalars())
+
+
+def forget_deadlines(conn: Connection, kind: str, states: tuple[PaymentState, ...], now: datetime) -> int:
+    """Delete the due deadlines of payments no longer in `states`: no state leads back into them
+    (an unpaid payment only gets paid or closed; an authorised one only captured or voided)."""
+    d = payment_deadlines
+    return int(conn.execute(delete(d).where(
+        d.c.kind == kind, d.c.due_time <= now,
+        ~exists().where(payments.c.id == d.c.payment_id, payments.c.state.in_([s.value for s in states])))).rowcount)
 
 
 # -- attempts ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from payhub.kernel.pagination import parse_page
 from payhub.server.context import AppContext
 from payhub.trade.domain import CloseReason, PaymentState, RefundState
 from payhub.trade.service import MethodInput, PaymentChanges, TradeService
-from payhub.trade.tables import card_vault, refunds
+from payhub.trade.tables import card_vault, payment_deadlines, refunds
 from tests.conftest import sequence_all
 from tests.unit.trade.helpers import APPROVE, active_merchant, card, draft
 
@@ -186,6 +186,23 @@ def test_expired_authorization_is_voided_by_the_job(trade: TradeService, merchan
     _later(8 * 86400)
     assert trade.void_expired_authorizations() == 1
     assert trade.get_payment(merchant, auth.id).state is PaymentState.CLOSED
+
+
+def test_expiry_follows_an_updated_expire_time_and_forgets_payments_that_moved_on(trade: TradeService,
+                                                                                 merchant: str) -> None:
+    soon = trade.create_payment(merchant, draft("soon"), "c1")
+    paid = trade.create_payment(merchant, draft("paid"), "c2")
+    trade.confirm_payment(merchant, paid.id, card(), "", "k2")
+    trade.update_payment(merchant, soon.id, PaymentChanges(fields=frozenset({"expire_time"}),
+                                                           expire_time=clock.now() + timedelta(minutes=5)), "u1")
+    _later(6 * 60)
+    assert trade.close_expired() == 1  # before its first 30 minutes were up
+    assert trade.get_payment(merchant, soon.id).close_reason is CloseReason.EXPIRED
+    _later(31 * 60)
+    assert trade.close_expired() == 0
+    assert trade.get_payment(merchant, paid.id).state is PaymentState.SUCCEEDED
+    with trade.db.read() as conn:  # the jobs' queue holds nothing for payments that are done
+        assert conn.execute(select(payment_deadlines)).all() == []
 
 
 def test_close_and_expiry(trade: TradeService, merchant: str) -> None:
