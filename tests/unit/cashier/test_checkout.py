@@ -220,3 +220,21 @@ def test_a_qr_code_paid_before_the_switch_wins(ctx: AppContext, cashier: Cashier
     assert err.value.metadata["state"] == "SUCCEEDED"
     assert cashier.get_session(s.id).selected_method == "ALIPAY"
     assert trade.get_payment(merchant, s.payment_id).amount_captured == 1000
+
+
+def test_a_channel_in_maintenance_offers_nothing(ctx: AppContext, cashier: CashierService, trade: TradeService,
+                                                 merchant: str) -> None:
+    from datetime import timedelta
+
+    from payhub.channel.domain import ChannelState, MaintenanceWindow
+    from payhub.kernel import clock
+    s = session(cashier, trade, merchant)
+    assert cashier.list_methods(s.id)
+    admin: Any = ctx.component("channel").admin  # type: ignore[attr-defined]
+    now = clock.now()
+    admin.set_state("sandbox", ChannelState.ENABLED, MaintenanceWindow(now - timedelta(minutes=1), now + timedelta(
+        hours=1)), "bank upgrade", IdempotentRequest("t", new_id("req"), "fp"), "ops")
+    assert cashier.list_methods(s.id) == []
+    with pytest.raises(FailedPrecondition) as err:
+        cashier.submit(s.id, card(), new_id("req"))
+    assert err.value.reason == "METHOD_NOT_OFFERED"
