@@ -40,6 +40,7 @@ from payhub.settlement.reconciliation.matching import (
 )
 from payhub.settlement.reconciliation.tables import recon_book, recon_discrepancies, recon_statements
 from payhub.settlement.settling import parse_date
+from payhub.settlement.tables import ledger_journals, ledger_refunds
 
 MARK_PAID, REFUND, ADJUST, ACCEPT = "MARK_PAID", "REFUND", "ADJUST", "ACCEPT"
 _CHANNEL_TRUTH = (CHANNEL_ONLY, STATUS_MISMATCH)
@@ -75,7 +76,8 @@ class DiscrepancyResolution(SettlementBase):
         filters = {"state": state, "kind": kind, "channel": channel, "start_date": start_date, "end_date": end_date,
                    "merchant_id": merchant_id, "statement_id": statement_id}
         with self.db.read() as conn:
-            return store.list_rows(conn, page_size, page_token, filters)
+            rows, token = store.list_rows(conn, page_size, page_token, filters)
+        return [self._completed(r) for r in rows], token
 
     def get_discrepancy(self, name: str) -> Any:
         (discrepancy_id,) = parse_name(name, "name", "discrepancies")
@@ -83,7 +85,28 @@ class DiscrepancyResolution(SettlementBase):
             row = conn.execute(select(recon_discrepancies).where(recon_discrepancies.c.id == discrepancy_id)).first()
         if row is None:
             raise not_found(name)
-        return row
+        return self._completed(row)
+
+    def _completed(self, d: Any) -> Any:
+        """A MARK_PAID / REFUND resolution learns its journal (and the automatic refund) once the ledger
+        poster has posted what trade recorded; filled in on the first read after that."""
+        if d.state != store.RESOLVED or d.resolution_action not in (MARK_PAID, REFUND) or d.journal_id \
+                or not d.reference:
+            return d
+        j = ledger_journals.c
+        with self.db.begin() as conn:
+            journal = conn.execute(select(j.id, j.reference).where(j.reference.in_(
+                (d.reference, f"{d.reference}/attempts/{d.payhub_id or d.order_no}"))).order_by(j.post_time)).first()
+            if journal is None:
+                return d
+            refund_id = None
+            if journal.reference != d.reference:  # paid after close: trade refunded the attempt by itself
+                refund_id = conn.execute(select(ledger_refunds.c.refund_id).where(
+                    ledger_refunds.c.payment_id == d.reference.rsplit("/", 1)[-1])).scalar()
+            refund = f"{d.reference}/refunds/{refund_id}" if refund_id else ""
+            conn.execute(update(recon_discrepancies).where(recon_discrepancies.c.id == d.id)
+                         .values(journal_id=journal.id, refund=refund))
+            return conn.execute(select(recon_discrepancies).where(recon_discrepancies.c.id == d.id)).one()
 
     def resolve_discrepancy(self, name: str, action: str, reason: str, request_id: str) -> Any:
         v = Violations()

@@ -147,6 +147,9 @@ def resolve_each(world: World, day: date, failed: Payment) -> None:
     assert (done.state, done.resolution_action) == ("RESOLVED", "MARK_PAID")
     world.trade.process_refunds()
     world.audit()
+    completed = world.ledger.get_discrepancy(by_kind["STATUS_MISMATCH"])
+    assert completed.journal_id, "the journal trade's outcome was posted with"
+    assert completed.refund.startswith(f"{failed.name}/refunds/"), "paid after close: refunded by trade"
     before = world.account(suspense("CNY").key), world.account(clearing("sandbox", "CNY").key)
     adjusted = world.ledger.resolve_discrepancy(by_kind["CHANNEL_ONLY"], "ADJUST", "unknown money parked",
                                                 new_id("r"))

@@ -594,11 +594,15 @@ class _ResolutionActionEnumTypeWrapper(google.protobuf.internal.enum_type_wrappe
     RESOLUTION_ACTION_UNSPECIFIED: _ResolutionAction.ValueType  # 0
     """Not set. Rejected with INVALID_ARGUMENT."""
     RESOLUTION_ACTION_MARK_PAID: _ResolutionAction.ValueType  # 1
-    """补单: query the channel and, if it confirms success, complete the payment (or refund) in payhub
-    and post it. For CHANNEL_ONLY and STATUS_MISMATCH.
+    """补单: query the channel and, if it confirms success, hand it to trade like any re-query (a live
+    payment becomes SUCCEEDED; a failed or closed one is paid after close and refunded by trade's
+    rule); the ledger poster posts it. For CHANNEL_ONLY and STATUS_MISMATCH payments.
     """
     RESOLUTION_ACTION_REFUND: _ResolutionAction.ValueType  # 2
-    """Refund the channel-only money to the payer. For CHANNEL_ONLY and STATUS_MISMATCH."""
+    """Return the money to the payer: for CHANNEL_ONLY and STATUS_MISMATCH payments payhub failed or
+    closed, the channel's confirmed success goes to trade, whose paid-after-close rule refunds it
+    (`Resolution.refund` names that refund once posted).
+    """
     RESOLUTION_ACTION_ADJUST: _ResolutionAction.ValueType  # 3
     """Post the difference to or from the suspense account with a ledger adjustment. Any kind with a
     money difference; `reason` required.
@@ -612,11 +616,15 @@ class ResolutionAction(_ResolutionAction, metaclass=_ResolutionActionEnumTypeWra
 RESOLUTION_ACTION_UNSPECIFIED: ResolutionAction.ValueType  # 0
 """Not set. Rejected with INVALID_ARGUMENT."""
 RESOLUTION_ACTION_MARK_PAID: ResolutionAction.ValueType  # 1
-"""补单: query the channel and, if it confirms success, complete the payment (or refund) in payhub
-and post it. For CHANNEL_ONLY and STATUS_MISMATCH.
+"""补单: query the channel and, if it confirms success, hand it to trade like any re-query (a live
+payment becomes SUCCEEDED; a failed or closed one is paid after close and refunded by trade's
+rule); the ledger poster posts it. For CHANNEL_ONLY and STATUS_MISMATCH payments.
 """
 RESOLUTION_ACTION_REFUND: ResolutionAction.ValueType  # 2
-"""Refund the channel-only money to the payer. For CHANNEL_ONLY and STATUS_MISMATCH."""
+"""Return the money to the payer: for CHANNEL_ONLY and STATUS_MISMATCH payments payhub failed or
+closed, the channel's confirmed success goes to trade, whose paid-after-close rule refunds it
+(`Resolution.refund` names that refund once posted).
+"""
 RESOLUTION_ACTION_ADJUST: ResolutionAction.ValueType  # 3
 """Post the difference to or from the suspense account with a ledger adjustment. Any kind with a
 money difference; `reason` required.

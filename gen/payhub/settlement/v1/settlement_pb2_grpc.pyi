@@ -942,7 +942,8 @@ class SettlementServiceStub(typing.Generic[_SettlementServiceGetBalanceType, _Se
     """Resolves an open discrepancy with one action: MARK_PAID (payhub queries the channel and, if it
     confirms success, completes the payment, 补单), REFUND (returns channel-only money to the payer),
     ADJUST (posts the difference to or from the suspense account) or ACCEPT (no money moves; a
-    reason is required). Every resolution is written to the staff audit log.
+    reason is required). Every resolution is kept on the discrepancy (action, reason, the staff
+    principal, time; never overwritten) and logged.
 
     Callers: staff `admin`, `finance`.
     Errors: NOT_FOUND when `name` names no discrepancy; FAILED_PRECONDITION when it is not OPEN
@@ -1471,7 +1472,8 @@ class SettlementServiceServicer(metaclass=abc.ABCMeta):
         """Resolves an open discrepancy with one action: MARK_PAID (payhub queries the channel and, if it
         confirms success, completes the payment, 补单), REFUND (returns channel-only money to the payer),
         ADJUST (posts the difference to or from the suspense account) or ACCEPT (no money moves; a
-        reason is required). Every resolution is written to the staff audit log.
+        reason is required). Every resolution is kept on the discrepancy (action, reason, the staff
+        principal, time; never overwritten) and logged.
 
         Callers: staff `admin`, `finance`.
         Errors: NOT_FOUND when `name` names no discrepancy; FAILED_PRECONDITION when it is not OPEN
