@@ -7,8 +7,11 @@ ConfirmPayment (a different approved card each, as in `payhub.bench`) through Tr
 prints per payment: this process's CPU (the service layer, the card vault, the router and the
 sandbox bank), the PostgreSQL backends' CPU,
 statements sent (every psycopg execute, SQLAlchemy's included) and commits (pg_stat_database), then
-the same for the outbox sequencer that runs afterwards. Figures on a shared box wander; CPU per
-payment and statement counts are the stable ones. `--cprofile N` prints the N top functions.
+the same for the outbox sequencer and the outbox's consumers (ledger poster, webhook fan-out, risk release, trade risk
+outcomes) catching up afterwards, for payments with two workers' outbox jobs ticking meanwhile, and
+per idle tick of those jobs (what a quiet server pays several times a second per worker). Figures
+on a shared box wander; CPU per payment and statement counts are the stable ones. `--cprofile N`
+prints the N top functions.
 """
 
 from __future__ import annotations
@@ -174,11 +177,62 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
     with measured("outbox sequencer", per_thread * threads, database, counter, results):
         while sequence_events(db):
             pass
+    _measure_outbox(ctx, per_thread * threads, pay_many, database, counter, results)
     counter.uninstall()
     db.dispose()
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(cprofile)
     return results
+
+
+# The background jobs that read the outbox (the sequencer included), and their consumers' cursors.
+OUTBOX_JOBS = ("outbox-sequencer", "outbox-dispatcher", "ledger-poster", "webhook-fanout", "risk-release",
+               "trade-risk-outcomes")
+OUTBOX_CONSUMERS = ("ledger-poster", "webhook-fanout", "risk-release", "trade-risk-outcomes")
+IDLE_TICKS = 100
+
+
+def _measure_outbox(ctx: Any, n: int, pay_many: Callable[[int, str], None], database: BenchDatabase,
+                    counter: StatementCounter, results: list[Cost]) -> None:
+    from payhub.server.jobs import JobRunner
+    jobs = _outbox_jobs(ctx)
+    with measured("outbox consumers", n, database, counter, results):
+        _drain(ctx.db, jobs)
+    # As in a server: the outbox jobs of two workers tick at their intervals while payments run, and
+    # catch up after. Minus the create+confirm row, this is what the outbox costs per payment.
+    with measured("... + outbox jobs x2", n, database, counter, results):
+        runners = [JobRunner(_outbox_jobs(ctx)) for _ in range(2)]
+        for r in runners:
+            r.start()
+        pay_many(n, "jobs")
+        for r in runners:
+            r.stop()
+        _drain(ctx.db, jobs)
+    with measured("idle outbox tick", IDLE_TICKS, database, counter, results):
+        for _ in range(IDLE_TICKS):
+            for job in jobs:
+                job.run()
+
+
+def _outbox_jobs(ctx: Any) -> list[Any]:
+    from payhub.server.app import background_jobs
+    return [job for job in background_jobs(ctx) if job.name in OUTBOX_JOBS]
+
+
+def _drain(db: Any, jobs: list[Any]) -> None:
+    """Run the outbox jobs as their ticks would until every consumer's cursor reaches the last event."""
+    from sqlalchemy import func, select
+
+    from payhub.kernel.outbox import outbox_cursors, outbox_events
+    for _ in range(10_000):
+        for job in jobs:
+            job.run()
+        with db.read() as conn:
+            head = conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one()
+            cursors = dict(conn.execute(select(outbox_cursors.c.consumer, outbox_cursors.c.position)).all())
+        if all(cursors.get(name, 0) >= head for name in OUTBOX_CONSUMERS):
+            return
+    raise RuntimeError(f"the outbox consumers did not catch up: {cursors} < {head}")
 
 
 def _merchant(ctx: Any) -> str:
