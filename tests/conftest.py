@@ -26,7 +26,8 @@ from sqlalchemy import func, select, text
 
 from payhub.kernel.db import Database
 from payhub.kernel.migrate import upgrade
-from payhub.kernel.outbox import outbox_events, sequence_events
+from payhub.kernel.outbox import outbox_events
+from payhub.kernel.outbox_horizon import safe_position
 from payhub.kernel.schema import full_metadata
 
 PG_ADMIN_URL = os.environ.get("PAYHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -103,18 +104,17 @@ def pg_db(postgres_database_url: str) -> Iterator[Database]:
 
 
 def sequence_all(db: Database, timeout: float = 30.0) -> None:
-    """Sequence every recorded event. On PostgreSQL the sequencer waits until no older write
-    transaction anywhere on the server is open, so with other sessions busy it can take a few rounds."""
+    """Wait until every committed event is readable: on PostgreSQL, until the outbox's safe horizon
+    has passed them (it waits for this database's transactions that are writing events)."""
     deadline = time.monotonic() + timeout
     while True:
-        sequence_events(db)
         with db.read() as conn:
-            waiting = conn.execute(select(func.count()).select_from(outbox_events)
-                                   .where(outbox_events.c.position.is_(None))).scalar_one()
-        if not waiting:
+            head = conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one()
+            safe = safe_position(conn, fresh=True)
+        if safe is None or safe >= head:
             return
-        assert time.monotonic() < deadline, f"{waiting} events were never sequenced"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"events up to {head} never became readable (horizon {safe})"
+        time.sleep(0.02)
 
 
 def free_port() -> int:

@@ -5,13 +5,12 @@
 Creates a scratch database, a merchant with the sandbox channel, then runs CreatePayment +
 ConfirmPayment (a different approved card each, as in `payhub.bench`) through TradeService and
 prints per payment: this process's CPU (the service layer, the card vault, the router and the
-sandbox bank), the PostgreSQL backends' CPU,
-statements sent (every psycopg execute, SQLAlchemy's included) and commits (pg_stat_database), then
-the same for the outbox sequencer and the outbox's consumers (ledger poster, webhook fan-out, risk release, trade risk
-outcomes) catching up afterwards, for payments with two workers' outbox jobs ticking meanwhile, and
-per idle tick of those jobs (what a quiet server pays several times a second per worker). Figures
-on a shared box wander; CPU per payment and statement counts are the stable ones. `--cprofile N`
-prints the N top functions.
+sandbox bank), the PostgreSQL backends' CPU, statements sent (every psycopg execute, SQLAlchemy's
+included) and commits (pg_stat_database), then the same for the outbox's consumers (ledger poster,
+webhook fan-out, risk release, trade risk outcomes) catching up afterwards, for payments with two
+workers' outbox jobs ticking meanwhile, and per idle tick of those jobs (what a quiet server pays
+several times a second per worker). Figures on a shared box wander; CPU per payment and statement
+counts are the stable ones. `--cprofile N` prints the N top functions.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
+import dataclasses
 import itertools
 import os
 import pstats
@@ -64,6 +64,8 @@ class StatementCounter:
     SELECT): exact, unlike pg_stat_database, which PostgreSQL 15 flushes about once a second and
     which also counts the COMMIT that ends each read."""
 
+    local = threading.local()  # .tally: [statements, write commits] of this thread, when set
+
     def __init__(self) -> None:
         self.count = 0
         self.write_commits = 0
@@ -85,6 +87,7 @@ class StatementCounter:
                 if id(this) in counter._wrote:
                     counter._wrote.discard(id(this))
                     counter.write_commits += 1
+                    counter._tally(1)
             return commit(this)
         setattr(psycopg.Connection, "commit", counted_commit)  # noqa: B010 - patching a class for the run
 
@@ -92,6 +95,12 @@ class StatementCounter:
         for cls, name, original in self._saved:
             setattr(cls, name, original)
         self._saved.clear()
+
+    @classmethod
+    def _tally(cls, index: int) -> None:
+        tally = getattr(cls.local, "tally", None)
+        if tally is not None:
+            tally[index] += 1
 
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         counter = self
@@ -101,9 +110,11 @@ class StatementCounter:
             writes = not text.lstrip()[:6].upper().startswith("SELECT")
             with counter._lock:
                 counter.count += 1
+                counter._tally(0)
                 if writes:
                     if this.connection.autocommit:
                         counter.write_commits += 1
+                        counter._tally(1)
                     else:
                         counter._wrote.add(id(this.connection))
             return original(this, query, *args, **kwargs)
@@ -133,7 +144,6 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
     from payhub.kernel.crypto import KeyRing
     from payhub.kernel.db import Database
     from payhub.kernel.migrate import upgrade
-    from payhub.kernel.outbox import sequence_events
     from payhub.server.context import AppContext
 
     upgrade(database.url)
@@ -157,8 +167,6 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
             trade.confirm_payment(merchant, payment.id, _card(next(serial)), "", f"k-{tag}-{i}")
 
     pay_many(min(200, payments), "warm")  # caches, prepared statements, pool
-    while sequence_events(db):
-        pass
     profiler = cProfile.Profile(time.thread_time) if cprofile else None  # CPU, not wall time
     per_thread = payments // threads
     with measured("create+confirm", per_thread * threads, database, counter, results):
@@ -174,9 +182,6 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
                 w.join()
         if profiler:
             profiler.disable()
-    with measured("outbox sequencer", per_thread * threads, database, counter, results):
-        while sequence_events(db):
-            pass
     _measure_outbox(ctx, per_thread * threads, pay_many, database, counter, results)
     counter.uninstall()
     db.dispose()
@@ -185,7 +190,7 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
     return results
 
 
-# The background jobs that read the outbox (the sequencer included), and their consumers' cursors.
+# The background jobs that read the outbox (of this and earlier versions), and their consumers' cursors.
 OUTBOX_JOBS = ("outbox-sequencer", "outbox-dispatcher", "ledger-poster", "webhook-fanout", "risk-release",
                "trade-risk-outcomes")
 OUTBOX_CONSUMERS = ("ledger-poster", "webhook-fanout", "risk-release", "trade-risk-outcomes")
@@ -200,18 +205,54 @@ def _measure_outbox(ctx: Any, n: int, pay_many: Callable[[int, str], None], data
         _drain(ctx.db, jobs)
     # As in a server: the outbox jobs of two workers tick at their intervals while payments run, and
     # catch up after. Minus the create+confirm row, this is what the outbox costs per payment.
+    # The jobs' own threads, counted apart (the box's noise hits the difference of two rows hard).
+    own = _ThreadCost()
     with measured("... + outbox jobs x2", n, database, counter, results):
-        runners = [JobRunner(_outbox_jobs(ctx)) for _ in range(2)]
+        runners = [JobRunner([dataclasses.replace(j, run=own.wrap(j.run)) for j in _outbox_jobs(ctx)])
+                   for _ in range(2)]
         for r in runners:
             r.start()
         pay_many(n, "jobs")
         for r in runners:
             r.stop()
-        _drain(ctx.db, jobs)
+    results.append(Cost("    the jobs' threads", n, 1000 * own.cpu / n, None, own.statements / n, own.commits / n))
+    _drain(ctx.db, jobs)
     with measured("idle outbox tick", IDLE_TICKS, database, counter, results):
         for _ in range(IDLE_TICKS):
             for job in jobs:
                 job.run()
+
+
+class _ThreadCost:
+    """CPU time, statements and write commits of the threads that run wrapped callables."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self._lock = threading.Lock()
+        self._statements = 0
+        self._commits = 0
+
+    def wrap(self, run: Callable[[], object]) -> Callable[[], object]:
+        def timed() -> object:
+            cpu = time.thread_time()
+            StatementCounter.local.tally = tally = [0, 0]
+            try:
+                return run()
+            finally:
+                with self._lock:
+                    self.cpu += time.thread_time() - cpu
+                    self._statements += tally[0]
+                    self._commits += tally[1]
+                StatementCounter.local.tally = None
+        return timed
+
+    @property
+    def statements(self) -> int:
+        return self._statements
+
+    @property
+    def commits(self) -> int:
+        return self._commits
 
 
 def _outbox_jobs(ctx: Any) -> list[Any]:

@@ -1,12 +1,11 @@
 """The transactional outbox.
 
 A use case writes its domain events with `record_event` in the same transaction as the state change.
-Row ids are not commit-ordered on PostgreSQL (a transaction that took id 5 can commit after the one
-that took id 6), so consumers never read by id. The sequencer gives each committed event a gap-free,
-monotonic `position` in commit-safe order: it only takes rows whose writing transaction is older
-than every transaction still running (`txid < pg_snapshot_xmin(pg_current_snapshot())`), orders them
-by (txid, id), and holds an advisory lock so one replica sequences at a time. On SQLite there is one
-writer, so id order is commit order. Consumers (WatchEvents, webhooks, the ledger poster) read by
+Each event gets its `position` when it is inserted (PostgreSQL: from a sequence; SQLite, one writer
+at a time: max + 1), and event rows are never rewritten. Positions increase but may have gaps (a
+rolled-back transaction's). Readers never go past the safe horizon (payhub.kernel.outbox_horizon:
+the position below which every event is committed or never will be), so an event whose transaction
+commits late is not passed over. Consumers (WatchEvents, webhooks, the ledger poster) read by
 position and keep their own cursors.
 """
 
@@ -27,19 +26,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
-    bindparam,
     func,
     insert,
-    literal_column,
+    or_,
     select,
-    text,
     update,
 )
 
 from payhub.kernel import clock
 from payhub.kernel.db import BigIntPK, Database, UtcDateTime, insert_ignore, metadata
 from payhub.kernel.ids import new_id
+from payhub.kernel.outbox_horizon import safe_position
 
 outbox_events = Table(
     "outbox_events", metadata,
@@ -51,11 +48,9 @@ outbox_events = Table(
     Column("merchant_id", String(40), nullable=True),
     Column("payload", Text, nullable=False),
     Column("create_time", UtcDateTime, nullable=False),
-    Column("txid", BigInteger, nullable=True),
-    Column("position", BigInteger, nullable=True, unique=True),
+    # PostgreSQL: DEFAULT nextval('outbox_events_position_seq') (migration 0019); SQLite: max + 1 at insert.
+    Column("position", BigInteger, nullable=False, unique=True),
 )
-Index("ix_outbox_events_unsequenced", outbox_events.c.id, sqlite_where=outbox_events.c.position.is_(None),
-      postgresql_where=outbox_events.c.position.is_(None))
 Index("ix_outbox_events_merchant_position", outbox_events.c.merchant_id, outbox_events.c.position)
 
 outbox_cursors = Table(
@@ -66,11 +61,10 @@ outbox_cursors = Table(
 )
 
 # Every state change writes events: the statements are built once (see payhub.kernel.db.insert_ignore).
-_INSERT_EVENT = insert(outbox_events)
-_INSERT_EVENT_PG = insert(outbox_events).values(txid=literal_column("pg_current_xact_id()::text::bigint"))
-
-# Arbitrary constant naming the sequencer's advisory lock.
-_SEQUENCER_LOCK = 0x7061796875620001
+_INSERT_EVENT_PG = insert(outbox_events)
+# SQLite: one writer at a time, so max + 1 inside the writing transaction is commit-ordered and gap-free.
+_INSERT_EVENT_SQLITE = insert(outbox_events).values(
+    position=select(func.coalesce(func.max(outbox_events.c.position), 0) + 1).scalar_subquery())
 
 
 @dataclass(frozen=True)
@@ -95,7 +89,7 @@ def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_
     """Write one domain event inside the caller's transaction; returns its stable event id."""
     values = event_values(type=type, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
                           merchant_id=merchant_id, payload=payload)
-    conn.execute(_INSERT_EVENT_PG if conn.dialect.name == "postgresql" else _INSERT_EVENT, values)
+    conn.execute(_INSERT_EVENT_PG if conn.dialect.name == "postgresql" else _INSERT_EVENT_SQLITE, values)
     return str(values["event_id"])
 
 
@@ -115,39 +109,13 @@ def pg_event_insert(prefix: str, source: str = "") -> str:
     `prefixed(prefix, event_values(...))`) for a data-modifying CTE of a hot-path statement. With
     `source` (a CTE name), the row is written only if that CTE returned a row: the event of a
     compare-and-set that won."""
-    values = ", ".join(f"%({prefix}{c})s" for c in _EVENT_COLUMNS) + ", pg_current_xact_id()::text::bigint"
+    values = ", ".join(f"%({prefix}{c})s" for c in _EVENT_COLUMNS)
     select = f"SELECT {values} FROM {source}" if source else f"VALUES ({values})"
-    return f"INSERT INTO outbox_events ({', '.join(_EVENT_COLUMNS)}, txid) {select}"
+    return f"INSERT INTO outbox_events ({', '.join(_EVENT_COLUMNS)}) {select}"
 
 
 def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return {prefix + k: v for k, v in values.items()}
-
-
-def sequence_events(db: Database, limit: int = 5000) -> int:
-    """Give committed, unsequenced events their positions. Returns how many were sequenced."""
-    with db.read() as conn:  # the common idle tick: a cheap indexed read instead of a write transaction
-        if conn.execute(select(outbox_events.c.id).where(outbox_events.c.position.is_(None)).limit(1)).first() is None:
-            return 0
-    with db.begin() as conn:
-        if db.is_postgres:
-            if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK}).scalar():
-                return 0
-            safe = outbox_events.c.txid < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            order: tuple[Any, ...] = (outbox_events.c.txid, outbox_events.c.id)
-        else:
-            safe = literal_column("1") == 1
-            order = (outbox_events.c.id,)
-        ids = conn.execute(
-            select(outbox_events.c.id).where(and_(outbox_events.c.position.is_(None), safe))
-            .order_by(*order).limit(limit)).scalars().all()
-        if not ids:
-            return 0
-        last = conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one()
-        params = [{"row_id": row_id, "pos": last + i} for i, row_id in enumerate(ids, start=1)]
-        conn.execute(update(outbox_events).where(outbox_events.c.id == bindparam("row_id"))
-                     .values(position=bindparam("pos")), params)
-        return len(ids)
 
 
 def _to_event(row: Any) -> Event:
@@ -156,44 +124,51 @@ def _to_event(row: Any) -> Event:
                  merchant_id=row.merchant_id, payload_json=row.payload, create_time=row.create_time)
 
 
-def read_events(conn: Connection, after: int, *, merchant_id: str | None = None,
-                types: tuple[str, ...] = (), limit: int = 500) -> list[Event]:
-    """Sequenced events after `after` in position order; optionally one merchant's or some types."""
+def read_events(conn: Connection, after: int, *, merchant_id: str | None = None, types: tuple[str, ...] = (),
+                prefixes: tuple[str, ...] = (), upto: int | None = None, limit: int = 500) -> list[Event]:
+    """Events after `after` up to `upto` (default: the safe horizon), in position order; optionally
+    one merchant's, or only those whose type is one of `types` or starts with one of `prefixes`."""
     if conn.dialect.name == "postgresql":
-        return _read_events_pg(conn, after, merchant_id, types, limit)
+        if upto is None:
+            upto = safe_position(conn)
+            assert upto is not None
+        return _read_events_pg(conn, after, upto, merchant_id, types, prefixes, limit) if upto > after else []
     query = select(outbox_events).where(outbox_events.c.position > after)
+    if upto is not None:
+        query = query.where(outbox_events.c.position <= upto)
     if merchant_id is not None:
         query = query.where(outbox_events.c.merchant_id == merchant_id)
-    if types:
-        query = query.where(outbox_events.c.type.in_(types))
+    if types or prefixes:
+        t = outbox_events.c.type
+        query = query.where(or_(t.in_(types), *(t.startswith(p, autoescape=True) for p in prefixes)))
     rows = conn.execute(query.order_by(outbox_events.c.position).limit(limit)).all()
     return [_to_event(r) for r in rows]
 
 
-def _read_events_pg(conn: Connection, after: int, merchant_id: str | None, types: tuple[str, ...],
-                    limit: int) -> list[Event]:
-    """Every consumer (webhooks, the ledger poster, risk, WatchEvents) reads every event: on
-    PostgreSQL through the caller's own psycopg connection, in its transaction, straight into Events
-    (SQLAlchemy's statement and row work was a tenth of a server's CPU under payment load)."""
+def _read_events_pg(conn: Connection, after: int, upto: int, merchant_id: str | None, types: tuple[str, ...],
+                    prefixes: tuple[str, ...], limit: int) -> list[Event]:
+    """Every consumer (the outbox dispatcher, WatchEvents) reads through the caller's own psycopg
+    connection, in its transaction, straight into Events (SQLAlchemy's statement and row work was a
+    tenth of a server's CPU under payment load)."""
     if not conn.in_transaction():
         conn.begin()  # so that the caller's commit ends the transaction psycopg opens (prepared statements stay)
     driver = conn.connection.driver_connection
     assert driver is not None
+    patterns = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes]
     with driver.cursor() as cur:
-        cur.execute(_READ_PG[(merchant_id is not None, bool(types))],
-                    {"after": after, "merchant_id": merchant_id, "types": list(types), "limit": limit})
+        cur.execute(_read_statement(merchant_id is not None, bool(types or prefixes)),
+                    {"after": after, "upto": upto, "merchant_id": merchant_id, "types": list(types),
+                     "patterns": patterns, "limit": limit})
         return [Event(*row) for row in cur.fetchall()]
 
 
+@functools.cache
 def _read_statement(by_merchant: bool, by_type: bool) -> str:
     return ("SELECT position, event_id, type, aggregate_type, aggregate_id, merchant_id, payload, create_time "
-            "FROM outbox_events WHERE position > %(after)s"
+            "FROM outbox_events WHERE position > %(after)s AND position <= %(upto)s"
             + (" AND merchant_id = %(merchant_id)s" if by_merchant else "")
-            + (" AND type = ANY(%(types)s)" if by_type else "")
+            + (" AND (type = ANY(%(types)s) OR type LIKE ANY(%(patterns)s))" if by_type else "")
             + " ORDER BY position LIMIT %(limit)s")
-
-
-_READ_PG = {(m, t): _read_statement(m, t) for m in (False, True) for t in (False, True)}
 
 
 def consume(db: Database, consumer: str, handle: Callable[[Connection, list[Event]], None],

@@ -26,7 +26,6 @@ from payhub.kernel.config import Settings
 from payhub.kernel.db import overflow_for, pool_size_within
 from payhub.kernel.logging import configure_logging, get_logger
 from payhub.kernel.migrate import is_migrated, upgrade
-from payhub.kernel.outbox import sequence_events
 from payhub.server.context import AppContext
 from payhub.server.health import Readiness
 from payhub.server.interceptors import CallPipeline
@@ -180,7 +179,7 @@ def build_http_server(ctx: AppContext, readiness: Readiness, *, reuse_port: bool
 
 
 def background_jobs(ctx: AppContext) -> list[Job]:
-    jobs = [Job("outbox-sequencer", 0.05, lambda: sequence_events(ctx.db))]
+    jobs: list[Job] = []
     for component in ctx.components():
         jobs.extend(component.jobs())
     return jobs

@@ -286,7 +286,7 @@ class LedgerPoster(Parties):
                                                                                       pending, fee_back)
 
     def lag(self) -> dict[str, int]:
-        """How far the poster is behind: sequenced events after its cursor."""
+        """How far the poster is behind: the last event position and its cursor."""
         from sqlalchemy import func
 
         from payhub.kernel.outbox import outbox_cursors, outbox_events

@@ -245,8 +245,8 @@ class PaymentRecords(TradeBase):
 
     def watch_events(self, merchant_id: str | None, after: int, active: Callable[[], bool],
                      stop: threading.Event | None = None, poll_seconds: float = 0.15) -> Iterator[Event]:
-        """Sequenced events after `after` (all merchants when merchant_id is None), then new ones as
-        they are sequenced, until `active()` is False or `stop` is set."""
+        """Readable events after `after` (all merchants when merchant_id is None), then new ones as
+        the outbox's safe horizon passes them, until `active()` is False or `stop` is set."""
         if after < 0:
             raise InvalidArgument.field("after_sequence", "must not be negative")
         if merchant_id is None:
