@@ -7,10 +7,11 @@ ConfirmPayment (a different approved card each, as in `payhub.bench`) through Tr
 prints per payment: this process's CPU (the service layer, the card vault, the router and the
 sandbox bank), the PostgreSQL backends' CPU, statements sent (every psycopg execute, SQLAlchemy's
 included) and commits (pg_stat_database), then the same for the outbox's consumers (ledger poster,
-webhook fan-out, risk release, trade risk outcomes) catching up afterwards, for payments with two
-workers' outbox jobs ticking meanwhile, and per idle tick of those jobs (what a quiet server pays
-several times a second per worker). Figures on a shared box wander; CPU per payment and statement
-counts are the stable ones. `--cprofile N` prints the N top functions.
+webhook fan-out, risk release, trade risk outcomes, cashier sessions, reconciliation book) catching up
+afterwards, for payments with two workers' outbox jobs ticking meanwhile (and those jobs' own
+threads), and per idle tick of those jobs (what a quiet server pays several times a second per
+worker). Figures on a shared box wander; CPU per payment and statement counts are the stable ones.
+`--cprofile N` prints the N top functions.
 """
 
 from __future__ import annotations
@@ -192,8 +193,9 @@ def run(database: BenchDatabase, payments: int, threads: int, cprofile: int) -> 
 
 # The background jobs that read the outbox (of this and earlier versions), and their consumers' cursors.
 OUTBOX_JOBS = ("outbox-sequencer", "outbox-dispatcher", "ledger-poster", "webhook-fanout", "risk-release",
-               "trade-risk-outcomes")
-OUTBOX_CONSUMERS = ("ledger-poster", "webhook-fanout", "risk-release", "trade-risk-outcomes")
+               "trade-risk-outcomes", "split-instructions", "cashier-follow-payments", "reconciliation-book")
+OUTBOX_CONSUMERS = ("ledger-poster", "webhook-fanout", "risk-release", "trade-risk-outcomes", "cashier-sessions",
+                    "reconciliation-book")
 IDLE_TICKS = 100
 
 
@@ -273,6 +275,7 @@ def _drain(db: Any, jobs: list[Any]) -> None:
             cursors = dict(conn.execute(select(outbox_cursors.c.consumer, outbox_cursors.c.position)).all())
         if all(cursors.get(name, 0) >= head for name in OUTBOX_CONSUMERS):
             return
+        time.sleep(0.025)  # as between ticks (the outbox horizon is looked up at most every 20 ms)
     raise RuntimeError(f"the outbox consumers did not catch up: {cursors} < {head}")
 
 

@@ -12,11 +12,12 @@ from starlette.routing import BaseRoute
 from payhub.cashier.client import LocalCashierClient
 from payhub.cashier.service import CashierService
 from payhub.cashier.servicer import CashierServicer, add_to_server
+from payhub.cashier.sessions import FOLLOW_CONSUMER, FOLLOWED
+from payhub.kernel.dispatcher import Subscription, collect
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 
 EXPIRY_INTERVAL = 5.0
-FOLLOW_INTERVAL = 0.5
 
 
 class CashierComponent:
@@ -36,8 +37,11 @@ class CashierComponent:
         add_to_server(CashierServicer(self.service), server)
 
     def jobs(self) -> list[Job]:
-        return [Job("cashier-session-expiry", EXPIRY_INTERVAL, self.service.expire_sessions),
-                Job("cashier-follow-payments", FOLLOW_INTERVAL, self.service.follow_payments)]
+        return [Job("cashier-session-expiry", EXPIRY_INTERVAL, self.service.expire_sessions)]
+
+    def outbox_subscriptions(self) -> list[Subscription]:
+        """Trade's payment events refresh sessions (after the dispatcher's commit: it asks trade)."""
+        return [Subscription(FOLLOW_CONSUMER, collect, types=FOLLOWED, after_commit=self.service.refresh_followed)]
 
     def client(self) -> LocalCashierClient:
         return self.local_client

@@ -126,6 +126,12 @@ def sessions_of_payment(conn: Connection, payment_id: str) -> list[CheckoutSessi
     return [session_from_row(r) for r in rows]
 
 
+def payments_with_sessions(conn: Connection, payment_ids: set[str]) -> set[str]:
+    """Which of these payments have checkout sessions."""
+    return set(conn.execute(select(checkout_sessions.c.payment_id.distinct())
+                            .where(checkout_sessions.c.payment_id.in_(payment_ids))).scalars())
+
+
 def due_to_expire(conn: Connection, now: datetime, limit: int) -> list[CheckoutSession]:
     rows = conn.execute(select(checkout_sessions).where(
         checkout_sessions.c.state.in_([s.value for s in LIVE]), checkout_sessions.c.expire_time <= now)

@@ -38,7 +38,7 @@ from payhub.trade.domain import CONFIRMABLE, Payment
 log = get_logger("payhub.cashier")
 
 FOLLOW_CONSUMER = "cashier-sessions"
-_FOLLOWED = ("payment.succeeded", "payment.authorized", "payment.failed", "payment.closed",
+FOLLOWED = ("payment.succeeded", "payment.authorized", "payment.failed", "payment.closed",
              "payment.requires_action", "payment.processing")
 _ATTEMPT_OUTCOME = {SessionState.SUCCEEDED: "SUCCEEDED", SessionState.FAILED: "FAILED", SessionState.OPEN: "FAILED"}
 
@@ -198,19 +198,26 @@ class CashierBase:
         return sum(1 for s in due if self._expire_if_due(s).state is SessionState.EXPIRED)
 
     def follow_payments(self) -> int:
-        """Job: a payment event is the cue to ask trade about that payment's sessions (so a poll of
+        """A payment event is the cue to ask trade about that payment's sessions (so a poll of
         `session_version` sees a QR code paid at the channel). The payment as trade has it now is
-        applied, never the event's older snapshot, so a late event cannot move a session back."""
-        touched: dict[str, str] = {}
-
-        def handle(_conn: Connection, events: list[Event]) -> None:
-            for event in events:
-                if event.type in _FOLLOWED and event.aggregate_type == "payment" and event.merchant_id:
-                    touched[event.aggregate_id] = event.merchant_id
-        handled = consume(self.db, FOLLOW_CONSUMER, handle)
-        for payment_id, merchant_id in touched.items():
-            self._refresh(merchant_id, payment_id)
+        applied, never the event's older snapshot, so a late event cannot move a session back.
+        (The server reads these events through its outbox dispatcher: `refresh_followed`.)"""
+        todo: list[Event] = []
+        handled = consume(self.db, FOLLOW_CONSUMER, lambda _conn, events: todo.extend(events))
+        self.refresh_followed(todo)
         return handled
+
+    def refresh_followed(self, events: list[Event]) -> None:
+        """After the cursor's commit: refresh the sessions of the payments these events are about.
+        Most payments have no session: one query finds those that do."""
+        touched = {e.aggregate_id: e.merchant_id for e in events
+                   if e.type in FOLLOWED and e.aggregate_type == "payment" and e.merchant_id}
+        if not touched:
+            return
+        with self.db.read() as conn:
+            with_sessions = repo.payments_with_sessions(conn, set(touched))
+        for payment_id in with_sessions:
+            self._refresh(touched[payment_id] or "", payment_id)
 
     def _refresh(self, merchant_id: str, payment_id: str) -> None:
         with self.db.read() as conn:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import grpc
 from payhub.risk.v1 import risk_pb2_grpc
 
+from payhub.kernel.dispatcher import Subscription
 from payhub.kernel.logging import get_logger
-from payhub.kernel.outbox import consume
 from payhub.risk.client import LocalRiskClient
 from payhub.risk.engine import RiskSettings
+from payhub.risk.holds import RELEASING_EVENTS
 from payhub.risk.service import RiskService
 from payhub.risk.servicer import RiskServicer
 from payhub.server.context import AppContext
@@ -41,11 +42,13 @@ class RiskComponent:
     def add_to_server(self, server: grpc.Server) -> None:
         risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(self.service), server)
 
+    def outbox_subscriptions(self) -> list[Subscription]:
+        # Trade's failure events release the counts of transactions that did not move money.
+        return [Subscription(RELEASE_CONSUMER, self.service.release_failed, types=RELEASING_EVENTS)]
+
     def jobs(self) -> list[Job]:
         svc = self.service
         return [
-            # Trade's failure events release the counts of transactions that did not move money.
-            Job("risk-release", 1.0, lambda: consume(svc.db, RELEASE_CONSUMER, svc.release_failed)),
             Job("risk-challenge-expiry", 5.0, svc.expire_challenges),
             Job("risk-review-expiry", 30.0, svc.expire_reviews),
             Job("risk-counter-purge", 3600.0, svc.purge_counters),

@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 
 from payhub.kernel.config import Settings
 from payhub.kernel.db import overflow_for, pool_size_within
+from payhub.kernel.dispatcher import BACKLOG_SECONDS, INTERVAL_SECONDS, OutboxDispatcher, subscriptions_of
 from payhub.kernel.logging import configure_logging, get_logger
 from payhub.kernel.migrate import is_migrated, upgrade
 from payhub.server.context import AppContext
@@ -182,6 +183,10 @@ def background_jobs(ctx: AppContext) -> list[Job]:
     jobs: list[Job] = []
     for component in ctx.components():
         jobs.extend(component.jobs())
+    subscriptions = subscriptions_of(ctx.components())
+    if subscriptions:  # one reader of the outbox for every consumer served here (payhub.kernel.dispatcher)
+        dispatcher = OutboxDispatcher(ctx.db, subscriptions)
+        jobs.append(Job("outbox-dispatcher", INTERVAL_SECONDS, dispatcher.tick, busy_interval=BACKLOG_SECONDS))
     return jobs
 
 

@@ -20,6 +20,7 @@ class Job:
     name: str
     interval: float
     run: Callable[[], object]
+    busy_interval: float | None = None  # the wait after a run that returned a truthy value (it found work)
 
 
 class JobRunner:
@@ -35,9 +36,12 @@ class JobRunner:
             self._threads.append(thread)
 
     def _loop(self, job: Job) -> None:
-        while not self._stop.wait(job.interval):
+        wait = job.interval
+        while not self._stop.wait(wait):
+            wait = job.interval
             try:
-                job.run()
+                if job.run() and job.busy_interval is not None:
+                    wait = job.busy_interval
             except Exception:
                 log.exception("job failed", job=job.name)
 

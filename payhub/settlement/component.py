@@ -1,5 +1,6 @@
 """The settlement center as a server component: servicer, in-process client and background jobs
-(the ledger poster, payouts, the daily settlement run)."""
+(payouts, the daily settlement run, statements) and its outbox subscriptions (ledger poster,
+reconciliation book)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ import grpc
 from payhub.settlement.v1 import settlement_pb2_grpc
 from starlette.routing import BaseRoute
 
+from payhub.kernel.dispatcher import Subscription
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
+from payhub.settlement import posting
 from payhub.settlement.client import LocalSettlementClient
+from payhub.settlement.reconciliation import book
 from payhub.settlement.reconciliation import job as statements
-from payhub.settlement.reconciliation.book import keep_book
 from payhub.settlement.service import SettlementService
 from payhub.settlement.servicer import SettlementServicer
 
-POSTER_INTERVAL = 0.5
-POSTER_BATCH = 500
-POSTER_MAX_BATCHES_PER_TICK = 20
 PAYOUT_INTERVAL = 5.0
 SCHEDULE_INTERVAL = 60.0
-BOOK_INTERVAL = 1.0
 
 
 class SettlementComponent:
@@ -34,22 +33,16 @@ class SettlementComponent:
     def add_to_server(self, server: grpc.Server) -> None:
         settlement_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(self.service), server)
 
-    def post_ledger(self) -> int:
-        """One poster tick: batches until caught up (bounded, so shutdown is never held up long)."""
-        total = 0
-        for _ in range(POSTER_MAX_BATCHES_PER_TICK):
-            n = self.service.post_pending(POSTER_BATCH)
-            total += n
-            if n < POSTER_BATCH:
-                break
-        return total
+    def outbox_subscriptions(self) -> list[Subscription]:
+        """Read through the process's outbox dispatcher (payhub.kernel.dispatcher): the ledger poster
+        (and the split instructions its postings carry), the reconciliation book."""
+        return [Subscription(posting.CONSUMER, self.service.post_events, types=posting.POSTED_EVENTS),
+                Subscription(book.CONSUMER, book.book_handler(self.service.cost_of), types=book.BOOK_EVENTS)]
 
     def jobs(self) -> list[Job]:
         return [
-            Job("ledger-poster", POSTER_INTERVAL, self.post_ledger),
             Job("payouts", PAYOUT_INTERVAL, self.service.process_payouts),
             Job("settlement-schedule", SCHEDULE_INTERVAL, self.service.scheduled_run),
-            Job("reconciliation-book", BOOK_INTERVAL, lambda: keep_book(self.service.db, self.service.cost_of)),
             Job("statement-fetch", statements.FETCH_INTERVAL, lambda: statements.fetch_due(self.service)),
         ]
 

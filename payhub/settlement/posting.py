@@ -71,6 +71,7 @@ from payhub.settlement.tables import (
 
 CONSUMER = "ledger-poster"
 CAPTURE_EVENTS = ("payment.succeeded", "payment.captured")
+POSTED_EVENTS = (*CAPTURE_EVENTS, "refund.succeeded", "payment.paid_after_close")
 TOP_UP_METADATA_KEY = "payhub_wallet_top_up"
 _UPDATE_PAID = (update(ledger_payments).where(ledger_payments.c.payment_id == bindparam("b_id"))
                 .values(refunded_minor=ledger_payments.c.refunded_minor + bindparam("b_refunded"),
@@ -101,11 +102,11 @@ class _Batch:
 class LedgerPoster(Parties):
     def post_pending(self, limit: int = 200) -> int:
         """Post the next batch of events after the poster's cursor; returns how many were read."""
-        return consume(self.db, CONSUMER, self._handle, limit=limit)
+        return consume(self.db, CONSUMER, self.post_events, limit=limit)
 
-    def _handle(self, conn: Connection, events: list[Event]) -> None:
-        relevant = [e for e in events if e.type in CAPTURE_EVENTS or e.type in (
-            "refund.succeeded", "payment.paid_after_close")]
+    def post_events(self, conn: Connection, events: list[Event]) -> None:
+        """Post a batch of outbox events (the dispatcher's `ledger-poster` subscription, or `post_pending`)."""
+        relevant = [e for e in events if e.type in POSTED_EVENTS]
         if not relevant:
             return
         payment_ids = {e.payload["payment_id"] if e.type == "refund.succeeded" else e.payload["id"] for e in relevant}

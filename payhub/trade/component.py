@@ -9,13 +9,16 @@ from typing import Any
 import grpc
 from starlette.routing import BaseRoute
 
+from payhub.kernel.dispatcher import Subscription, collect
 from payhub.kernel.logging import get_logger
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 from payhub.trade.client import LocalTradeClient
 from payhub.trade.domain import parse_requery_schedule
+from payhub.trade.risk_holds import OUTCOME_PREFIX, OUTCOMES_CONSUMER
 from payhub.trade.service import TradeService
 from payhub.trade.servicer import TradeServicer, add_to_server
+from payhub.trade.webhooks import EVENT_PREFIXES, FANOUT_CONSUMER
 
 log = get_logger("payhub.trade")
 
@@ -70,6 +73,13 @@ class TradeComponent:
         add_to_server(TradeServicer(self.service, _LazyWebhooks(self), self.stopping,
                                     max_watch_streams=max(1, self.ctx.settings.threads // 2)), server)
 
+    def outbox_subscriptions(self) -> list[Subscription]:
+        """Read through the process's outbox dispatcher (payhub.kernel.dispatcher): the webhook fan-out,
+        and the `risk.*` outcomes of a risk service elsewhere (or decided before a crash)."""
+        return [Subscription(FANOUT_CONSUMER, self.webhooks.fan_out_events, prefixes=EVENT_PREFIXES),
+                Subscription(OUTCOMES_CONSUMER, collect, prefixes=(OUTCOME_PREFIX,),
+                             after_commit=self.service.apply_risk_outcomes)]
+
     def jobs(self) -> list[Job]:
         svc = self.service
         webhooks = self.webhooks
@@ -78,9 +88,7 @@ class TradeComponent:
             Job("trade-refunds", REFUND_INTERVAL, svc.process_refunds),
             Job("trade-expiry", EXPIRY_INTERVAL, svc.close_expired),
             Job("trade-authorization-expiry", AUTH_EXPIRY_INTERVAL, svc.void_expired_authorizations),
-            Job("trade-risk-outcomes", 1.0, svc.consume_risk_outcomes),
             Job("trade-risk-holds", 5.0, svc.settle_reviews),
-            Job("webhook-fanout", 0.5, webhooks.fan_out),
             Job("webhook-delivery", 1.0, webhooks.deliver_due),
         ]
 

@@ -31,6 +31,7 @@ from payhub.trade.risk_step import HELD, cas_hold
 from payhub.trade.risk_tables import payment_risk_holds as holds
 
 OUTCOMES_CONSUMER = "trade-risk-outcomes"
+OUTCOME_PREFIX = "risk."
 
 
 class RiskHolds(Confirmation, PaymentOperations):
@@ -134,17 +135,23 @@ class RiskHolds(Confirmation, PaymentOperations):
         return len(rows)
 
     def consume_risk_outcomes(self) -> int:
-        """Job: the `risk.*` outcome events (for a risk service elsewhere, or after a crash)."""
+        """The `risk.*` outcome events after the consumer's cursor (the dispatcher's subscription does
+        the same through `apply_risk_outcomes`)."""
         todo: list[Event] = []
 
         def collect(_conn: Connection, events: list[Event]) -> None:
-            todo.extend(e for e in events if e.type.startswith("risk."))
+            todo.extend(e for e in events if e.type.startswith(OUTCOME_PREFIX))
 
         handled = consume(self.db, OUTCOMES_CONSUMER, collect)
-        for event in todo:
+        self.apply_risk_outcomes(todo)
+        return handled
+
+    def apply_risk_outcomes(self, events: list[Event]) -> None:
+        """Act on `risk.*` outcome events (for a risk service elsewhere, or after a crash), after the
+        cursor that handed them out has committed: it calls channels."""
+        for event in events:
             try:
                 self.on_risk_outcome(event.type.removeprefix("risk."), str(event.payload.get("transaction", "")),
                                      event.payload)
             except Exception:
                 log.exception("risk outcome not applied", event=event.event_id)
-        return handled

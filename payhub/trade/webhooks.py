@@ -1,11 +1,12 @@
 """Merchant webhooks: fan-out of payment and refund events, signed delivery with retries.
 
-Two background jobs drive it, both safe with several replicas running them at once:
+Two pieces of background work drive it, both safe with several replicas running them at once:
 
-- `fan_out` consumes the outbox (consumer "webhook-fanout", one batch per call, exactly once per
-  batch) and writes one delivery per `payment.*` / `refund.*` event of a merchant that has a webhook
-  endpoint. A delivery is unique per (event_id, merchant_id), so re-running a batch is harmless. The
-  JSON body is built once and stored, so every attempt sends the same bytes.
+- `fan_out_events` consumes the outbox (consumer "webhook-fanout", through the process's outbox
+  dispatcher, payhub.kernel.dispatcher; `fan_out` does one batch directly) and writes one delivery
+  per `payment.*` / `refund.*` event of a merchant that has a webhook endpoint. A delivery is
+  unique per (event_id, merchant_id), so re-running a batch is harmless. The JSON body is
+  built once and stored, so every attempt sends the same bytes.
 - `deliver_due` claims due PENDING deliveries in short transactions (PostgreSQL: `FOR UPDATE SKIP
   LOCKED`; both databases: a compare-and-set that pushes `next_attempt_time` past the send's
   timeout and stamps a lease token), commits, and only then POSTs, outside any transaction. While
@@ -44,7 +45,6 @@ from payhub.kernel.logging import get_logger, redact_text
 from payhub.kernel.outbox import Event, consume
 from payhub.kernel.pagination import PageRequest, next_token
 from payhub.merchant.client import MerchantClient, WebhookTarget
-from payhub.server.jobs import Job
 from payhub.trade.webhook_signature import HEADER as SIGNATURE_HEADER
 from payhub.trade.webhook_signature import sign
 from payhub.trade.webhook_tables import webhook_deliveries, webhook_delivery_attempts
@@ -162,10 +162,6 @@ class WebhookService:
         if self._owns_http:
             self._http.close()
 
-    def jobs(self, interval: float = 1.0) -> list[Job]:
-        """The two background jobs (fan-out, delivery) for the trade component."""
-        return [Job("webhook-fanout", interval, self.fan_out), Job("webhook-deliver", interval, self.deliver_due)]
-
     # ---- fan-out -------------------------------------------------------------------------------------
 
     def fan_out(self, limit: int = 200) -> int:
@@ -174,26 +170,34 @@ class WebhookService:
 
         def handle(conn: Connection, events: list[Event]) -> None:
             nonlocal created
-            targets: dict[str, WebhookTarget | None] = {}
-            now = clock.now()
-            for event in events:
-                if event.merchant_id is None or not event.type.startswith(EVENT_PREFIXES):
-                    continue
-                if event.merchant_id not in targets:
-                    targets[event.merchant_id] = self._target_or_none(event.merchant_id)
-                target = targets[event.merchant_id]
-                if target is None or not target.url:
-                    continue
-                inserted = insert_ignore(conn, webhook_deliveries, {
-                    "id": new_id("whd"), "merchant_id": event.merchant_id, "event_id": event.event_id,
-                    "event_type": event.type, "event_position": event.position, "url": target.url,
-                    "body": event_body(event), "state": "PENDING", "attempt_count": 0, "round_attempts": 0,
-                    "next_attempt_time": now, "lease_token": None, "last_http_status": 0, "last_error": "",
-                    "create_time": now, "update_time": now, "deliver_time": None,
-                })
-                created += int(inserted)
+            created += self.fan_out_events(conn, events)
 
         consume(self._db, FANOUT_CONSUMER, handle, limit=limit)
+        return created
+
+    def fan_out_events(self, conn: Connection, events: list[Event]) -> int:
+        """The deliveries of a batch of outbox events (the dispatcher's `webhook-fanout` subscription,
+        or `fan_out`); an event's delivery exists once (unique per event), so a batch handed again
+        adds nothing. Returns how many were created."""
+        created = 0
+        targets: dict[str, WebhookTarget | None] = {}
+        now = clock.now()
+        for event in events:
+            if event.merchant_id is None or not event.type.startswith(EVENT_PREFIXES):
+                continue
+            if event.merchant_id not in targets:
+                targets[event.merchant_id] = self._target_or_none(event.merchant_id)
+            target = targets[event.merchant_id]
+            if target is None or not target.url:
+                continue
+            inserted = insert_ignore(conn, webhook_deliveries, {
+                "id": new_id("whd"), "merchant_id": event.merchant_id, "event_id": event.event_id,
+                "event_type": event.type, "event_position": event.position, "url": target.url,
+                "body": event_body(event), "state": "PENDING", "attempt_count": 0, "round_attempts": 0,
+                "next_attempt_time": now, "lease_token": None, "last_http_status": 0, "last_error": "",
+                "create_time": now, "update_time": now, "deliver_time": None,
+            })
+            created += int(inserted)
         return created
 
     def _target_or_none(self, merchant_id: str) -> WebhookTarget | None:

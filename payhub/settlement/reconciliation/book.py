@@ -31,6 +31,8 @@ _PAYMENT_STATUS = {"payment.succeeded": "SUCCEEDED", "payment.captured": "SUCCEE
                    "payment.requires_action": "PENDING", "payment.processing": "PENDING"}
 _REFUND_STATUS = {"refund.succeeded": "SUCCEEDED", "refund.failed": "FAILED", "refund.pending": "PENDING"}
 
+BOOK_EVENTS = (*_PAYMENT_STATUS, *_REFUND_STATUS, "payment.paid_after_close")  # the types book_row reads
+
 CostOf = Callable[[str, str, int], int | None]  # (channel, method, amount) -> the channel's fee, None: unknown
 
 
@@ -105,11 +107,17 @@ def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
                          .values(**values))
 
 
-def keep_book(db: Database, cost_of: CostOf, limit: int = 500) -> int:
-    """One batch of trade's events into recon_book; returns how many events were read."""
+def book_handler(cost_of: CostOf) -> Callable[[Connection, list[Event]], None]:
+    """Writes a batch of trade's events into recon_book (the dispatcher's `reconciliation-book`
+    subscription, or `keep_book`)."""
     def handle(conn: Connection, events: list[Event]) -> None:
         write_rows(conn, [r for e in events if (r := book_row(e, cost_of)) is not None])
-    return consume(db, CONSUMER, handle, limit=limit)
+    return handle
+
+
+def keep_book(db: Database, cost_of: CostOf, limit: int = 500) -> int:
+    """One batch of trade's events into recon_book; returns how many events were read."""
+    return consume(db, CONSUMER, book_handler(cost_of), limit=limit)
 
 
 def _behind(db: Database) -> bool:

@@ -73,7 +73,7 @@ def test_two_replicas_post_every_event_once(pg_db: Database) -> None:
     assert not [h for h in handled if isinstance(h, Exception)], handled
     # The worst case: two pollers with their own cursors hand the same events over at the same time;
     # the database's unique keys still post each payment once.
-    _race(2, lambda i: consume(pg_db, f"rogue-{i}", (a, b)[i]._handle, limit=100))
+    _race(2, lambda i: consume(pg_db, f"rogue-{i}", (a, b)[i].post_events, limit=100))
     with pg_db.read() as conn:
         assert conn.execute(select(func.count()).select_from(ledger_journals)).scalar() == 30
     assert world.balance(AccountKind.MERCHANT_PENDING) == sum(1000 + i - round((1000 + i) * 0.006)

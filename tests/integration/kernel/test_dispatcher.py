@@ -1,0 +1,128 @@
+"""One outbox dispatcher per process hands every consumer the events it wants, once, in order; one
+consumer's failure holds back only its own cursor; replicas do not hand an event out twice."""
+
+import threading
+from collections import defaultdict
+
+import pytest
+from sqlalchemy import Connection, select
+
+from payhub.kernel.db import Database
+from payhub.kernel.dispatcher import OutboxDispatcher, Subscription
+from payhub.kernel.outbox import Event, outbox_cursors, record_event
+from tests.conftest import sequence_all
+
+
+def _record(db: Database, types: list[str]) -> None:
+    with db.begin() as conn:
+        for i, t in enumerate(types):
+            record_event(conn, type=t, aggregate_type="payment", aggregate_id=f"p{i}", merchant_id="m1",
+                         payload={"i": i})
+
+
+def _cursors(db: Database) -> dict[str, int]:
+    with db.read() as conn:
+        return {r.consumer: r.position for r in conn.execute(select(outbox_cursors.c.consumer,
+                                                                    outbox_cursors.c.position))}
+
+
+def _drain(dispatcher: OutboxDispatcher) -> None:
+    for _ in range(50):
+        if not dispatcher.run_once():
+            return
+    raise AssertionError("the dispatcher did not go idle")
+
+
+def test_each_consumer_gets_the_types_it_wants_once(db: Database) -> None:
+    got: dict[str, list[str]] = defaultdict(list)
+
+    def handler(name: str):  # type: ignore[no-untyped-def]
+        return lambda _conn, events: got[name].extend(e.type for e in events)
+
+    dispatcher = OutboxDispatcher(db, [
+        Subscription("ledger", handler("ledger"), types=("payment.succeeded",)),
+        Subscription("hooks", handler("hooks"), prefixes=("payment.",)),
+        Subscription("risk", handler("risk"), prefixes=("risk_",)),  # `_` is not a wildcard
+    ], batch=2)
+    _record(db, ["payment.created", "merchant.updated", "payment.succeeded", "riskXy", "payment.failed"])
+    sequence_all(db)
+    _drain(dispatcher)
+    assert got == {"ledger": ["payment.succeeded"],
+                   "hooks": ["payment.created", "payment.succeeded", "payment.failed"]}
+    assert _cursors(db) == {"ledger": 5, "hooks": 5, "risk": 5}  # advanced past what nobody wants
+    assert dispatcher.run_once() == 0
+
+
+def test_a_failing_consumer_keeps_its_cursor_and_gets_the_events_again(db: Database) -> None:
+    seen: list[int] = []
+    after: list[list[int]] = []
+    down = True
+
+    def flaky(_conn: Connection, events: list[Event]) -> None:
+        if down:
+            raise RuntimeError("receiver down")
+        seen.extend(e.position for e in events)
+
+    def write(conn: Connection, events: list[Event]) -> None:  # its writes stay although `flaky` failed
+        record_event(conn, type="derived", aggregate_type="x", aggregate_id=str(events[-1].position),
+                     merchant_id=None, payload={})
+
+    dispatcher = OutboxDispatcher(db, [
+        Subscription("writer", write, types=("payment.created",),
+                     after_commit=lambda events: after.append([e.position for e in events])),
+        Subscription("flaky", flaky, types=("payment.created",)),
+    ])
+    _record(db, ["payment.created", "payment.created"])
+    sequence_all(db)
+    assert dispatcher.run_once() == 2
+    assert _cursors(db) == {"writer": 2, "flaky": 0}
+    assert after == [[1, 2]]
+    down = False
+    sequence_all(db)
+    _drain(dispatcher)
+    assert seen == [1, 2]
+    assert _cursors(db)["flaky"] >= 2
+
+
+@pytest.mark.postgres
+def test_two_replicas_hand_each_event_to_each_consumer_once(pg_db: Database, postgres_database_url: str) -> None:
+    replicas = [pg_db, Database(postgres_database_url, pool_size=8)]
+    handled: dict[str, list[int]] = defaultdict(list)
+    lock = threading.Lock()
+
+    def handler(name: str):  # type: ignore[no-untyped-def]
+        def handle(_conn: Connection, events: list[Event]) -> None:
+            with lock:
+                handled[name].extend(e.payload["n"] for e in events)
+        return handle
+
+    dispatchers = [OutboxDispatcher(db, [Subscription("a", handler("a"), prefixes=("payment.",)),
+                                         Subscription("b", handler("b"), types=("payment.succeeded",))],
+                                    batch=7) for db in replicas]
+    done = threading.Event()
+    total = 300
+
+    def write() -> None:
+        for n in range(total):
+            with pg_db.begin() as conn:
+                record_event(conn, type="payment.succeeded" if n % 3 == 0 else "payment.created",
+                             aggregate_type="payment", aggregate_id="p", merchant_id="m", payload={"n": n})
+
+    def run(dispatcher: OutboxDispatcher) -> None:
+        while not done.is_set():
+            dispatcher.run_once()
+
+    writer = threading.Thread(target=write)
+    runners = [threading.Thread(target=run, args=(d,)) for d in dispatchers]
+    for t in [writer, *runners]:
+        t.start()
+    writer.join()
+    sequence_all(pg_db)
+    for d in dispatchers:
+        _drain(d)
+    done.set()
+    for t in runners:
+        t.join()
+    replicas[1].dispose()
+    assert handled["a"] == list(range(total))
+    assert handled["b"] == list(range(0, total, 3))
