@@ -122,6 +122,8 @@ class Checkout(CashierBase):
                                                     _method_input(sub, client_type), attempt_id)
         except (InvalidArgument, FailedPrecondition, Aborted, NotFound) as exc:
             self._release(session, claimed, attempt_id)
+            if isinstance(exc, FailedPrecondition):  # e.g. the merchant closed the payment: the session ends
+                self._refresh(session.merchant_id, session.payment_id)
             raise _renamed(exc) from None
         except Exception:
             self._recover(claimed, attempt_id)

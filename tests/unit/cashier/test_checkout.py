@@ -238,3 +238,29 @@ def test_a_channel_in_maintenance_offers_nothing(ctx: AppContext, cashier: Cashi
     with pytest.raises(FailedPrecondition) as err:
         cashier.submit(s.id, card(), new_id("req"))
     assert err.value.reason == "METHOD_NOT_OFFERED"
+
+
+def test_an_unknown_outcome_waits_then_follows_the_requery(cashier: CashierService, trade: TradeService,
+                                                           merchant: str) -> None:
+    from datetime import timedelta
+
+    from payhub.cashier.domain import WaitStep
+    from payhub.kernel import clock
+    s = session(cashier, trade, merchant)
+    waiting = cashier.submit(s.id, card("4000000000000119"), new_id("req"))
+    assert isinstance(waiting.step, WaitStep) and waiting.session.state is SessionState.PROCESSING
+    later = clock.now() + timedelta(minutes=2)
+    clock.set_clock(lambda: later)
+    trade.requery_attempts()
+    assert cashier.get_session(s.id).state is SessionState.SUCCEEDED
+
+
+def test_a_payment_closed_by_the_merchant_ends_its_session(cashier: CashierService, trade: TradeService,
+                                                           merchant: str) -> None:
+    s = session(cashier, trade, merchant)
+    trade.close_payment(merchant, s.payment_id, new_id("req"))
+    with pytest.raises(FailedPrecondition):
+        cashier.submit(s.id, card(), new_id("req"))
+    closed = cashier.get_session(s.id)
+    assert closed.state is SessionState.FAILED and closed.last_failure is not None
+    assert closed.last_failure.failure_code == "payment_closed" and not closed.last_failure.can_retry
