@@ -38,6 +38,7 @@ from payhub.trade.domain import PaymentState, card_expired, luhn_ok
 log = get_logger("payhub.cashier")
 
 SUCCESS_WINDOW = timedelta(days=7)
+ICON_PATH = "/cashier/static/icons"  # the hosted page's method icons
 # trade's field names for card input -> the cashier's
 _CARD_FIELDS = {"payment_method.card.number": "card.number", "payment_method.card.exp_month": "card.expiry_month",
                 "payment_method.card.exp_year": "card.expiry_year", "payment_method.card.cvc": "card.security_code",
@@ -67,7 +68,7 @@ class Checkout(CashierBase):
         ordered = methods.display_order(list(flows), settings.method_order)
         pick = None if settings.recommendation_disabled else methods.recommend(
             ordered, self._signals(session, first_channel))
-        return methods.options(ordered, flows, session.locale, pick)
+        return methods.options(ordered, flows, session.locale, pick, f"{self.base_url}{ICON_PATH}")
 
     def _routable(self, session: CheckoutSession, method: str, client_type: str) -> str:
         """The channel routing would try first for this method now (channel state, maintenance,

@@ -116,8 +116,9 @@ def _cheapest(ordered: Sequence[str], costs: Mapping[str, int | None]) -> str:
 
 
 def options(ordered: Sequence[str], flows: Mapping[str, str], locale: str,
-            pick: tuple[str, Reason] | None) -> list[MethodOption]:
-    """The options in display order, the recommended one first and marked."""
+            pick: tuple[str, Reason] | None, icon_base: str = "") -> list[MethodOption]:
+    """The options in display order, the recommended one first and marked; icons are the hosted
+    page's (`{icon_base}/{method}.svg`, served by payhub.cashier.http)."""
     if pick is not None:
         ordered = [pick[0], *[m for m in ordered if m != pick[0]]]
     result = []
@@ -126,6 +127,7 @@ def options(ordered: Sequence[str], flows: Mapping[str, str], locale: str,
         reason = pick[1] if chosen and pick else None
         result.append(MethodOption(
             method=method, display_name=display_name(method, locale), flow=flows[method],
+            icon_url=f"{icon_base}/{method.lower()}.svg" if icon_base else "",
             recommended=chosen, recommendation_reason=reason.value if reason else "",
             recommendation_text=text(_REASONS[reason], locale) if reason else ""))
     return result

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import httpx
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -90,6 +91,11 @@ def test_a_session_lists_methods_with_the_recommended_one_marked(shop: Shop) -> 
     first = methods.payment_methods[0]
     assert first.recommended and first.recommendation_reason == pb.RECOMMENDATION_REASON_MERCHANT_PREFERENCE
     assert first.display_name == "支付宝" and not methods.payment_methods[1].recommended
+    # The icons and the page behind hosted_url are served by the same process's HTTP edge.
+    assert first.icon_url.endswith("/cashier/static/icons/alipay.svg")
+    icon = httpx.get(first.icon_url, timeout=10)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert httpx.get(session.hosted_url, timeout=10).status_code == 200
 
 
 def test_a_sandbox_card_pays_and_ends_the_session(shop: Shop) -> None:
