@@ -27,6 +27,7 @@ from payhub.trade.domain import (
     payment_from_snapshot,
     refund_from_snapshot,
 )
+from payhub.trade.fresh import FreshPayments
 from payhub.trade.vault import CardVault
 
 log = get_logger("payhub.trade")
@@ -100,6 +101,7 @@ class TradeBase:
         self.vault = CardVault(keyring)
         self._merchants = merchants
         self._channels = channels
+        self.fresh = FreshPayments()
 
     @staticmethod
     def scope(merchant_id: str) -> str:

@@ -164,15 +164,24 @@ class Confirmation(RiskStep):
     def _claim_fast(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
                     request_id: str, scope: str, fp: str) -> Payment | Claimed | None:
         """PostgreSQL, the common case (a CREATED payment, a card number or no card, an in-process
-        router): one read, then the claim as one statement (payhub.trade.fastpath). A stored answer
-        for the request_id is returned as the Payment; None: take the general path."""
-        row = fastpath.run(self.db, fastpath.READ_FOR_CONFIRM, {"pid": payment_id, "scope": scope, "key": request_id})
-        if row.k_fingerprint is not None:
-            return decode_payment(idempotency.answer(row.k_fingerprint, row.k_response, fp, request_id))
-        if (method.card_token or row.id is None or row.merchant_id != merchant_id
-                or row.state != PaymentState.CREATED.value or row.pending_operation is not None):
+        router): one read (none for a payment this process just created), then the claim as one
+        statement (payhub.trade.fastpath). A stored answer for the request_id is returned as the
+        Payment; None: take the general path."""
+        current = self.fresh.take(payment_id)
+        if current is None or current.merchant_id != merchant_id:
+            # Not created here (or not this merchant's): read it, with any stored answer. (A
+            # payment taken from `fresh` needs neither: if it was confirmed with this request_id,
+            # or changed at all, the claim's compare-and-set fails and the general path answers.)
+            row = fastpath.run(self.db, fastpath.READ_FOR_CONFIRM,
+                               {"pid": payment_id, "scope": scope, "key": request_id})
+            if row.k_fingerprint is not None:
+                return decode_payment(idempotency.answer(row.k_fingerprint, row.k_response, fp, request_id))
+            if (row.id is None or row.merchant_id != merchant_id or row.state != PaymentState.CREATED.value
+                    or row.pending_operation is not None):
+                return None
+            current = repo.payment_from_row(row)
+        if method.card_token:
             return None
-        current = repo.payment_from_row(row)
         card, vault_row = self.vault.new_card(merchant_id, method.card_number, method.exp_month, method.exp_year) \
             if method.card_number else (None, None)
         attempt_id = new_id("att")

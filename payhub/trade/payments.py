@@ -139,6 +139,7 @@ class PaymentRecords(TradeBase):
                     fastpath.run(self.db, fastpath.CREATE, fastpath.params(
                         p_=repo.payment_values(payment), e_=self._event_values("payment.created", payment),
                         k_=idempotency.key_values(scope, request_id, fp, encode(payment))))
+                    self.fresh.put(payment)
                     return payment
                 with self.db.begin() as conn:
                     repo.insert_payment(conn, payment)
@@ -213,6 +214,8 @@ class PaymentRecords(TradeBase):
         v.raise_if_any()
         scope = f"trade.UpdatePayment:{merchant_id}"
         fp = request_fingerprint([payment_id, plain(changes) | {"fields": sorted(changes.fields)}])
+
+        self.fresh.take(payment_id)  # confirm reads it again
 
         def work(conn: Connection) -> bytes:
             payment = self._load(conn, merchant_id, payment_id)

@@ -205,6 +205,16 @@ def test_expiry_follows_an_updated_expire_time_and_forgets_payments_that_moved_o
         assert conn.execute(select(payment_deadlines)).all() == []
 
 
+def test_confirm_after_an_update_charges_the_updated_payment(trade: TradeService, merchant: str) -> None:
+    _later(0)  # a frozen clock: the update leaves update_time as the creation set it
+    created = trade.create_payment(merchant, draft(amount=1000), "c1")
+    trade.update_payment(merchant, created.id, PaymentChanges(fields=frozenset({"amount"}), currency="CNY",
+                                                              amount_minor=2500), "u1")
+    paid = trade.confirm_payment(merchant, created.id, card(), "", "k1")
+    assert (paid.state, paid.amount_minor, paid.amount_captured) == (PaymentState.SUCCEEDED, 2500, 2500)
+    assert trade.confirm_payment(merchant, created.id, card(), "", "k1") == paid  # a replay: the same answer
+
+
 def test_close_and_expiry(trade: TradeService, merchant: str) -> None:
     open_ = trade.create_payment(merchant, draft(), "c1")
     assert trade.close_payment(merchant, open_.id, "close-1").state is PaymentState.CLOSED
