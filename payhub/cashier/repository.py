@@ -90,10 +90,13 @@ def get_session(conn: Connection, session_id: str) -> CheckoutSession | None:
     return session_from_row(row) if row is not None else None
 
 
-def version_of(conn: Connection, session_id: str) -> SessionVersion | None:
-    row = conn.execute(select(checkout_sessions.c.state, checkout_sessions.c.version, checkout_sessions.c.expire_time)
-                       .where(checkout_sessions.c.id == session_id)).first()
-    return SessionVersion(SessionState(row.state), row.version, row.expire_time) if row is not None else None
+def version_of(conn: Connection, session_id: str) -> tuple[SessionVersion, datetime | None] | None:
+    """The session's state, version and expiry, and when it ended."""
+    row = conn.execute(select(checkout_sessions.c.state, checkout_sessions.c.version, checkout_sessions.c.expire_time,
+                              checkout_sessions.c.end_time).where(checkout_sessions.c.id == session_id)).first()
+    if row is None:
+        return None
+    return SessionVersion(SessionState(row.state), row.version, row.expire_time), row.end_time
 
 
 def cas_session(conn: Connection, before: CheckoutSession, after: CheckoutSession) -> CheckoutSession | None:

@@ -297,8 +297,12 @@ class CashierBase:
         """One row, no trade call: for a page polling for changes."""
         sid = session_id_of(session_ref)
         with self.db.read() as conn:
-            version = repo.version_of(conn, sid) if sid else None
-        if version is None:
+            found = repo.version_of(conn, sid) if sid else None
+        if found is None:
+            raise not_found(session_ref)
+        version, end_time = found
+        if current_principal().kind is PrincipalKind.ANONYMOUS and end_time is not None \
+                and clock.now() >= end_time + ANONYMOUS_READ_AFTER_END:
             raise not_found(session_ref)
         if version.state in LIVE and clock.now() >= version.expire_time:
             session = self._access(sid)  # expires it

@@ -98,6 +98,8 @@ def test_an_expired_session_refuses_payment(cashier: CashierService, trade: Trad
         clock.set_clock(lambda: later + timedelta(hours=25))
         with pytest.raises(NotFound):
             cashier.get_session(s.id)
+        with pytest.raises(NotFound):
+            cashier.session_version(s.id)
     finally:
         reset_current_principal(token)
     assert cashier.get_session(s.id).state is SessionState.EXPIRED  # the merchant still reads it
