@@ -96,12 +96,14 @@ def _step_kind(step: Step | None) -> str:
     return "wait"
 
 
-def method_views(options: list[MethodOption], selected: str) -> list[MethodView]:
+def method_views(options: list[MethodOption], selected: str, avoid: str = "") -> list[MethodView]:
     """The offered methods; the one checked is the consumer's last choice if still offered, else the
-    recommended one, else the first."""
+    recommended one, else the first, passing over `avoid` (the method that just failed) when there is
+    another."""
     names = [o.method for o in options]
+    others = [o for o in options if o.method != avoid] or options
     chosen = (selected if selected in names else
-              next((o.method for o in options if o.recommended), names[0] if names else ""))
+              next((o.method for o in others if o.recommended), others[0].method if others else ""))
     return [MethodView(o.method, o.display_name, asset_url(ICONS.get(o.method, "icons/card.svg")), o.flow,
                        o.recommended, o.recommendation_text, o.method == chosen) for o in options]
 
@@ -116,10 +118,10 @@ def build_panel(session: CheckoutSession, options: list[MethodOption], csrf_toke
     if kind == "failed" and isinstance(step, PaymentResult) and step.status == "FAILED":
         failure = step
     # After a failed attempt the list preselects another method than the one that just failed.
-    selected = "" if failure is not None else session.selected_method
+    selected, avoid = ("", session.selected_method) if failure is not None else (session.selected_method, "")
     return PanelView(
         kind=kind, session_id=session.id, state=session.state.value, version=session.version,
-        csrf_token=csrf_token, methods=method_views(options, selected) if kind == "methods" else [],
+        csrf_token=csrf_token, methods=method_views(options, selected, avoid) if kind == "methods" else [],
         failure_message=failure.failure_message if failure is not None else "",
         notice=notice if notice in NOTICES and not (kind == "expired" and notice == "expired") else "",
         qr_url=f"/cashier/{session.id}/qr.svg?v={session.version}" if kind == "qr" else "",

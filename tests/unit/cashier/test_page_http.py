@@ -128,6 +128,7 @@ def test_a_declined_card_shows_the_failure_and_the_methods_again_without_echoing
     page = browser.get(PAGE).text
     assert "The card was declined." in page and "Payment not completed" in page
     assert 'id="pay-form"' in page and DECLINED not in page
+    assert 'value="ALIPAY" data-flow="QR_CODE" checked' in page, "another method than the declined card is preselected"
 
 
 def test_a_bad_card_number_comes_back_as_a_notice_not_in_the_url(browser: httpx.Client) -> None:
