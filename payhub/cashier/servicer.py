@@ -13,6 +13,7 @@ from payhub.cashier.domain import CheckoutSession
 from payhub.cashier.service import CashierService
 from payhub.identity.principal import PrincipalKind, current_principal
 from payhub.kernel.errors import InvalidArgument
+from payhub.kernel.pagination import next_token, parse_page
 
 
 def _required(value: str, field: str) -> str:
@@ -39,9 +40,16 @@ class CashierServicer(cashier_pb2_grpc.CashierServiceServicer):
         return pb.GetCheckoutSessionResponse(checkout_session=self._session(session))
 
     def ListPaymentMethods(self, request: pb.ListPaymentMethodsRequest, context: Any) -> pb.ListPaymentMethodsResponse:
+        filters = [request.checkout_session, request.user_agent]
+        page = parse_page(request.page_size, request.page_token, filters)
+        if page.after is not None and not isinstance(page.after, int):
+            raise InvalidArgument.field("page_token", "is not a token this API returned")
         options = self._cashier.list_methods(_required(request.checkout_session, "checkout_session"),
                                              request.user_agent)
-        return pb.ListPaymentMethodsResponse(payment_methods=[cv.option_to(o) for o in options])
+        start = page.after + 1 if page.after is not None else 0
+        rows = list(enumerate(options))[start:start + page.size + 1]
+        return pb.ListPaymentMethodsResponse(payment_methods=[cv.option_to(o) for _, o in rows[:page.size]],
+                                             next_page_token=next_token(rows, page, lambda r: r[0], filters))
 
     def SubmitPaymentMethod(self, request: pb.SubmitPaymentMethodRequest,
                             context: Any) -> pb.SubmitPaymentMethodResponse:

@@ -91,6 +91,11 @@ def test_a_session_lists_methods_with_the_recommended_one_marked(shop: Shop) -> 
     first = methods.payment_methods[0]
     assert first.recommended and first.recommendation_reason == pb.RECOMMENDATION_REASON_MERCHANT_PREFERENCE
     assert first.display_name == "支付宝" and not methods.payment_methods[1].recommended
+    one = shop.cashier.ListPaymentMethods(pb.ListPaymentMethodsRequest(checkout_session=session.name, page_size=1))
+    rest = shop.cashier.ListPaymentMethods(pb.ListPaymentMethodsRequest(
+        checkout_session=session.name, page_size=1, page_token=one.next_page_token))
+    assert [m.payment_method for m in (*one.payment_methods, *rest.payment_methods)] == [ALIPAY, CARD]
+    assert rest.next_page_token == ""
     # The icons and the page behind hosted_url are served by the same process's HTTP edge.
     assert first.icon_url.endswith("/cashier/static/icons/alipay.svg")
     icon = httpx.get(first.icon_url, timeout=10)
