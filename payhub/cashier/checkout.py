@@ -104,18 +104,15 @@ class Checkout(CashierBase):
         replay = self._replay(session, scope, request_id, fp)
         if replay is not None:
             return replay
-        if session.state is SessionState.AWAITING_ACTION and isinstance(session.next_step, _SWITCHABLE):
-            session = self._switch(session)
-        if session.state is not SessionState.OPEN:
+        switching = session.state is SessionState.AWAITING_ACTION and isinstance(session.next_step, _SWITCHABLE)
+        if session.state is not SessionState.OPEN and not switching:
             raise ended_error(session, "a method can be submitted only while the session is OPEN (or showing "
                                        "a QR code, a redirect or SDK parameters)")
-        offered = {o.method: o for o in self._options(session, sub.consumer.user_agent)}
-        option = offered.get(sub.method)
-        if option is None:
-            raise FailedPrecondition(f"{sub.method} is not offered for this session now", reason="METHOD_NOT_OFFERED",
-                                     metadata={"state": session.state.value, "payment_method": sub.method})
-        if option.flow == "JSAPI" and not sub.channel_user_id:
-            raise InvalidArgument.field("channel_user_id", "is required for the JSAPI flow (the WeChat openid)")
+        self._check_offered(session, sub)  # before a switch closes what the consumer was shown
+        if switching:
+            session = self._switch(session)
+            if session.state is not SessionState.OPEN:
+                raise ended_error(session, "the method shown was completed meanwhile")
         client_type, _ = methods.flow_of(session.client_type, sub.method, sub.consumer.user_agent)
         claimed, attempt_id = self._claim(session, sub, request_id)
         try:
@@ -130,6 +127,15 @@ class Checkout(CashierBase):
             self._recover(claimed, attempt_id)
             raise
         return self._record(claimed, payment, scope, request_id, fp)
+
+    def _check_offered(self, session: CheckoutSession, sub: Submission) -> None:
+        offered = {o.method: o for o in self._options(session, sub.consumer.user_agent)}
+        option = offered.get(sub.method)
+        if option is None:
+            raise FailedPrecondition(f"{sub.method} is not offered for this session now", reason="METHOD_NOT_OFFERED",
+                                     metadata={"state": session.state.value, "payment_method": sub.method})
+        if option.flow == "JSAPI" and not sub.channel_user_id:
+            raise InvalidArgument.field("channel_user_id", "is required for the JSAPI flow (the WeChat openid)")
 
     def _switch(self, session: CheckoutSession) -> CheckoutSession:
         """The consumer turns from a method awaiting them (QR code shown, redirect, SDK) to another: its

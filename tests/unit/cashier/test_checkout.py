@@ -194,6 +194,9 @@ def test_turning_from_a_qr_code_to_a_card_closes_the_qr_attempt(ctx: AppContext,
     s = session(cashier, trade, merchant)
     qr = cashier.submit(s.id, Submission("WECHAT_PAY"), new_id("req"))
     assert isinstance(qr.step, QrCodeStep)
+    with pytest.raises(FailedPrecondition):  # a method not on offer leaves the QR code as it was
+        cashier.submit(s.id, Submission("WALLET"), new_id("req"))
+    assert cashier.get_session(s.id).next_step == qr.step
     paid = cashier.submit(s.id, card(), new_id("req"))
     assert isinstance(paid.step, PaymentResult) and paid.step.status == "SUCCEEDED"
     assert paid.session.selected_method == "CARD" and paid.session.last_failure is None
