@@ -174,7 +174,7 @@ class CashierPages:
         try:
             session = await run_in_threadpool(client.get_session, sid)
             options: list[MethodOption] = []
-            if session.state is SessionState.OPEN and session.expire_time > clock.now():
+            if _offers_methods(session):
                 options = await run_in_threadpool(client.list_methods, sid, request.headers.get("user-agent", ""))
         except NotFound:
             return self._not_found(request)
@@ -204,6 +204,15 @@ class CashierPages:
             response.set_cookie(COOKIE, token, path=f"/cashier/{sid}", httponly=True, samesite="strict",
                                 secure=self._secure)
         return response
+
+
+def _offers_methods(session: CheckoutSession) -> bool:
+    """An open session lists its methods; one showing a QR code, redirect or app step offers the others
+    (an OTP challenge must be answered first)."""
+    if session.ended or session.expire_time <= clock.now():
+        return False
+    return session.state is SessionState.OPEN or (
+        session.state is SessionState.AWAITING_ACTION and not isinstance(session.next_step, OtpStep))
 
 
 def _back(sid: str, notice: str) -> Response:

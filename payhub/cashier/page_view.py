@@ -30,6 +30,10 @@ from payhub.cashier.page_text import Texts
 
 ICONS = {"CARD": "icons/card.svg", "ALIPAY": "icons/alipay.svg", "WECHAT_PAY": "icons/wechat_pay.svg",
          "UNIONPAY": "icons/unionpay.svg", "WALLET": "icons/wallet.svg"}
+# Panels that offer another method: the open session's list, and under a QR code, redirect or app step
+# (the service closes the shown attempt when the consumer submits another method).
+SWITCHABLE = ("qr", "redirect", "sdk")
+WITH_METHODS = ("methods", *SWITCHABLE)
 # Notices the page shows after a refused post (the redirect carries only this code, never input).
 NOTICES = ("otp_wrong", "invalid_card_number", "invalid_expiry", "invalid_cvc", "invalid_input", "form_expired",
            "expired", "not_now", "method_unavailable", "busy", "unavailable")
@@ -119,9 +123,11 @@ def build_panel(session: CheckoutSession, options: list[MethodOption], csrf_toke
         failure = step
     # After a failed attempt the list preselects another method than the one that just failed.
     selected, avoid = ("", session.selected_method) if failure is not None else (session.selected_method, "")
+    if kind in SWITCHABLE:  # "use another method": the ones besides the method being shown
+        options, selected = [o for o in options if o.method != session.selected_method], ""
     return PanelView(
         kind=kind, session_id=session.id, state=session.state.value, version=session.version,
-        csrf_token=csrf_token, methods=method_views(options, selected, avoid) if kind == "methods" else [],
+        csrf_token=csrf_token, methods=method_views(options, selected, avoid) if kind in WITH_METHODS else [],
         failure_message=failure.failure_message if failure is not None else "",
         notice=notice if notice in NOTICES and not (kind == "expired" and notice == "expired") else "",
         qr_url=f"/cashier/{session.id}/qr.svg?v={session.version}" if kind == "qr" else "",

@@ -89,6 +89,23 @@ def test_a_declined_card_then_another_method(shop: Shop, browser: Browser, alipa
     assert shop.payment(checkout).state == pb.PAYMENT_STATE_SUCCEEDED
 
 
+def test_switch_from_a_qr_code_to_a_card(shop: Shop, browser: Browser) -> None:
+    checkout = shop.checkout(4_200)
+    browser.open(checkout.url)
+    browser.choose("ALIPAY")
+    browser.click("#pay-button")
+    browser.read_qr()
+    browser.shot("qr-code")
+    browser.click("#switch summary")  # "use another payment method" under the QR code
+    browser.pay_by_card(GOOD_CARD, YEAR)
+    browser.shot("card-instead")
+    browser.click("#pay-button")
+    browser.wait_for("#result-success")
+    browser.shot("paid")
+    assert_back_at_merchant(browser, shop)
+    assert shop.payment(checkout).state == pb.PAYMENT_STATE_SUCCEEDED
+
+
 def test_pass_a_risk_challenge_with_a_one_time_code(shop: Shop, browser: Browser) -> None:
     checkout = shop.checkout(88_800)  # above the shop's challenge limit
     browser.open(checkout.url)

@@ -80,8 +80,9 @@
 
   function swap(data) {
     var body = panelBody();
-    // Never wipe a form the consumer is filling in: an open session stays on its method list.
-    if (body && data.kind === "methods" && body.getAttribute("data-kind") === "methods") {
+    // Only a new kind of step replaces the panel: a form the consumer is filling in (the method list,
+    // the card fields under a QR code) is never wiped by a change that does not concern it.
+    if (body && data.kind === body.getAttribute("data-kind")) {
       body.setAttribute("data-version", data.version);
       return;
     }

@@ -146,6 +146,8 @@ def test_a_qr_step_is_drawn_by_payhub_and_polling_sees_the_change(browser: httpx
     browser.post(f"{PAGE}/pay", data={"csrf_token": token, "request_id": "r2", "payment_method": "ALIPAY"})
     polled = browser.get(f"{PAGE}/state", params={"v": "1", "k": "methods"}).json()
     assert polled["changed"] and polled["kind"] == "qr" and 'id="qr-image"' in polled["panel"]
+    shown = browser.get(PAGE).text
+    assert 'id="switch"' in shown and 'value="CARD"' in shown and 'value="ALIPAY"' not in shown, "the others"
     svg = browser.get(f"{PAGE}/qr.svg")
     assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
     assert svg.content.startswith(b"<svg") and b"<script" not in svg.content
