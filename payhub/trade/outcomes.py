@@ -23,6 +23,7 @@ from payhub.trade.domain import (
     Attempt,
     AttemptState,
     CaptureMethod,
+    CloseReason,
     Failure,
     Payment,
     PaymentState,
@@ -187,11 +188,12 @@ class OutcomeRecorder(TradeBase):
         return []
 
     def _paid_after_close_policy(self, payment: Payment, attempt: Attempt) -> str:
-        """`reopen` only for a closed payment whose merchant chose it, with the payment's own amount;
-        otherwise `auto_refund`. Asked of the merchant center on this rare path only (a failure to
-        answer aborts the update, which the notification or the re-query job applies again)."""
-        if payment.state is not PaymentState.CLOSED or attempt.amount_minor != payment.amount_minor \
-                or attempt.currency != payment.currency:
+        """`reopen` only for a payment closed by the merchant or by expiry (never one voided, e.g.
+        after a risk rejection) whose merchant chose it, with the payment's own amount; otherwise
+        `auto_refund`. Asked of the merchant center on this rare path only (a failure to answer aborts
+        the update, which the notification or the re-query job applies again)."""
+        if payment.state is not PaymentState.CLOSED or payment.close_reason is CloseReason.VOIDED \
+                or attempt.amount_minor != payment.amount_minor or attempt.currency != payment.currency:
             return "auto_refund"
         try:
             chosen = self._merchants().get_merchant(payment.merchant_id).paid_after_close_policy

@@ -133,6 +133,27 @@ def test_review_rejection_voids(trade: TradeService, merchant: str, risk: RiskSe
     assert voided.state is PaymentState.CLOSED and voided.amount_captured == 0
 
 
+def test_money_arriving_after_a_rejected_review_goes_back_even_with_the_reopen_policy(
+        ctx: AppContext, trade: TradeService, merchant: str, risk: RiskService) -> None:
+    from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
+    from payhub.kernel.outbox import read_events
+    from payhub.trade.tables import refunds
+    from tests.unit.trade.test_service import _reopen_policy
+    _reopen_policy(ctx, merchant)
+    rule(risk, AmountLimit("CNY", 500), Action.REVIEW)
+    payment = pay(trade, merchant)
+    (held,) = risk.list_events(10, "", transaction=payment.name).items
+    risk.review(held.id, False, "mule account", req())
+    late = ChannelResult(Outcome.SUCCEEDED, "sandbox", 1000, "CNY", channel_reference="late")
+    trade.apply_channel_update(ChannelUpdate(attempt_id=payment.attempts[0].id, result=late))
+    assert trade.get_payment(merchant, payment.id).state is PaymentState.CLOSED, "a voided payment is never reopened"
+    sequence_all(trade.db)
+    with trade.db.read() as conn:
+        (alert,) = [e for e in read_events(conn, 0) if e.type == "payment.paid_after_close"]
+        assert alert.payload["policy"] == "void", "the late authorisation is voided at the channel"
+        assert conn.execute(refunds.select()).all() == []
+
+
 def test_refunds_are_evaluated(trade: TradeService, merchant: str, risk: RiskService) -> None:
     rule(risk, AmountLimit("CNY", 300), Action.DENY, transaction_kinds=frozenset({TxKind.REFUND}))
     payment = pay(trade, merchant)
