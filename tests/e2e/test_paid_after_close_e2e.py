@@ -31,11 +31,13 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, SimProcess]]:
     server = start_server(tmp_path_factory.mktemp("server"))
-    sim = start_simulator(tmp_path_factory.mktemp("sim") / "keys", "--trade-exists-after-scan")
     try:
-        yield server, sim
+        sim = start_simulator(tmp_path_factory.mktemp("sim") / "keys", "--trade-exists-after-scan")
+        try:
+            yield server, sim
+        finally:
+            sim.stop()
     finally:
-        sim.stop()
         server.stop()
 
 

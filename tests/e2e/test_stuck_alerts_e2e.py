@@ -98,13 +98,15 @@ def unionpay_token(shop: Shop, suffix: str) -> pb.Payment:
 def shop(tmp_path: Path) -> Iterator[Shop]:
     server = start_server(tmp_path, extra_env={"PAYHUB_REQUERY_SCHEDULE": "1s*2",
                                                "PAYHUB_REQUERY_GRACE_SECONDS": "0.5"})
-    sim = start_simulator(tmp_path / "unionpay-keys", channel="unionpay")
+    sim = None
     try:
+        sim = start_simulator(tmp_path / "unionpay-keys", channel="unionpay")
         shop = Shop(server, sim, channel="unionpay", method=common_pb2.PAYMENT_METHOD_TYPE_UNIONPAY)
         shop.sim = sim  # type: ignore[attr-defined]
         yield shop
     finally:
-        sim.stop()
+        if sim is not None:
+            sim.stop()
         server.stop()
 
 
