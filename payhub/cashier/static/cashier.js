@@ -97,10 +97,17 @@
     if (!body) { return; }
     var url = stateUrl + "?v=" + encodeURIComponent(body.getAttribute("data-version")) +
       "&k=" + encodeURIComponent(body.getAttribute("data-kind"));
+    if (document.hidden) {  // a tab in the background asks again once it is shown
+      document.addEventListener("visibilitychange", poll, { once: true });
+      return;
+    }
     window.fetch(url, { credentials: "same-origin", cache: "no-store", headers: { accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (response.status === 404) { throw new Error("gone"); }  // the session is no longer readable
+        return response.ok ? response.json() : null;
+      })
       .then(function (data) { if (data && data.changed) { swap(data); } schedule(); })
-      .catch(schedule);
+      .catch(function (error) { if (String(error).indexOf("gone") < 0) { schedule(); } });
   }
 
   document.addEventListener("change", function (event) {
