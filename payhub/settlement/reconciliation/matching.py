@@ -87,9 +87,11 @@ def match(conn: Connection, scope: Scope) -> Result:
     on = [book.channel == scope.channel, book.kind == line.kind, book.order_no == line.order_no]
     if scope.merchant_id:
         on.append(book.merchant_id == scope.merchant_id)
-    exact = and_(book.order_no.is_not(None), _status_agrees(line.status, book.status),
-                 book.amount_minor == line.amount_minor, book.currency == line.currency,
-                 or_(line.fee_minor.is_(None), book.fee_minor.is_(None), book.fee_minor == line.fee_minor))
+    exact = or_(and_(book.order_no.is_not(None), _status_agrees(line.status, book.status),
+                     book.amount_minor == line.amount_minor, book.currency == line.currency,
+                     or_(line.fee_minor.is_(None), book.fee_minor.is_(None), book.fee_minor == line.fee_minor)),
+                # a line of no money (e.g. a revoked payment-code order) that payhub never heard of
+                and_(book.order_no.is_(None), line.status == FAILED))
     rows = conn.execute(select(line.statement_id, line.line_no, line.kind, line.order_no, line.channel_txn_id,
                                line.amount_minor, line.fee_minor, line.currency, line.status, line.txn_time,
                                book.order_no.label("b_order_no"), book.payhub_id, book.reference, book.merchant_id,

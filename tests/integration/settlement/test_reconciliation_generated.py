@@ -59,3 +59,16 @@ def test_two_replicas_importing_the_same_day_at_once_make_one_statement(pg_db: D
     assert len(names) == 2 and names[0] == names[1]
     with pg_db.read() as conn:
         assert conn.execute(select(func.count()).select_from(recon_discrepancies)).scalar() == 4
+
+
+def test_a_revoked_order_payhub_never_heard_of_is_no_difference(db: Database) -> None:
+    from payhub.channel.wechatpay.statement import ALL_HEADER, SUMMARY_HEADER
+    service = SettlementService(db, Settings(), lambda: None, lambda: None, lambda: None)
+    revoked = ["2026-11-01 10:00:00", "wx", "19", "0", "", "4200", "att_never_sent", "o", "MICROPAY", "REVOKED",
+               "OTHERS", "CNY", "0.00", "0.00", "0", "0", "0.00", "0.00", "", "", "x", "", "0.00", "0.60%", "5.00",
+               "0.00", ""]
+    bill = "\n".join([",".join(ALL_HEADER), "`" + ",`".join(revoked), ",".join(SUMMARY_HEADER),
+                      "`" + ",`".join(["1", "0.00", "0.00", "0.00", "0.00", "5.00", "0.00"])]) + "\n"
+    src = StatementSource("wechatpay", "19", "", DAY, "WECHATPAY_TRADE_BILL", UPLOAD)
+    row = service.import_stream(src, io.BytesIO(bill.encode()))
+    assert (row["line_count"], row["matched_count"], row["discrepancy_count"]) == (1, 1, 0)
