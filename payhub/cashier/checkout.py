@@ -14,6 +14,7 @@ from payhub.cashier import repository as repo
 from payhub.cashier.domain import (
     METHODS,
     CheckoutSession,
+    Consumer,
     MethodOption,
     OtpStep,
     QrCodeStep,
@@ -32,7 +33,7 @@ from payhub.identity.principal import PrincipalKind, current_principal
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PayhubError, Violations
 from payhub.kernel.logging import get_logger
-from payhub.trade.confirm import MethodInput
+from payhub.trade.confirm import ConsumerContext, MethodInput
 from payhub.trade.domain import PaymentState, card_expired, luhn_ok
 
 log = get_logger("payhub.cashier")
@@ -117,7 +118,8 @@ class Checkout(CashierBase):
         claimed, attempt_id = self._claim(session, sub, request_id)
         try:
             payment = self._trade().confirm_payment(session.merchant_id, session.payment_id,
-                                                    _method_input(sub, client_type), attempt_id)
+                                                    _method_input(sub, client_type), attempt_id,
+                                                    _consumer_context(sub.consumer))
         except (InvalidArgument, FailedPrecondition, Aborted, NotFound) as exc:
             self._release(session, claimed, attempt_id)
             if isinstance(exc, FailedPrecondition):  # e.g. the merchant closed the payment: the session ends
@@ -294,6 +296,13 @@ def _method_input(sub: Submission, client_type: str) -> MethodInput:
                        exp_month=card.expiry_month if card else 0, exp_year=card.expiry_year if card else 0,
                        cvc=card.security_code if card else "", card_token=sub.card_token,
                        channel_input=channel_input)
+
+
+def _consumer_context(consumer: Consumer) -> ConsumerContext | None:
+    """What risk needs of the consumer the page saw (trade's confirm takes it; None: nothing known)."""
+    if not (consumer.ip_address or consumer.device_id):
+        return None
+    return ConsumerContext(ip=consumer.ip_address, device_id=consumer.device_id)
 
 
 def _validate_submission(sub: Submission, request_id: str) -> None:

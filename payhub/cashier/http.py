@@ -35,6 +35,7 @@ from payhub.cashier.domain import (
     StepResult,
 )
 from payhub.cashier.page_assets import assets, content_security_policy, theme_css
+from payhub.cashier.page_client_ip import client_ip
 from payhub.cashier.page_csrf import COOKIE, FIELD, CsrfTokens
 from payhub.cashier.page_format import choose_locale
 from payhub.cashier.page_forms import notice_for, parse_form, request_id, submission
@@ -60,8 +61,9 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 
 class CashierPages:
     def __init__(self, client: Callable[[], CashierClient], csrf: CsrfTokens, secure_cookies: bool,
-                 logos: LogoFetcher) -> None:
+                 logos: LogoFetcher, client_ip_header: str = "") -> None:
         self._client = client
+        self._client_ip_header = client_ip_header
         self._csrf = csrf
         self._secure = secure_cookies
         self._logos = logos
@@ -141,8 +143,7 @@ class CashierPages:
         form = parse_form(await request.body())
         if not self._csrf.check(sid, request.cookies.get(COOKIE, ""), form.get(FIELD, "")):
             return _back(sid, "form_expired")
-        client = request.client
-        consumer = Consumer(ip_address=client.host if client else "",
+        consumer = Consumer(ip_address=client_ip(request, self._client_ip_header),
                             user_agent=request.headers.get("user-agent", "")[:512])
         try:
             result = await run_in_threadpool(act, sid, form, consumer)
@@ -240,12 +241,13 @@ async def theme(request: Request) -> Response:
 def routes(ctx: AppContext, client: Callable[[], CashierClient]) -> list[BaseRoute]:
     """What the cashier component hands the HTTP edge (`Component.http_routes()`)."""
     secure = ctx.settings.effective_cashier_base_url.startswith("https://")  # cookies only over TLS then
-    return page_routes(client, ctx.keyring, secure_cookies=secure)
+    return page_routes(client, ctx.keyring, secure_cookies=secure,
+                       client_ip_header=ctx.settings.cashier_client_ip_header)
 
 
 def page_routes(client: Callable[[], CashierClient], keyring: KeyRing, *, secure_cookies: bool,
-                logos: LogoFetcher | None = None) -> list[BaseRoute]:
-    pages = CashierPages(client, CsrfTokens(keyring), secure_cookies, logos or LogoFetcher())
+                logos: LogoFetcher | None = None, client_ip_header: str = "") -> list[BaseRoute]:
+    pages = CashierPages(client, CsrfTokens(keyring), secure_cookies, logos or LogoFetcher(), client_ip_header)
     return [
         Route("/cashier/static/{name:path}", static_file, methods=["GET"]),
         Route("/cashier/theme/{color}.css", theme, methods=["GET"]),

@@ -81,6 +81,17 @@ class Settings:
     risk_config_poll_seconds: float = _setting(1.0, "How often each replica checks whether risk rules or the "
                                                     "block list changed (a change reaches every replica within "
                                                     "this, without a restart).")
+    risk_ip_countries: str = _setting("", "CSV file of IP ranges and their countries for risk (`<CIDR or "
+                                          "first-last>,<CC>` a line). Empty: the sandbox table (the RFC 5737 "
+                                          "documentation ranges: 192.0.2.0/24 US, 198.51.100.0/24 CN, "
+                                          "203.0.113.0/24 GB).")
+    risk_bin_countries: str = _setting("", "CSV file of card BIN prefixes and their issuing countries for risk "
+                                           "(`<1-8 digits>,<CC>` a line, longest prefix wins). Empty: the "
+                                           "sandbox table (424242 and 400000 US, 62 CN).")
+    cashier_client_ip_header: str = _setting("", "The header a trusted reverse proxy in front of payhub sets to "
+                                                 "the consumer's IP address for the hosted cashier (e.g. "
+                                                 "`X-Forwarded-For`: its last entry is used). Empty: the TCP "
+                                                 "peer's address; never set it without such a proxy.")
     risk_review_timeout_seconds: float = _setting(86400.0, "How long a payment held by a REVIEW decision waits "
                                                            "for ReviewTransaction before the default applies.")
     risk_review_default: str = _setting("reject", "What an unreviewed hold becomes after the timeout: `reject` "

@@ -10,6 +10,7 @@ from payhub.risk.v1 import risk_pb2_grpc
 
 from payhub.kernel.dispatcher import Subscription
 from payhub.kernel.logging import get_logger
+from payhub.risk import geo
 from payhub.risk.client import LocalRiskClient
 from payhub.risk.engine import RiskSettings
 from payhub.risk.holds import RELEASING_EVENTS
@@ -35,7 +36,8 @@ class RiskComponent:
             raise ValueError("PAYHUB_RISK_REVIEW_DEFAULT must be `reject` or `approve`")
         settings = RiskSettings(poll_seconds=s.risk_config_poll_seconds,
                                 review_timeout=timedelta(seconds=s.risk_review_timeout_seconds),
-                                review_default=s.risk_review_default)
+                                review_default=s.risk_review_default,
+                                geo=geo.load(s.risk_ip_countries, s.risk_bin_countries))
         self.service = RiskService(ctx.db, ctx.keyring, lambda: ctx.client("merchant"), settings)
         self.local_client = LocalRiskClient(self.service)
 

@@ -50,6 +50,7 @@ from payhub.risk.domain import (
     masked_context,
     over_at_once,
 )
+from payhub.risk.geo import GeoTables
 from payhub.risk.rulecache import RuleCache
 
 log = get_logger("payhub.risk")
@@ -88,6 +89,7 @@ class RiskSettings:
     poll_seconds: float = 1.0
     review_timeout: timedelta = timedelta(hours=24)
     review_default: str = "reject"  # what a review left past its deadline becomes: "reject" | "approve"
+    geo: GeoTables | None = None    # the IP address's country when the caller did not say (payhub.risk.geo)
 
 
 class Evaluation:
@@ -132,6 +134,8 @@ class Evaluation:
 
     def _evaluate(self, ctx: Context, dry_run: bool, request_id: str, scope: str) -> Decision:
         now = clock.now()
+        if ctx.ip and not ctx.ip_country and self.settings.geo is not None:
+            ctx = replace(ctx, ip_country=self.settings.geo.ip_country(ctx.ip))
         snapshot = self.rules.get(now)
         rules = snapshot.rules_for(ctx)
         facts = Facts(blocked=snapshot.blocked(ctx, now))

@@ -21,7 +21,7 @@ class CreatedPayment:
     name: str
 
 if TYPE_CHECKING:
-    from payhub.trade.confirm import MethodInput
+    from payhub.trade.confirm import ConsumerContext, MethodInput
     from payhub.trade.domain import Payment
     from payhub.trade.service import TradeService
 
@@ -59,8 +59,10 @@ class TradeCheckoutClient(Protocol):
         """NotFound when the merchant has no such payment."""
         ...
 
-    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str) -> Payment:
-        """ConfirmPayment; idempotent by request_id (its errors are ConfirmPayment's)."""
+    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str,
+                        consumer: ConsumerContext | None = None) -> Payment:
+        """ConfirmPayment; idempotent by request_id (its errors are ConfirmPayment's). `consumer`:
+        the confirming consumer's IP and device, for risk."""
         ...
 
 
@@ -93,9 +95,10 @@ class LocalTradeClient:
         with _as_service():
             return self._service.get_payment(merchant_id, payment_id)
 
-    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str) -> Payment:
+    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str,
+                        consumer: ConsumerContext | None = None) -> Payment:
         with _as_service():
-            return self._service.confirm_payment(merchant_id, payment_id, method, "", request_id)
+            return self._service.confirm_payment(merchant_id, payment_id, method, "", request_id, consumer=consumer)
 
 class RemoteTradeClient:
     """Over gRPC, through the internal TradeService.ApplyChannelUpdate RPC."""
@@ -151,7 +154,8 @@ class RemoteTradeClient:
             raise domain_error(exc) from exc
         return _payment_from_pb(reply.payment)
 
-    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str) -> Payment:
+    def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput, request_id: str,
+                        consumer: ConsumerContext | None = None) -> Payment:
         from payhub.common.v1 import common_pb2
         from payhub.trade.v1 import trade_pb2
 
@@ -167,6 +171,8 @@ class RemoteTradeClient:
             pm.card_token = method.card_token
         request = trade_pb2.ConfirmPaymentRequest(name=f"merchants/{merchant_id}/payments/{payment_id}",
                                                   payment_method=pm, request_id=request_id)
+        if consumer is not None:
+            request.consumer.CopyFrom(trade_pb2.ConsumerContext(ip=consumer.ip, device_id=consumer.device_id))
         try:
             reply = self._stub.ConfirmPayment(request, timeout=30)
         except grpc.RpcError as exc:

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 
 from payhub.kernel.dispatcher import Subscription, collect
 from payhub.kernel.logging import get_logger
+from payhub.risk import geo
 from payhub.server.context import AppContext
 from payhub.server.jobs import Job
 from payhub.trade.client import LocalTradeClient
@@ -42,6 +43,7 @@ class TradeComponent:
         # A process that neither serves risk nor knows its address runs without it (logged at start).
         self._with_risk = "risk" in ctx.served or bool(ctx.settings.address_of("risk"))
         self.service.risk = self._risk_client if self._with_risk else None
+        self.service.geo = geo.load(ctx.settings.risk_ip_countries, ctx.settings.risk_bin_countries)
         self._risk_subscribed = False
         self.stopping = threading.Event()
         self._webhooks: Any = None

@@ -57,6 +57,15 @@ class MethodInput:
     channel_input: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ConsumerContext:
+    """The consumer as seen where they confirm (the hosted cashier): for risk only, not part of the
+    request's identity. Set fields stand in for the payment's customer.ip / customer.device_id."""
+
+    ip: str = ""
+    device_id: str = ""
+
+
 # A replay of a confirmation still running waits at most this long (or the call's deadline) for it.
 REPLAY_WAIT_SECONDS = 10.0
 
@@ -106,7 +115,8 @@ class Confirmation(RiskStep):
             self.vault.validate(m.card_number, m.exp_month, m.exp_year, m.cvc)
 
     def confirm_payment(self, merchant_id: str, payment_id: str, method: MethodInput,
-                        preferred_channel: str, request_id: str, *, wait_seconds: float | None = None) -> Payment:
+                        preferred_channel: str, request_id: str, *, wait_seconds: float | None = None,
+                        consumer: ConsumerContext | None = None) -> Payment:
         """Claim the payment with a new attempt that already names its channel (routed first, and
         recorded with the claim, so a crash at any instant leaves an attempt the re-query job can
         resolve), send it, record the answer. A replay of a confirmation still running waits for its
@@ -139,7 +149,8 @@ class Confirmation(RiskStep):
         if not isinstance(claimed, Claimed):
             raise Aborted("the payment changed concurrently; retry with the same request_id",
                           reason="CONCURRENT_MODIFICATION")
-        gate = self._risk_step(claimed.payment, claimed.instruction, scope, request_id, fp)  # before any channel
+        gate = self._risk_step(claimed.payment, claimed.instruction, scope, request_id, fp,
+                               consumer)  # before any channel
         if isinstance(gate, Payment):
             return gate  # refused or held by risk: recorded, nothing sent
         payment, instruction = gate

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -25,11 +25,15 @@ from payhub.channel.types import ActionKind, ChannelResult, NextAction, Outcome,
 from payhub.kernel import clock, idempotency
 from payhub.kernel.errors import Aborted, FailedPrecondition
 from payhub.risk.domain import Action, Context, Decision, TxKind
+from payhub.risk.geo import GeoTables
 from payhub.trade import repository as repo
 from payhub.trade.base import encode, log
 from payhub.trade.domain import CaptureMethod, Payment, PaymentState, Refund
 from payhub.trade.outcomes import OutcomeRecorder
 from payhub.trade.risk_tables import payment_risk_holds as holds
+
+if TYPE_CHECKING:
+    from payhub.trade.confirm import ConsumerContext
 
 HELD = "HELD"
 
@@ -38,6 +42,7 @@ class RiskStep(OutcomeRecorder):
     """The gate before the channel; `risk` is the risk client factory (set by the component)."""
 
     risk: Callable[[], Any] | None = None
+    geo: GeoTables | None = None  # the card's issuing country from its BIN (set by the component)
 
     def _evaluate(self, ctx: Context, request_id: str) -> Decision | None:
         try:
@@ -47,13 +52,13 @@ class RiskStep(OutcomeRecorder):
             raise
 
     def _risk_step(self, payment: Payment, instruction: PaymentInstruction, scope: str, request_id: str,
-                   fp: str) -> Payment | tuple[Payment, PaymentInstruction]:
+                   fp: str, consumer: ConsumerContext | None = None) -> Payment | tuple[Payment, PaymentInstruction]:
         """The payment and instruction to send (authorise-only when held for review), or the payment as
         recorded when risk refused or held it (no channel called)."""
         if self.risk is None:
             return payment, instruction
         try:
-            decision = self._evaluate(self._payment_context(payment, instruction), instruction.attempt_id)
+            decision = self._evaluate(self._payment_context(payment, instruction, consumer), instruction.attempt_id)
         except Exception:
             return self._refuse(payment, instruction, scope, request_id, fp, "risk_unavailable",
                                 "the risk service could not evaluate the payment; confirm it again")
@@ -67,14 +72,22 @@ class RiskStep(OutcomeRecorder):
             return self._hold_for_review(payment, instruction, decision)
         return self._restore_capture(payment, instruction)
 
-    def _payment_context(self, payment: Payment, instruction: PaymentInstruction) -> Context:
+    def _payment_context(self, payment: Payment, instruction: PaymentInstruction,
+                         consumer: ConsumerContext | None = None) -> Context:
+        """What risk sees: the payment's customer, where the confirming consumer's own IP and device
+        (the cashier's) take precedence, the card's fingerprint and issuing country (risk derives the
+        IP's country itself)."""
         customer = payment.customer
         card = instruction.card
+        pan = card.pan if card is not None else ""
         return Context(kind=TxKind.PAYMENT, merchant_id=payment.merchant_id, currency=payment.currency,
                        amount_minor=payment.amount_minor, transaction=payment.name, method=instruction.method,
                        channel=instruction.channel, client_type=instruction.client_type, customer_id=customer.id,
-                       card_fingerprint=self.vault.fingerprint(card.pan) if card is not None and card.pan else "",
-                       ip=customer.ip, device_id=customer.device_id, email=customer.email, phone=customer.phone)
+                       card_fingerprint=self.vault.fingerprint(pan) if pan else "",
+                       ip=(consumer.ip if consumer else "") or customer.ip,
+                       device_id=(consumer.device_id if consumer else "") or customer.device_id,
+                       email=customer.email, phone=customer.phone,
+                       card_country=self.geo.card_country(pan) if pan and self.geo is not None else "")
 
     def _record(self, instruction: PaymentInstruction, result: ChannelResult, scope: str, request_id: str,
                 fp: str, extra: Callable[[Connection], None] = lambda _conn: None) -> Payment:

@@ -16,6 +16,7 @@ from payhub.kernel.errors import InvalidArgument, ResourceExhausted
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
 from payhub.kernel.protobuf import enum_name, from_timestamp, money_init, timestamp, timestamp_init
+from payhub.trade.confirm import ConsumerContext
 from payhub.trade.domain import (
     Attempt,
     CloseReason,
@@ -294,9 +295,11 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
 
     def ConfirmPayment(self, request: pb.ConfirmPaymentRequest, context: Any) -> pb.ConfirmPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
+        consumer = (ConsumerContext(request.consumer.ip, request.consumer.device_id)
+                    if request.HasField("consumer") else None)
         payment = self.service.confirm_payment(merchant, payment_id, method_from(request.payment_method),
                                                request.preferred_channel, request.request_id,
-                                               wait_seconds=_time_left(context))
+                                               wait_seconds=_time_left(context), consumer=consumer)
         return pb.ConfirmPaymentResponse(payment=payment_init(payment))
 
     def GetPayment(self, request: pb.GetPaymentRequest, context: Any) -> pb.GetPaymentResponse:

@@ -243,3 +243,31 @@ def test_the_consumer_turns_from_a_qr_code_to_a_card(shop: Shop) -> None:
     assert paid.checkout_session.selected_payment_method == CARD
     attempts = shop.api.get(session.payment).attempts
     assert len(attempts) == 2 and attempts[0].failure.code == "closed"
+
+
+def test_the_consumers_ip_country_and_the_cards_country_reach_risk(server: RunningServer) -> None:
+    """SubmitPaymentMethod's consumer IP goes through trade's confirm to risk, which places it with its
+    IP table (sandbox: 198.51.100.0/24 CN, 192.0.2.0/24 US); the card's country comes from its BIN (US)."""
+    shop = Shop(server)  # its own merchant: the mismatch rule acts for it alone
+    rule = add_rule(server, shop.api.merchant, rpb.RISK_ACTION_CHALLENGE, country_mismatch=rpb.CountryMismatch())
+
+    def pay_from(ip: str) -> pb.SubmitPaymentMethodResponse:
+        session = shop.session()
+        card = pb.CardDetails(number="4242424242424242", expiry_month=12, expiry_year=datetime.now().year + 2,
+                              security_code="123")
+        return shop.cashier.SubmitPaymentMethod(pb.SubmitPaymentMethodRequest(
+            checkout_session=session.name, payment_method=CARD, card=card, request_id=rid(),
+            consumer=pb.ConsumerContext(ip_address=ip, user_agent="Mozilla/5.0", device_id="dev-e2e")))
+
+    abroad = pay_from("198.51.100.7")
+    assert abroad.next_step.otp_challenge.challenge.startswith("riskChallenges/")
+    at_home = pay_from("192.0.2.10")
+    assert at_home.next_step.result.status == pb.PAYMENT_RESULT_STATUS_SUCCEEDED
+    with server.channel() as channel:
+        events = risk_pb2_grpc.RiskServiceStub(channel).ListRiskEvents(
+            rpb.ListRiskEventsRequest(rule=rule.name), metadata=server.admin_metadata()).risk_events
+    [event] = events
+    assert (event.context.ip_address, event.context.ip_country, event.context.card_country) == \
+        ("198.51.100.7", "CN", "US")
+    assert event.context.device_id == "dev-e2e"
+    shop.api.channel.close()

@@ -14,6 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from payhub.cashier.client import CashierClient
 from payhub.cashier.domain import OtpStep, RedirectStep, SessionState
 from payhub.cashier.http import page_routes
 from payhub.cashier.page_csrf import COOKIE
@@ -34,10 +35,11 @@ def fake() -> FakeCashier:
 
 
 @contextmanager
-def serve(fake: FakeCashier, logos: LogoFetcher | None = None) -> Iterator[httpx.Client]:
-    """The routes behind payhub's real HTTP server and middleware."""
+def serve(fake: CashierClient, logos: LogoFetcher | None = None, client_ip_header: str = "") -> Iterator[httpx.Client]:
+    """The routes behind payhub's real HTTP server and middleware (on a fake or the real cashier)."""
     keyring = KeyRing.parse("k1:" + base64.b64encode(os.urandom(32)).decode())
-    app = build_app(page_routes(lambda: fake, keyring, secure_cookies=False, logos=logos), ready=lambda: True)
+    app = build_app(page_routes(lambda: fake, keyring, secure_cookies=False, logos=logos,
+                                client_ip_header=client_ip_header), ready=lambda: True)
     server = HttpServer(app, bind_socket("127.0.0.1", 0, reuse_port=False), grace_seconds=1)
     server.start()
     with httpx.Client(base_url=f"http://127.0.0.1:{server.address[1]}", timeout=10, trust_env=False) as client:

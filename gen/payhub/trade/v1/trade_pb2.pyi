@@ -1206,6 +1206,7 @@ class ConfirmPaymentRequest(google.protobuf.message.Message):
     PAYMENT_METHOD_FIELD_NUMBER: builtins.int
     PREFERRED_CHANNEL_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    CONSUMER_FIELD_NUMBER: builtins.int
     name: builtins.str
     """The payment `merchants/{m}/payments/{p}`. Required."""
     preferred_channel: builtins.str
@@ -1216,6 +1217,13 @@ class ConfirmPaymentRequest(google.protobuf.message.Message):
     def payment_method(self) -> Global___PaymentMethod:
         """How the consumer pays. Required."""
 
+    @property
+    def consumer(self) -> Global___ConsumerContext:
+        """The consumer as seen where they confirm (e.g. payhub's hosted cashier page), for risk: set
+        fields stand in for the payment's `customer.ip` / `customer.device_id` in this confirmation's
+        risk evaluation. Not part of the request's identity: a replay answers the original's result.
+        """
+
     def __init__(
         self,
         *,
@@ -1223,11 +1231,34 @@ class ConfirmPaymentRequest(google.protobuf.message.Message):
         payment_method: Global___PaymentMethod | None = ...,
         preferred_channel: builtins.str = ...,
         request_id: builtins.str = ...,
+        consumer: Global___ConsumerContext | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["payment_method", b"payment_method"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["name", b"name", "payment_method", b"payment_method", "preferred_channel", b"preferred_channel", "request_id", b"request_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["consumer", b"consumer", "payment_method", b"payment_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["consumer", b"consumer", "name", b"name", "payment_method", b"payment_method", "preferred_channel", b"preferred_channel", "request_id", b"request_id"]) -> None: ...
 
 Global___ConfirmPaymentRequest: typing_extensions.TypeAlias = ConfirmPaymentRequest
+
+@typing.final
+class ConsumerContext(google.protobuf.message.Message):
+    """The consumer's side of a confirmation, for risk checks. All fields are optional."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IP_FIELD_NUMBER: builtins.int
+    DEVICE_ID_FIELD_NUMBER: builtins.int
+    ip: builtins.str
+    """The consumer's IP address (IPv4 or IPv6)."""
+    device_id: builtins.str
+    """A device fingerprint or id (up to 128 characters)."""
+    def __init__(
+        self,
+        *,
+        ip: builtins.str = ...,
+        device_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["device_id", b"device_id", "ip", b"ip"]) -> None: ...
+
+Global___ConsumerContext: typing_extensions.TypeAlias = ConsumerContext
 
 @typing.final
 class ConfirmPaymentResponse(google.protobuf.message.Message):
