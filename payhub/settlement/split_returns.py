@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from payhub.kernel.ids import new_id
+from payhub.kernel.outbox import record_event
 from payhub.settlement import repository as repo
 from payhub.settlement.domain import AccountKind, AccountRef, JournalDraft, JournalKind, Line, transfer
 from payhub.settlement.split_domain import ReturnPolicy, SplitPosition, apportion, split_returns
@@ -133,6 +134,15 @@ def reverse(conn: Connection, book: SplitBook, f: RefundFacts, accounts: Account
     returned = sum(amounts.values())
     queue.insert(0, _item(journal_id, f.merchant_id, f, returned, returned, event_time))
     conn.execute(insert(returns_table), rows)
+    for s in open_splits:
+        if amounts.get(s["id"]):
+            record_event(conn, type="split.returned", aggregate_type="split", aggregate_id=s["id"],
+                         merchant_id=f.merchant_id, payload={
+                             "name": f"merchants/{f.merchant_id}/splits/{s['id']}", "refund": f.refund_name,
+                             "currency": f.currency, "journal": f"journals/{journal_id}",
+                             "returns": [{"receiver": r["receiver"], "amount_minor": r["amount_minor"],
+                                          "receivable_minor": r["receivable_minor"]}
+                                         for r in rows if r["split_id"] == s["id"]]})
     conn.execute(_UPDATE_BALANCE, {"b_id": f.payment_id, "b_returned": returned, "b_now": now})
     draft = JournalDraft(JournalKind.SPLIT_RETURN, f.refund_name, f"split-return:{f.refund_id}",
                          f"split money returned for refund {f.refund_id}", tuple(lines), f.merchant_id, event_time)

@@ -24,6 +24,7 @@ from payhub.kernel.db import insert_ignore
 from payhub.kernel.errors import FailedPrecondition, InvalidArgument, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
+from payhub.kernel.outbox import record_event
 from payhub.kernel.pagination import next_token, parse_page
 from payhub.settlement import repository as repo
 from payhub.settlement.base import not_found, parse_name
@@ -226,6 +227,11 @@ class Splits(SplitReceivers):
         conn.execute(update(split_balances).where(split_balances.c.payment_id == payment_id).values(
             outstanding_minor=split_balances.c.outstanding_minor + moved,
             split_count=split_balances.c.split_count + 1, update_time=now))
+        record_event(conn, type="split.created", aggregate_type="split", aggregate_id=split_id, merchant_id=merchant_id,
+                     payload={"name": name, "payment": f"merchants/{merchant_id}/payments/{payment_id}",
+                              "currency": currency, "total_minor": moved, "journal": f"journals/{journal_id}",
+                              "allocations": [{"receiver": a["receiver"], "amount_minor": a["amount_minor"],
+                                               "remainder": a["remainder"]} for a in allocations]})
         return split_id
 
     def _not_splittable(self, merchant_id: str, payment_id: str, paid: Any) -> NoReturn:

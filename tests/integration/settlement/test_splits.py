@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from payhub.kernel.ids import new_id
+from payhub.kernel.outbox import outbox_events
 from payhub.merchant.domain import SettlementCycle
 from payhub.settlement.domain import AccountKind, AccountRef
 from payhub.settlement.split_domain import Share
@@ -143,6 +145,10 @@ def test_a_partial_refund_after_a_split_returns_proportionally(world: World) -> 
         [(a.name, 1000, 0), (b.name, 500, 0)])
     assert (pending_of(world, a), pending_of(world, b)) == (1000, 500)
     world.audit()
+    with world.ctx.db.read() as conn:  # both are events for WatchEvents and other consumers
+        types = conn.execute(select(outbox_events.c.type).where(outbox_events.c.aggregate_id == made.id)
+                             .order_by(outbox_events.c.id)).scalars().all()
+    assert types == ["split.created", "split.returned"]
     world.refund(payment, 5000)  # the rest: every cent comes back
     world.post()
     final = world.ledger.get_split(world.merchant, made.id)
