@@ -362,7 +362,7 @@ class _SplitReturnPolicy:
 class _SplitReturnPolicyEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_SplitReturnPolicy.ValueType], builtins.type):
     DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     SPLIT_RETURN_POLICY_UNSPECIFIED: _SplitReturnPolicy.ValueType  # 0
-    """Not set: the merchant's configured policy applies (PROPORTIONAL unless configured otherwise)."""
+    """Not set: PROPORTIONAL (there is no per-merchant default yet)."""
     SPLIT_RETURN_POLICY_PROPORTIONAL: _SplitReturnPolicy.ValueType  # 1
     """Every receiver (and the merchant) returns in proportion to its share; rounding remainders are
     taken from the remainder receiver.
@@ -376,7 +376,7 @@ class SplitReturnPolicy(_SplitReturnPolicy, metaclass=_SplitReturnPolicyEnumType
     """How a refund of a split payment takes money back from the split's participants."""
 
 SPLIT_RETURN_POLICY_UNSPECIFIED: SplitReturnPolicy.ValueType  # 0
-"""Not set: the merchant's configured policy applies (PROPORTIONAL unless configured otherwise)."""
+"""Not set: PROPORTIONAL (there is no per-merchant default yet)."""
 SPLIT_RETURN_POLICY_PROPORTIONAL: SplitReturnPolicy.ValueType  # 1
 """Every receiver (and the merchant) returns in proportion to its share; rounding remainders are
 taken from the remainder receiver.
@@ -1224,7 +1224,7 @@ class SplitInstruction(google.protobuf.message.Message):
     one of the receivers or the paying merchant itself; empty means the paying merchant keeps it.
     """
     return_policy: Global___SplitReturnPolicy.ValueType
-    """How later refunds take money back; unspecified uses the merchant's configured policy."""
+    """How later refunds take money back from this split; unspecified means PROPORTIONAL."""
     @property
     def amount(self) -> payhub.common.v1.common_pb2.Money:
         """The amount to distribute, in minor units; unset means all that is currently splittable (see
