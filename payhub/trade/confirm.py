@@ -4,6 +4,7 @@ transaction, record the answer."""
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import Connection, select
 
 from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction, RoutePlan
 from payhub.kernel import clock, idempotency
+from payhub.kernel.deferred import Deferred, deferring
 from payhub.kernel.errors import Aborted, PayhubError, Unavailable, Violations
 from payhub.kernel.ids import new_id
 from payhub.trade import fastpath
@@ -154,11 +156,9 @@ class Confirmation(RiskStep):
         if isinstance(gate, Payment):
             return gate  # refused or held by risk: recorded, nothing sent
         payment, instruction = gate
-        result = self._send(instruction, claimed.plan, payment)
-        if self.db.is_postgres and claimed.first is not None:
-            final = self._record_fast(payment, claimed.first, result, scope, request_id, fp)
-            if final is not None:
-                return final
+        result, recorded = self._send_and_record_fast(claimed, payment, instruction, scope, request_id, fp)
+        if recorded is not None:
+            return recorded
         for _ in range(3):
             try:
                 with self.db.begin() as conn:
@@ -171,6 +171,28 @@ class Confirmation(RiskStep):
             except Aborted:
                 continue
         raise Aborted(f"{payment.name} changed concurrently; read it with GetPayment")
+
+    def _send_and_record_fast(self, claimed: Claimed, payment: Payment, instruction: PaymentInstruction, scope: str,
+                    request_id: str, fp: str) -> tuple[ChannelResult, Payment | None]:
+        """Send, and on PostgreSQL record a first attempt's answer in one statement (the payment as
+        recorded, or None: the general path records `result`). On that fast path the channel's own
+        record of the new attempt (the sandbox bank's book) travels with the result's statement
+        (payhub.kernel.deferred): one commit instead of two."""
+        fast = self.db.is_postgres and claimed.first is not None
+        with deferring() if fast else nullcontext() as deferred:
+            try:
+                result = self._send(instruction, claimed.plan, payment, deferred)
+            except BaseException:
+                if deferred is not None:
+                    deferred.flush()  # the channel answered nobody: its own record stands alone
+                raise
+        try:
+            if claimed.first is not None and fast:
+                return result, self._record_fast(payment, claimed.first, result, scope, request_id, fp, deferred)
+            return result, None
+        finally:
+            if deferred is not None:
+                deferred.flush()  # not taken: written before the general path records the result
 
     def _claim_fast(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
                     request_id: str, scope: str, fp: str) -> Payment | Claimed | None:
@@ -220,7 +242,7 @@ class Confirmation(RiskStep):
         return Claimed(payment, replace(instruction, sent_recorded=True), plan, attempt)
 
     def _record_fast(self, payment: Payment, attempt: Attempt, result: ChannelResult, scope: str, request_id: str,
-                     fp: str) -> Payment | None:
+                     fp: str, deferred: Deferred | None = None) -> Payment | None:
         """PostgreSQL: a first attempt's SUCCEEDED (automatic capture) or FAILED answer as one statement
         with the same rows and event as _apply_attempt_result. None: take the general path (another
         outcome, an amount that does not match, or a compare-and-set lost to a concurrent change)."""
@@ -250,7 +272,19 @@ class Confirmation(RiskStep):
                   "captured": final.amount_captured,
                   **fastpath.params(e_=self._event_values(f"payment.{state.value.lower()}", final),
                                     k_=idempotency.key_values(scope, request_id, fp, encode(final)))}
-        return final if fastpath.run(self.db, fastpath.RESULT, values) is not None else None
+        writes = deferred.take() if deferred is not None else []
+        ctes: list[str] = []
+        for n, write in enumerate(writes):  # written whatever the CAS decides (they do not depend on it)
+            cte, params = write.cte(f"w{n}_")
+            ctes.append(cte)
+            values.update(params)
+        try:
+            row = fastpath.run(self.db, fastpath.result_statement(tuple(ctes)), values)
+        except BaseException:
+            for write in writes:  # the statement wrote nothing: write them on their own
+                write.fallback()
+            raise
+        return final if row is not None else None
 
     def _instruction(self, payment: Payment, method: MethodInput, card: VaultCard | None, preferred_channel: str,
                      attempt_id: str) -> PaymentInstruction:
@@ -306,9 +340,11 @@ class Confirmation(RiskStep):
             self._event(conn, "payment.processing", payment)
         return Claimed(payment, instruction, plan, attempt if current.state is PaymentState.CREATED else None)
 
-    def _send(self, instruction: PaymentInstruction, plan: RoutePlan, payment: Payment) -> ChannelResult:
+    def _send(self, instruction: PaymentInstruction, plan: RoutePlan, payment: Payment,
+              deferred: Deferred | None = None) -> ChannelResult:
         """Pay at the planned channel; after a definitive decline another channel may accept, move the
-        attempt to the next planned channel (recorded before it is sent there) and pay again."""
+        attempt to the next planned channel (recorded before it is sent there) and pay again (what the
+        first channel deferred is written before that)."""
         if not instruction.channel:
             return ChannelResult(Outcome.FAILED, "", payment.amount_minor, payment.currency,
                                  failure_code="no_channel_available", failure_message=plan.explanation)
@@ -318,6 +354,8 @@ class Confirmation(RiskStep):
                 break
             log.info("channel failover", attempt_id=instruction.attempt_id, channel=instruction.channel,
                      next_channel=channel, failure_code=result.failure_code)
+            if deferred is not None:
+                deferred.flush()
             moved = self._move_attempt(instruction, channel)
             if moved is None:
                 break  # the attempt was closed meanwhile: record the decline

@@ -84,6 +84,7 @@ def claim_statement(with_card: bool, sent: str) -> str:
 
 # The attempt's CAS locks its payment (FOR UPDATE re-checks the conditions on the latest row
 # version), so the payment's update that follows cannot lose: both rows change, or neither.
+# Deferred writes of the channel (payhub.kernel.deferred) join as further CTEs, written either way.
 RESULT = f"""
     WITH a AS (UPDATE payment_attempts SET state = %(astate)s, channel = %(channel)s,
                       channel_reference = %(ref)s, failure_code = %(fcode)s, failure_message = %(fmessage)s,
@@ -101,6 +102,16 @@ RESULT = f"""
          o AS ({pg_event_insert("e_", "p")}),
          k AS ({pg_key_insert("k_", "p")})
     SELECT id FROM p"""
+
+
+@functools.cache
+def result_statement(extra: tuple[str, ...]) -> str:
+    """RESULT with `extra` data-modifying CTEs."""
+    if not extra:
+        return RESULT
+    head, tail = RESULT.rsplit("SELECT id FROM p", 1)
+    ctes = "".join(f",\n         x{n} AS ({cte})" for n, cte in enumerate(extra))
+    return head.rstrip() + ctes + "\n    SELECT id FROM p" + tail
 
 
 # Reads are a statement in autocommit too: one round trip instead of BEGIN, the statements and COMMIT.

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from payhub.channel.tables import sandbox_refunds, sandbox_transactions
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
+from payhub.kernel.deferred import Write, defer
 
 T, R = sandbox_transactions, sandbox_refunds
 _FIND = select(T).where(T.c.attempt_id == bindparam("b_attempt_id"))  # on every payment: built once
@@ -30,6 +31,10 @@ _OPEN_PG = f"""
     UNION ALL
     SELECT false, * FROM sandbox_transactions
     WHERE attempt_id = %(attempt_id)s AND NOT EXISTS (SELECT 1 FROM ins)"""
+
+
+_INSERT_DEFERRED = (f"INSERT INTO sandbox_transactions ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({', '.join(f'%({{p}}{c})s' for c in _COLUMNS)}) ON CONFLICT DO NOTHING")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ def _transaction(row: Row[Any]) -> SandboxTransaction:
     return SandboxTransaction(**{name: getattr(row, name) for name in SandboxTransaction.__dataclass_fields__})
 
 
+def _transaction_of(values: dict[str, Any]) -> SandboxTransaction:
+    return SandboxTransaction(**{name: values[name] for name in SandboxTransaction.__dataclass_fields__})
+
+
 def _refund(row: Row[Any]) -> SandboxRefund:
     return SandboxRefund(**{name: getattr(row, name) for name in SandboxRefund.__dataclass_fields__})
 
@@ -90,11 +99,19 @@ class SandboxBook:
 
     def open(self, values: dict[str, Any]) -> tuple[SandboxTransaction, bool]:
         """Record a new transaction, in one database transaction; returns the transaction booked under
-        this attempt id and whether it is new (False: the attempt was sent before)."""
+        this attempt id and whether it is new (False: the attempt was sent before).
+
+        On PostgreSQL, inside the trade fast path's `deferring()` block (a first attempt, just claimed
+        with a new id, so never booked before) the row travels with payhub's record of this answer
+        (payhub.kernel.deferred): one commit for both, and the book holds the transaction exactly
+        when payhub has recorded its outcome, as after a crash between two commits."""
         now = clock.now()
         if self._db.is_postgres:
-            booked = self._open_pg({"captured_minor": 0, "refunded_minor": 0, "create_time": now,
-                                    "update_time": now, **values})
+            new: dict[str, Any] = dict.fromkeys(_COLUMNS) | {
+                "captured_minor": 0, "refunded_minor": 0, "create_time": now, "update_time": now} | values
+            if defer(Write(_INSERT_DEFERRED, new, lambda: self._open_pg(new) and None)):
+                return _transaction_of(new), True
+            booked = self._open_pg(new)
             if booked is not None:
                 return booked
         with self._db.begin() as conn:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
+from payhub.channel.tables import sandbox_transactions
 from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
 from payhub.kernel import clock
 from payhub.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument
@@ -213,6 +214,19 @@ def test_confirm_after_an_update_charges_the_updated_payment(trade: TradeService
     paid = trade.confirm_payment(merchant, created.id, card(), "", "k1")
     assert (paid.state, paid.amount_minor, paid.amount_captured) == (PaymentState.SUCCEEDED, 2500, 2500)
     assert trade.confirm_payment(merchant, created.id, card(), "", "k1") == paid  # a replay: the same answer
+
+
+@pytest.mark.parametrize(("number", "bank_state"), [(APPROVE, "SUCCEEDED"), ("4000000000000002", "FAILED"),
+                                                    ("4000000000003220", "REQUIRES_ACTION")])
+def test_the_sandbox_book_holds_every_answer_it_gave(trade: TradeService, merchant: str, number: str,
+                                                    bank_state: str) -> None:
+    # Approved and declined take the one-statement result (the book's row travels with it); an OTP
+    # takes the general path (the book's row is written on its own first).
+    payment = trade.create_payment(merchant, draft(), "c1")
+    attempt = trade.confirm_payment(merchant, payment.id, card(number), "", "k1").attempts[0]
+    with trade.db.read() as conn:
+        assert conn.execute(select(sandbox_transactions.c.state)
+                            .where(sandbox_transactions.c.attempt_id == attempt.id)).scalar() == bank_state
 
 
 def test_close_and_expiry(trade: TradeService, merchant: str) -> None:
