@@ -12,6 +12,7 @@ from typing import Any
 from payhub.cashier import methods, outcomes
 from payhub.cashier import repository as repo
 from payhub.cashier.domain import (
+    CHANNEL_CHALLENGE,
     METHODS,
     CheckoutSession,
     Consumer,
@@ -251,8 +252,20 @@ class Checkout(CashierBase):
         if replay is not None:
             return replay
         step = session.next_step
-        if session.state is not SessionState.AWAITING_ACTION or not isinstance(step, OtpStep) or not step.challenge:
+        if session.state is not SessionState.AWAITING_ACTION or not isinstance(step, OtpStep) or not (
+                step.challenge or step.challenge_kind == CHANNEL_CHALLENGE):
             raise ended_error(session, "no challenge is pending")
+        if step.challenge_kind == CHANNEL_CHALLENGE:
+            after = self._verify_at_channel(session, code)
+        else:
+            after = self._verify_with_risk(session, step, code, request_id)
+        answer: Step = after.next_step or after.last_failure or WaitStep()
+        with self.db.begin() as conn:
+            idempotency.save(conn, scope, request_id, fp, json.dumps(repo.step_dict(answer)).encode())
+        return StepResult(self.with_branding(after), answer)
+
+    def _verify_with_risk(self, session: CheckoutSession, step: OtpStep, code: str,
+                          request_id: str) -> CheckoutSession:
         if self._risk is None:
             raise FailedPrecondition("risk is not available in this installation", reason="RISK_UNAVAILABLE",
                                      metadata={"state": session.state.value})
@@ -263,11 +276,27 @@ class Checkout(CashierBase):
         except FailedPrecondition:
             self._sync(session)
             raise
-        after = self._after_code(session, step, verified, challenge)
-        answer: Step = after.next_step or after.last_failure or WaitStep()
-        with self.db.begin() as conn:
-            idempotency.save(conn, scope, request_id, fp, json.dumps(repo.step_dict(answer)).encode())
-        return StepResult(self.with_branding(after), answer)
+        return self._after_code(session, step, verified, challenge)
+
+    def _verify_at_channel(self, session: CheckoutSession, code: str) -> CheckoutSession:
+        """The channel's own authentication (e.g. the sandbox card 4000000000003220): the code goes to
+        the channel that holds the attempt, and trade applies the channel's answer as it applies a
+        notification. A wrong code fails the attempt there; the session is then OPEN again."""
+        if len(code) > 12:
+            raise InvalidArgument.field("code", "a bank's one-time code is at most 12 digits")
+        trade = self._trade()
+        payment = trade.get_payment(session.merchant_id, session.payment_id)
+        attempt = payment.current_attempt_id
+        if payment.state is not PaymentState.REQUIRES_ACTION or attempt != session.trade_attempt_id:
+            synced = self._apply_payment(session, payment)
+            raise ended_error(synced, "the payment no longer waits for this code")
+        try:
+            result = self._channels().authenticate(payment.channel, session.merchant_id, attempt, code)
+        except FailedPrecondition:
+            self._sync(session)
+            raise
+        trade.apply_channel_update(ChannelUpdate(attempt, result))
+        return self._sync(self._move(session, outcomes.Transition(SessionState.PROCESSING, WaitStep())))
 
     def _after_code(self, session: CheckoutSession, step: OtpStep, verified: bool, challenge: Any) -> CheckoutSession:
         if not verified and challenge.state.value == "PENDING":

@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from payhub.cashier.v1 import cashier_pb2 as pb
 
 from payhub.cashier.domain import (
+    CHANNEL_CHALLENGE,
     CardEntry,
     CashierSettings,
     CheckoutSession,
@@ -79,7 +80,9 @@ def step_to(step: Step) -> pb.NextStep:
         return pb.NextStep(otp_challenge=pb.OtpChallenge(
             challenge=step.challenge, masked_destination=step.masked_destination,
             attempts_remaining=step.attempts_remaining, expire_time=timestamp(step.expire_time),
-            previous_code_incorrect=step.previous_code_incorrect))
+            previous_code_incorrect=step.previous_code_incorrect,
+            kind=pb.OTP_CHALLENGE_KIND_CHANNEL if step.challenge_kind == CHANNEL_CHALLENGE
+            else pb.OTP_CHALLENGE_KIND_RISK))
     if isinstance(step, WaitStep):
         return pb.NextStep(wait=pb.WaitForResult(poll_interval=Duration(seconds=int(step.poll_interval_seconds))))
     return pb.NextStep(result=result_to(step))

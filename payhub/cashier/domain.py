@@ -75,13 +75,17 @@ class SdkStep:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
+RISK_CHALLENGE, CHANNEL_CHALLENGE = "RISK", "CHANNEL"  # OtpStep.challenge_kind
+
+
 @dataclass(frozen=True)
 class OtpStep:
-    challenge: str  # riskChallenges/{id}
+    challenge: str  # riskChallenges/{id}; "" for a channel's authentication
     masked_destination: str = ""
     attempts_remaining: int = 0
     expire_time: datetime | None = None
     previous_code_incorrect: bool = False
+    challenge_kind: str = "RISK"  # RISK: payhub's risk sent the code | CHANNEL: the bank's own (3-D Secure-like)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from payhub.cashier.domain import (
+    CHANNEL_CHALLENGE,
     CheckoutSession,
     OtpStep,
     PaymentResult,
@@ -99,8 +100,13 @@ def step_of(action: dict[str, Any], channel: str) -> Step:
         return RedirectStep(url, method.upper(), {k: str(v) for k, v in data.items()})
     if kind == "OTP":
         challenge = str(data.get("challenge_id", ""))
-        return OtpStep(challenge if challenge.startswith("riskChallenges/") else "",
-                       str(data.get("destination", "")), CHALLENGE_ATTEMPTS, _time(data.get("expire_time")))
+        if challenge.startswith("riskChallenges/"):
+            return OtpStep(challenge, str(data.get("destination", "")), CHALLENGE_ATTEMPTS,
+                           _time(data.get("expire_time")))
+        # The channel's own authentication: its code goes back to the channel, which fails the
+        # attempt on a wrong one (the consumer may then pay again).
+        return OtpStep("", str(data.get("destination", "")), 1, _time(data.get("expire_time")),
+                       challenge_kind=CHANNEL_CHALLENGE)
     return SdkStep(channel, {k: str(v) for k, v in data.items()})
 
 

@@ -180,6 +180,17 @@ class ChannelAdapter(ABC):
         """The channel's statement (bill) file for one day, in the channel's own format."""
 
 
+class AuthenticationCapable(ABC):
+    """Optional, for channels that authenticate the consumer themselves with a one-time code they
+    send (a 3-D Secure-like OTP next action) and take that code through payhub, e.g. from the hosted
+    cashier. An adapter opts in by also subclassing this; the router refuses codes for the others."""
+
+    @abstractmethod
+    def authenticate(self, attempt_id: str, code: str, credentials: ChannelCredentials) -> ChannelResult:
+        """Pass the code on; the answer is the attempt's outcome (a wrong code may fail it). Passing
+        the code that completed the attempt again answers the same outcome."""
+
+
 class PayoutCapable(ABC):
     """Optional, for channels that can send money to a bank account (the sandbox; the bank channel).
     An adapter opts in by also subclassing this; adapters that do not are untouched, and the router

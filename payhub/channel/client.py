@@ -101,6 +101,10 @@ class ChannelClient(Protocol):
         failure_code "already_paid" means the consumer paid first."""
         ...
 
+    def authenticate(self, channel: str, merchant_id: str, attempt_id: str, code: str) -> ChannelResult:
+        """The consumer's one-time code for the channel's own authentication of the attempt."""
+        ...
+
     def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
                currency: str) -> ChannelResult: ...
 
@@ -156,6 +160,9 @@ class LocalChannelClient:
 
     def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
         return self._router.close(channel, merchant_id, attempt_id)
+
+    def authenticate(self, channel: str, merchant_id: str, attempt_id: str, code: str) -> ChannelResult:
+        return self._router.authenticate(channel, merchant_id, attempt_id, code)
 
     def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
                currency: str) -> ChannelResult:
@@ -227,6 +234,11 @@ class RemoteChannelClient:
     def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
         op = channel_pb2.AttemptOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id)
         return self._execute(channel_pb2.ExecuteChannelOperationRequest(close=op))
+
+    def authenticate(self, channel: str, merchant_id: str, attempt_id: str, code: str) -> ChannelResult:
+        op = channel_pb2.AuthenticateOperation(channel=channel, merchant_id=merchant_id, attempt_id=attempt_id,
+                                               code=code)
+        return self._execute(channel_pb2.ExecuteChannelOperationRequest(authenticate=op))
 
     def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
                currency: str) -> ChannelResult:

@@ -16,7 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
-from payhub.channel.adapter import ChannelAdapter, ChannelCredentials, ChannelNotReached, PayoutCapable
+from payhub.channel.adapter import (
+    AuthenticationCapable,
+    ChannelAdapter,
+    ChannelCredentials,
+    ChannelNotReached,
+    PayoutCapable,
+)
 from payhub.channel.credentials import check_credentials
 from payhub.channel.domain import (
     check_integrity,
@@ -34,7 +40,7 @@ from payhub.channel.strategies import RoutingPolicy, Strategy
 from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction, PayoutInstruction, RoutePlan
 from payhub.identity.principal import current_principal
 from payhub.kernel import clock
-from payhub.kernel.errors import InvalidArgument, NotFound, Violations
+from payhub.kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from payhub.kernel.logging import get_logger
 from payhub.kernel.money import validate_money
 from payhub.merchant.client import ChannelConfigInfo, MerchantClient
@@ -155,6 +161,16 @@ class ChannelRouter:
     def close(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:
         adapter, credentials = self._target(channel, merchant_id)
         return self._call(adapter, lambda: adapter.close(attempt_id, credentials), None, attempt_id)
+
+    def authenticate(self, channel: str, merchant_id: str, attempt_id: str, code: str) -> ChannelResult:
+        """The consumer's one-time code for the channel's own authentication of an attempt (an
+        adapter with an `authenticate(attempt_id, code, credentials)` method; others take no codes)."""
+        adapter, credentials = self._target(channel, merchant_id)
+        if not isinstance(adapter, AuthenticationCapable):
+            raise FailedPrecondition(f"channel {channel} takes no one-time codes", reason="AUTHENTICATION_UNSUPPORTED",
+                                     metadata={"state": "REQUIRES_ACTION", "channel": channel})
+        return self._call(adapter, lambda: adapter.authenticate(attempt_id, code, credentials),
+                          self._expected_attempt(channel, merchant_id, attempt_id), attempt_id)
 
     def refund(self, channel: str, merchant_id: str, attempt_id: str, refund_id: str, amount_minor: int,
                currency: str) -> ChannelResult:

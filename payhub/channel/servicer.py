@@ -105,8 +105,11 @@ class ChannelRouterServicer(channel_pb2_grpc.ChannelRouterServiceServicer):
         if kind == "query_refund":
             q = request.query_refund
             return r.query_refund(q.channel, q.merchant_id, q.attempt_id, q.refund_id)
+        if kind == "authenticate":
+            a = request.authenticate
+            return r.authenticate(a.channel, a.merchant_id, a.attempt_id, a.code)
         raise InvalidArgument.field("operation", "set exactly one of pay, plan, query, capture, void, close, "
-                                    "refund, query_refund")
+                                    "refund, query_refund, authenticate")
 
     def CompleteSandboxAction(self, request: pb.CompleteSandboxActionRequest,
                               context: Any) -> pb.CompleteSandboxActionResponse:

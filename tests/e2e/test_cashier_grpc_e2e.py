@@ -142,6 +142,7 @@ def test_a_risk_challenge_is_passed_with_the_code(server: RunningServer, shop: S
     session = shop.session(OTP_AMOUNT)
     otp = shop.submit(session.name).next_step.otp_challenge
     assert otp.challenge.startswith("riskChallenges/") and otp.attempts_remaining == 5
+    assert otp.kind == pb.OTP_CHALLENGE_KIND_RISK
     with server.channel() as channel:
         code = risk_pb2_grpc.RiskServiceStub(channel).GetSandboxChallengeCode(
             rpb.GetSandboxChallengeCodeRequest(name=otp.challenge), metadata=server.admin_metadata()).code
@@ -154,6 +155,24 @@ def test_a_risk_challenge_is_passed_with_the_code(server: RunningServer, shop: S
     assert right.next_step.result.status == pb.PAYMENT_RESULT_STATUS_SUCCEEDED
     assert right.checkout_session.state == pb.CHECKOUT_SESSION_STATE_SUCCEEDED
     assert code not in server.logs()
+
+
+def test_the_banks_own_code_is_passed_through_the_cashier(shop: Shop) -> None:
+    """The sandbox card 4000000000003220 asks for its bank's code (123456): a channel challenge."""
+    session = shop.session()
+    otp = shop.submit(session.name, number="4000000000003220").next_step.otp_challenge
+    assert otp.kind == pb.OTP_CHALLENGE_KIND_CHANNEL and otp.challenge == ""
+    assert shop.get(session.name).next_step.otp_challenge.kind == pb.OTP_CHALLENGE_KIND_CHANNEL
+    right = shop.cashier.VerifyCheckoutChallenge(pb.VerifyCheckoutChallengeRequest(
+        checkout_session=session.name, code="123456", request_id=rid()))
+    assert right.next_step.result.status == pb.PAYMENT_RESULT_STATUS_SUCCEEDED
+    assert right.checkout_session.state == pb.CHECKOUT_SESSION_STATE_SUCCEEDED
+    again = shop.session()
+    shop.submit(again.name, number="4000000000003220")
+    wrong = shop.cashier.VerifyCheckoutChallenge(pb.VerifyCheckoutChallengeRequest(
+        checkout_session=again.name, code="654321", request_id=rid()))
+    assert wrong.next_step.result.status == pb.PAYMENT_RESULT_STATUS_FAILED and wrong.next_step.result.can_retry
+    assert wrong.checkout_session.state == pb.CHECKOUT_SESSION_STATE_OPEN
 
 
 def test_an_expired_session_refuses_payment(shop: Shop) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from payhub.channel.adapter import (
     AdapterEnvironment,
+    AuthenticationCapable,
     Capabilities,
     ChannelAdapter,
     ChannelCredentials,
@@ -54,7 +55,7 @@ CAPABILITIES = Capabilities(
     min_amount_minor=1, max_amount_minor=10**10)
 
 
-class SandboxAdapter(ChannelAdapter, PayoutCapable):
+class SandboxAdapter(ChannelAdapter, PayoutCapable, AuthenticationCapable):
     name = NAME
     display_name = "Sandbox (simulated bank with magic test values)"
 
@@ -198,6 +199,13 @@ class SandboxAdapter(ChannelAdapter, PayoutCapable):
         if not self._book.transition(attempt_id, "REQUIRES_ACTION", consumer_action=action, **changes):
             return self.complete_action(attempt_id, action, otp)  # lost a race (close or another action)
         return _result(self._require(attempt_id))
+
+    def authenticate(self, attempt_id: str, code: str, credentials: ChannelCredentials) -> ChannelResult:
+        """The simulated bank's own OTP check (card 4000000000003220), asked through payhub: the
+        same as the consumer's SUBMIT_OTP, for this merchant's attempts only."""
+        if self._require(attempt_id).merchant_id != credentials.merchant_id:
+            raise NotFound(f"the sandbox has no attempt {attempt_id}", reason="SANDBOX_ATTEMPT_NOT_FOUND")
+        return self.complete_action(attempt_id, "SUBMIT_OTP", code)
 
     def _require(self, attempt_id: str) -> SandboxTransaction:
         txn = self._book.find(attempt_id)

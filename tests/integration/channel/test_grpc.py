@@ -198,3 +198,20 @@ def test_sandbox_action_and_notification_over_grpc(served: Served) -> None:
         channel="sandbox", merchant="merchants/mer_1", headers={}, body=body))
     assert (forged.accepted, forged.http_status, forged.attempt_id) == (False, 400, "")
     assert forged.rejection_reason
+
+
+def test_the_remote_client_passes_a_banks_code_to_the_channel(served: Served) -> None:
+    """ExecuteChannelOperation `authenticate`: the sandbox's OTP card with a wrong, then a right code."""
+    channel = grpc.intercept_channel(grpc.insecure_channel(served.address), _MetadataInterceptor(INTERNAL))
+    client = remote_client(channel)
+    wrong, right = instruction(pan="4000000000003220"), instruction(pan="4000000000003220")
+    for instr in (wrong, right):
+        assert client.pay(instr).outcome is Outcome.REQUIRES_ACTION
+    assert client.authenticate("sandbox", "mer_1", wrong.attempt_id, "000000").failure_code == "card_declined"
+    assert client.authenticate("sandbox", "mer_1", right.attempt_id, "123456").outcome is Outcome.SUCCEEDED
+    assert client.authenticate("sandbox", "mer_1", right.attempt_id, "123456").outcome is Outcome.SUCCEEDED
+    with pytest.raises(InvalidArgument) as bad:
+        client.authenticate("sandbox", "mer_1", right.attempt_id, "12ab")
+    assert [v.field for v in bad.value.violations] == ["authenticate.code"]
+    with pytest.raises(NotFound):
+        client.authenticate("sandbox", "mer_2", right.attempt_id, "123456")

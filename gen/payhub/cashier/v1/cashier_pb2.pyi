@@ -155,6 +155,34 @@ PAYMENT_RESULT_STATUS_FAILED: PaymentResultStatus.ValueType  # 2
 """This attempt failed; see `failure_code` and `can_retry`."""
 Global___PaymentResultStatus: typing_extensions.TypeAlias = PaymentResultStatus
 
+class _OtpChallengeKind:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _OtpChallengeKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_OtpChallengeKind.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    OTP_CHALLENGE_KIND_UNSPECIFIED: _OtpChallengeKind.ValueType  # 0
+    """Not set (never sent)."""
+    OTP_CHALLENGE_KIND_RISK: _OtpChallengeKind.ValueType  # 1
+    """payhub's risk control (a step-up check); the code was sent by payhub."""
+    OTP_CHALLENGE_KIND_CHANNEL: _OtpChallengeKind.ValueType  # 2
+    """The card's issuer or the channel authenticates the consumer (3-D Secure-like); the code
+    comes from the bank. A wrong code fails this attempt at the channel.
+    """
+
+class OtpChallengeKind(_OtpChallengeKind, metaclass=_OtpChallengeKindEnumTypeWrapper):
+    """Who asks the consumer for a one-time code."""
+
+OTP_CHALLENGE_KIND_UNSPECIFIED: OtpChallengeKind.ValueType  # 0
+"""Not set (never sent)."""
+OTP_CHALLENGE_KIND_RISK: OtpChallengeKind.ValueType  # 1
+"""payhub's risk control (a step-up check); the code was sent by payhub."""
+OTP_CHALLENGE_KIND_CHANNEL: OtpChallengeKind.ValueType  # 2
+"""The card's issuer or the channel authenticates the consumer (3-D Secure-like); the code
+comes from the bank. A wrong code fails this attempt at the channel.
+"""
+Global___OtpChallengeKind: typing_extensions.TypeAlias = OtpChallengeKind
+
 @typing.final
 class CheckoutSession(google.protobuf.message.Message):
     """A checkout session."""
@@ -516,8 +544,8 @@ Global___SdkParameters: typing_extensions.TypeAlias = SdkParameters
 
 @typing.final
 class OtpChallenge(google.protobuf.message.Message):
-    """Ask the consumer for the one-time code of a risk challenge; submit it with
-    `VerifyCheckoutChallenge`.
+    """Ask the consumer for a one-time code - of a risk challenge, or of the channel's own
+    authentication (a 3-D Secure-like card check) - and submit it with `VerifyCheckoutChallenge`.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -527,14 +555,17 @@ class OtpChallenge(google.protobuf.message.Message):
     ATTEMPTS_REMAINING_FIELD_NUMBER: builtins.int
     EXPIRE_TIME_FIELD_NUMBER: builtins.int
     PREVIOUS_CODE_INCORRECT_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
     challenge: builtins.str
-    """The risk challenge, `riskChallenges/{challenge}`."""
+    """The risk challenge, `riskChallenges/{challenge}`; empty for a channel's authentication."""
     masked_destination: builtins.str
     """Where the code was sent, masked, e.g. "+86 138****8000"."""
     attempts_remaining: builtins.int
     """Wrong codes still allowed."""
     previous_code_incorrect: builtins.bool
     """Whether the previous code entered was wrong (to show a message)."""
+    kind: Global___OtpChallengeKind.ValueType
+    """Who asks for the code."""
     @property
     def expire_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """When the code expires."""
@@ -547,9 +578,10 @@ class OtpChallenge(google.protobuf.message.Message):
         attempts_remaining: builtins.int = ...,
         expire_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         previous_code_incorrect: builtins.bool = ...,
+        kind: Global___OtpChallengeKind.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["expire_time", b"expire_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attempts_remaining", b"attempts_remaining", "challenge", b"challenge", "expire_time", b"expire_time", "masked_destination", b"masked_destination", "previous_code_incorrect", b"previous_code_incorrect"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attempts_remaining", b"attempts_remaining", "challenge", b"challenge", "expire_time", b"expire_time", "kind", b"kind", "masked_destination", b"masked_destination", "previous_code_incorrect", b"previous_code_incorrect"]) -> None: ...
 
 Global___OtpChallenge: typing_extensions.TypeAlias = OtpChallenge
 

@@ -199,9 +199,12 @@ class CashierServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def VerifyCheckoutChallenge(self, request, context):
-        """Submits the one-time code of a pending risk challenge (next step `otp_challenge`). A wrong code
-        is not an RPC error: the next step is the challenge again with fewer attempts left, and when
-        none are left the result is a failure with code `risk_declined`.
+        """Submits the one-time code of a pending challenge (next step `otp_challenge`). For a risk
+        challenge a wrong code is not an RPC error: the next step is the challenge again with fewer
+        attempts left, and when none are left the result is a failure with code `risk_declined`. For
+        the channel's own authentication (`kind` OTP_CHALLENGE_KIND_CHANNEL, at most 12 digits) the code
+        goes to the channel and its answer is the result: a wrong code fails this attempt (e.g.
+        `card_declined`, `can_retry` set) and the session is OPEN again.
 
         Callers: the session holder; merchant keys (own; read-only keys: PERMISSION_DENIED).
         Errors: INVALID_ARGUMENT for an empty `code`; NOT_FOUND when `checkout_session` names no

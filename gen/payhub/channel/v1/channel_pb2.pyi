@@ -1150,6 +1150,7 @@ class ExecuteChannelOperationRequest(google.protobuf.message.Message):
     REFUND_FIELD_NUMBER: builtins.int
     QUERY_REFUND_FIELD_NUMBER: builtins.int
     PLAN_FIELD_NUMBER: builtins.int
+    AUTHENTICATE_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     """Optional; traced in logs only (channels deduplicate by attempt id and refund id)."""
     @property
@@ -1186,6 +1187,13 @@ class ExecuteChannelOperationRequest(google.protobuf.message.Message):
         try order (the caller then sends with `PaymentInstruction.channel` set).
         """
 
+    @property
+    def authenticate(self) -> Global___AuthenticateOperation:
+        """Pass the consumer's one-time code to the channel's own authentication of an attempt that
+        waits for it (a 3-D Secure-like OTP next action); FAILED_PRECONDITION for a channel that
+        takes no codes.
+        """
+
     def __init__(
         self,
         *,
@@ -1198,10 +1206,11 @@ class ExecuteChannelOperationRequest(google.protobuf.message.Message):
         refund: Global___RefundOperation | None = ...,
         query_refund: Global___RefundQueryOperation | None = ...,
         plan: Global___PaymentInstruction | None = ...,
+        authenticate: Global___AuthenticateOperation | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "plan", b"plan", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "void", b"void"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "plan", b"plan", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "request_id", b"request_id", "void", b"void"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["operation", b"operation"]) -> typing.Literal["pay", "query", "capture", "void", "close", "refund", "query_refund", "plan"] | None: ...
+    def HasField(self, field_name: typing.Literal["authenticate", b"authenticate", "capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "plan", b"plan", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "void", b"void"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["authenticate", b"authenticate", "capture", b"capture", "close", b"close", "operation", b"operation", "pay", b"pay", "plan", b"plan", "query", b"query", "query_refund", b"query_refund", "refund", b"refund", "request_id", b"request_id", "void", b"void"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["operation", b"operation"]) -> typing.Literal["pay", "query", "capture", "void", "close", "refund", "query_refund", "plan", "authenticate"] | None: ...
 
 Global___ExecuteChannelOperationRequest: typing_extensions.TypeAlias = ExecuteChannelOperationRequest
 
@@ -1407,6 +1416,36 @@ class AttemptOperation(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["attempt_id", b"attempt_id", "channel", b"channel", "merchant_id", b"merchant_id"]) -> None: ...
 
 Global___AttemptOperation: typing_extensions.TypeAlias = AttemptOperation
+
+@typing.final
+class AuthenticateOperation(google.protobuf.message.Message):
+    """The consumer's code for the channel's own authentication of an attempt."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: builtins.int
+    MERCHANT_ID_FIELD_NUMBER: builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: builtins.int
+    CODE_FIELD_NUMBER: builtins.int
+    channel: builtins.str
+    """Registry name of the channel that received the attempt."""
+    merchant_id: builtins.str
+    """The merchant's id."""
+    attempt_id: builtins.str
+    """The attempt's id."""
+    code: builtins.str
+    """The code the consumer entered, 1-12 digits. Required."""
+    def __init__(
+        self,
+        *,
+        channel: builtins.str = ...,
+        merchant_id: builtins.str = ...,
+        attempt_id: builtins.str = ...,
+        code: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attempt_id", b"attempt_id", "channel", b"channel", "code", b"code", "merchant_id", b"merchant_id"]) -> None: ...
+
+Global___AuthenticateOperation: typing_extensions.TypeAlias = AuthenticateOperation
 
 @typing.final
 class CaptureOperation(google.protobuf.message.Message):
