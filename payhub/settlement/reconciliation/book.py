@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database
@@ -84,6 +84,13 @@ def _row(channel: str, kind: str, payhub_id: str, p: dict[str, Any], amount: int
             "update_time": clock.now()}
 
 
+_MOVED = ("status", "amount_minor", "fee_minor", "complete_time", "update_time", "reference", "merchant_id")
+_MOVE = (update(recon_book)
+         .where(recon_book.c.channel == bindparam("k_channel"), recon_book.c.kind == bindparam("k_kind"),
+                recon_book.c.order_no == bindparam("k_order_no"))
+         .values(**{c: bindparam(f"v_{c}") for c in _MOVED}))
+
+
 def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert new keys, move existing ones forward (never back)."""
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -99,12 +106,10 @@ def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     fresh = [row for key, row in latest.items() if key not in existing]
     if fresh:
         conn.execute(recon_book.insert(), fresh)
-    for key, row in latest.items():
-        if key in existing and _RANK[row["status"]] >= _RANK[existing[key]]:
-            values = {c: row[c] for c in ("status", "amount_minor", "fee_minor", "complete_time", "update_time",
-                                          "reference", "merchant_id")}
-            conn.execute(update(recon_book).where(k.channel == key[0], k.kind == key[1], k.order_no == key[2])
-                         .values(**values))
+    moves = [{"k_channel": key[0], "k_kind": key[1], "k_order_no": key[2], **{f"v_{c}": row[c] for c in _MOVED}}
+             for key, row in latest.items() if key in existing and _RANK[row["status"]] >= _RANK[existing[key]]]
+    if moves:  # one executemany (pipelined), not a statement round trip per key
+        conn.execute(_MOVE, moves)
 
 
 def book_handler(cost_of: CostOf) -> Callable[[Connection, list[Event]], None]:
