@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.xdist_group("cas
 
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000000000000002"
+BANK_OTP_CARD, BANK_OTP = "4000000000003220", "123456"  # the sandbox bank's own one-time code
 YEAR = datetime.now().year + 2
 FIRST_RENDER_LIMIT = 100 * 1024
 
@@ -122,6 +123,20 @@ def test_pass_a_risk_challenge_with_a_one_time_code(shop: Shop, browser: Browser
     browser.shot("wrong-code")
     browser.fill("#otp-code", code)
     browser.shot("right-code")
+    browser.click("#otp-button")
+    browser.wait_for("#result-success")
+    browser.shot("paid")
+    assert_back_at_merchant(browser, shop)
+
+
+def test_a_cards_own_one_time_code(shop: Shop, browser: Browser) -> None:
+    checkout = shop.checkout(1_500)  # below the risk rule: the card's bank asks for the code (3-D Secure-like)
+    browser.open(checkout.url)
+    browser.pay_by_card(BANK_OTP_CARD, YEAR)
+    browser.click("#pay-button")
+    browser.wait_for("#otp-form")
+    browser.shot("bank-code")
+    browser.fill("#otp-code", BANK_OTP)
     browser.click("#otp-button")
     browser.wait_for("#result-success")
     browser.shot("paid")
