@@ -164,6 +164,11 @@ class CashierBase:
         own = bool(session.trade_attempt_id) and payment.current_attempt_id == session.trade_attempt_id
         if own and (paid or session.state in (SessionState.PROCESSING, SessionState.AWAITING_ACTION)):
             return self._move(session, outcomes.from_payment(session, payment), conn=conn)
+        if paid and confirming(session):
+            # Its own submission is between trade's confirm and recording the attempt: this success may
+            # be that confirm's, so the submission decides (by compare-and-set on the claimed version).
+            # Had another session paid, the confirm is refused and the submission then ends this one.
+            return session
         if session.state in LIVE and paid:
             return self._move(session, outcomes.paid_elsewhere(session), conn=conn)
         if session.state in LIVE and payment.state.value == "CLOSED":
@@ -308,6 +313,11 @@ class CashierBase:
             session = self._access(sid)  # expires it
             return SessionVersion(session.state, session.version, session.expire_time)
         return version
+
+
+def confirming(session: CheckoutSession) -> bool:
+    """Claimed by a submission that has not recorded trade's attempt yet (`Checkout._claim`)."""
+    return session.state is SessionState.PROCESSING and not session.trade_attempt_id
 
 
 def _may_see(principal: Principal, session: CheckoutSession) -> bool:
