@@ -115,11 +115,12 @@ class Checkout(CashierBase):
             session = self._switch(session)
             if session.state is not SessionState.OPEN:
                 raise ended_error(session, "the method shown was completed meanwhile")
-        client_type, _ = methods.flow_of(session.client_type, sub.method, sub.consumer.user_agent)
+        client_type, flow = methods.flow_of(session.client_type, sub.method, sub.consumer.user_agent)
+        back = self.hosted_url(session) if flow == "REDIRECT" else ""  # the consumer comes back to the page
         claimed, attempt_id = self._claim(session, sub, request_id)
         try:
             payment = self._trade().confirm_payment(session.merchant_id, session.payment_id,
-                                                    _method_input(sub, client_type), attempt_id,
+                                                    _method_input(sub, client_type, back), attempt_id,
                                                     _consumer_context(sub.consumer))
         except (InvalidArgument, FailedPrecondition, Aborted, NotFound) as exc:
             self._release(session, claimed, attempt_id)
@@ -318,9 +319,15 @@ def _answer(t: outcomes.Transition, session: CheckoutSession) -> Step:
     return session.next_step or t.step or WaitStep()
 
 
-def _method_input(sub: Submission, client_type: str) -> MethodInput:
+def _method_input(sub: Submission, client_type: str, return_url: str = "") -> MethodInput:
+    """`return_url`: where a channel's own page (Alipay wap pay, UnionPay gateway) sends the consumer
+    back: the hosted page, which then shows the outcome."""
     card = sub.card
     channel_input = {"openid": sub.channel_user_id} if client_type == "JSAPI" else {}
+    if return_url:
+        channel_input["return_url"] = return_url
+    if client_type == "H5" and sub.method == "WECHAT_PAY" and sub.consumer.ip_address:
+        channel_input["payer_client_ip"] = sub.consumer.ip_address  # WeChat Pay's H5 order needs it
     return MethodInput(type=sub.method, client_type=client_type, card_number=card.number if card else "",
                        exp_month=card.expiry_month if card else 0, exp_year=card.expiry_year if card else 0,
                        cvc=card.security_code if card else "", card_token=sub.card_token,

@@ -6,14 +6,15 @@ Every step leaves a screenshot in test-output/browser/<test>/<viewport>/."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from payhub.cashier.v1 import cashier_pb2 as cpb
+from payhub.common.v1 import common_pb2
 from payhub.trade.v1 import trade_pb2 as pb
 
 from tests.browser.conftest import Shop
-from tests.browser.harness import Browser
+from tests.browser.harness import Browser, Viewport
 from tests.conftest import RunningServer
 from tests.e2e.test_alipay_e2e import SimProcess
 
@@ -65,6 +66,27 @@ def test_pay_by_scanning_the_qr_code_in_chinese(shop: Shop, browser: Browser, al
     alipay.control("pay", qr_code=content)  # the consumer scans it with the Alipay app and pays
     browser.wait_for("#result-success")  # learnt by polling, without a reload
     assert "支付成功" in browser.find("#panel").text
+    browser.shot("paid")
+    assert_back_at_merchant(browser, shop)
+
+
+def test_alipay_on_a_phone_redirects_to_alipay_and_comes_back(shop: Shop, browser: Browser, alipay: SimProcess,
+                                                            viewport: Viewport) -> None:
+    if not viewport.mobile:
+        pytest.skip("H5 pay is the phone's flow; the PC tests pay Alipay by QR code")
+    checkout = shop.checkout(2_000, client_type=common_pb2.CLIENT_TYPE_H5)
+    browser.open(checkout.url)
+    browser.choose("ALIPAY")
+    browser.shot("checkout")
+    browser.click("#pay-button")
+    browser.wait_until(lambda: browser.driver.current_url.startswith(alipay.url), "the browser went to Alipay")
+    gateway_url = browser.driver.current_url
+    browser.shot("at-alipay")
+    alipay.control("pay", url=gateway_url)  # the consumer pays in Alipay's H5 page
+    back = dict(parse_qsl(urlsplit(gateway_url).query)).get("return_url", "")
+    assert back == checkout.url, "Alipay sends the consumer back to the cashier page"
+    browser.open(back)
+    browser.wait_for("#result-success")
     browser.shot("paid")
     assert_back_at_merchant(browser, shop)
 

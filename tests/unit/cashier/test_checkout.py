@@ -11,6 +11,7 @@ import pytest
 from payhub.cashier.domain import (
     CardEntry,
     CashierSettings,
+    Consumer,
     OtpStep,
     PaymentResult,
     QrCodeStep,
@@ -267,3 +268,26 @@ def test_a_payment_closed_by_the_merchant_ends_its_session(cashier: CashierServi
     closed = cashier.get_session(s.id)
     assert closed.state is SessionState.FAILED and closed.last_failure is not None
     assert closed.last_failure.failure_code == "payment_closed" and not closed.last_failure.can_retry
+
+
+def test_a_redirect_brings_the_consumer_back_to_the_hosted_page(cashier: CashierService, trade: TradeService,
+                                                                merchant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real, sent = cashier._trade(), []
+
+    class Spy:  # trade as the cashier calls it, noting the channel input of each confirmation
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def confirm_payment(self, merchant_id: str, payment_id: str, method: Any, *rest: Any, **kw: Any) -> Any:
+            sent.append(dict(method.channel_input))
+            return real.confirm_payment(merchant_id, payment_id, method, *rest, **kw)
+
+    monkeypatch.setattr(cashier, "_trade", Spy)
+    phone = session(cashier, trade, merchant, "H5")
+    redirect = cashier.submit(phone.id, Submission("WECHAT_PAY", consumer=Consumer(ip_address="203.0.113.9")),
+                              new_id("req"))
+    assert isinstance(redirect.step, RedirectStep)
+    pc = session(cashier, trade, merchant)
+    cashier.submit(pc.id, card(), new_id("req"))
+    assert sent == [{"return_url": cashier.hosted_url(phone), "payer_client_ip": "203.0.113.9"}, {}]
+    assert cashier.hosted_url(phone).endswith(f"/cashier/{phone.id}")
