@@ -7,6 +7,7 @@ the limit before the route reads them).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,14 @@ log = get_logger("payhub.web")
 
 # Channel notifications are a few KB; the cashier's forms are smaller still.
 MAX_BODY_BYTES = 1024 * 1024
+# A checkout session id in a path (/cashier/cs_...) is the bearer capability to pay that session:
+# the log keeps a short prefix, enough to tell requests of one session apart from another's.
+_SESSION_ID = re.compile(r"\b(cs_[A-Za-z0-9_-]{6})[A-Za-z0-9_-]+")
+
+
+def loggable_path(path: str) -> str:
+    """The request path as the access log may show it."""
+    return _SESSION_ID.sub(r"\1...", path) if "cs_" in path else path
 
 
 async def send_plain(send: Send, status: int, text: str) -> None:
@@ -55,12 +64,12 @@ class RequestLog:
         try:
             await self.app(scope, receive, observe)
         except Exception:
-            log.exception("http request failed", method=scope["method"], path=scope["path"])
+            log.exception("http request failed", method=scope["method"], path=loggable_path(scope["path"]))
             if not state["status"]:
                 await send_plain(observe, 500, "internal error")
         finally:
             client = scope.get("client")
-            log.info("http request", method=scope["method"], path=scope["path"], status=state["status"],
+            log.info("http request", method=scope["method"], path=loggable_path(scope["path"]), status=state["status"],
                      bytes_out=state["bytes"], duration_ms=round((time.perf_counter() - started) * 1000, 2),
                      client=client[0] if client else "")
 

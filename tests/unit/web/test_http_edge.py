@@ -95,6 +95,19 @@ def test_the_access_log_has_no_query_string(client: httpx.Client, capsys: pytest
     assert "phs_abcdefghijklmnop" not in logged and "4242424242424242" not in logged
 
 
+def test_the_access_log_shows_only_a_prefix_of_a_checkout_session_id(client: httpx.Client,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from payhub.cashier.domain import new_session_id
+    from payhub.kernel.logging import configure_logging
+    configure_logging("info", "json")
+    session_id = new_session_id()  # the capability to pay the session: never in a log
+    client.get(f"/cashier/{session_id}/state")
+    logged = capsys.readouterr().err
+    line = next(entry for entry in logged.splitlines() if "http request" in entry)
+    assert f"/cashier/{session_id[:9]}.../state" in line, line
+    assert session_id not in logged and session_id[9:] not in logged
+
+
 def test_healthz_follows_readiness(client: httpx.Client) -> None:
     assert (client.get("/healthz").status_code, client.get("/healthz").text) == (200, "SERVING")
     server = _serve(bind_socket("127.0.0.1", 0, reuse_port=False), [], ready=False)
