@@ -74,7 +74,12 @@ def from_payment(session: CheckoutSession, payment: Payment) -> Transition:
                          session.locale, can_retry=False)
         return Transition(SessionState.FAILED, result, result)
     if state is PaymentState.REQUIRES_ACTION and payment.next_action:
-        return Transition(SessionState.AWAITING_ACTION, step_of(payment.next_action, payment.channel))
+        step = step_of(payment.next_action, payment.channel)
+        stored = session.next_step
+        if isinstance(step, OtpStep) and isinstance(stored, OtpStep) and step.challenge \
+                and step.challenge == stored.challenge:
+            step = stored  # the same risk challenge: keep what the codes tried so far left (attempts, wrong code)
+        return Transition(SessionState.AWAITING_ACTION, step)
     if state is PaymentState.CREATED:
         return Transition(SessionState.OPEN, None)
     return Transition(SessionState.PROCESSING, WaitStep())

@@ -166,6 +166,7 @@ def test_a_risk_challenge_is_answered_in_the_session(cashier: CashierService, tr
     wrong = cashier.verify(s.id, "000000" if code != "000000" else "111111", new_id("req"))
     assert isinstance(wrong.step, OtpStep) and wrong.step.previous_code_incorrect
     assert wrong.step.attempts_remaining == 4
+    assert cashier.get_session(s.id).next_step == wrong.step  # a read asks trade and keeps the count (#4)
     right = cashier.verify(s.id, code, "otp-ok")
     assert isinstance(right.step, PaymentResult) and right.step.status == "SUCCEEDED"
     assert right.session.state is SessionState.SUCCEEDED
