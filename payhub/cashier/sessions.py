@@ -151,8 +151,19 @@ class CashierBase:
     def _end_others(self, conn: Connection, winner: CheckoutSession) -> None:
         """The first session to succeed ends the payment's other live sessions."""
         for other in repo.sessions_of_payment(conn, winner.payment_id):
-            if other.id != winner.id and other.state in LIVE:
-                repo.cas_session(conn, other, replace(other, **_fields(outcomes.paid_elsewhere(other))))
+            if other.id != winner.id:
+                self._end_as_paid_elsewhere(conn, other)
+
+    @staticmethod
+    def _end_as_paid_elsewhere(conn: Connection, other: CheckoutSession | None) -> None:
+        # A concurrent change (e.g. its own refused submission undoing its claim) can win the
+        # compare-and-set; the session is then read again, or it would stay OPEN on a paid payment.
+        for _ in range(3):
+            if other is None or other.state not in LIVE:
+                return
+            if repo.cas_session(conn, other, replace(other, **_fields(outcomes.paid_elsewhere(other)))):
+                return
+            other = repo.get_session(conn, other.id)
 
     def _apply_payment(self, session: CheckoutSession, payment: Payment,
                        conn: Connection | None = None) -> CheckoutSession:

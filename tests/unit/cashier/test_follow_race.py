@@ -5,10 +5,12 @@ after trade confirmed the payment and before the submission recorded its attempt
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from payhub.cashier import repository as repo
 from payhub.cashier.domain import PaymentResult, SessionState
 from payhub.cashier.service import CashierService, SessionDraft
 from payhub.kernel.errors import FailedPrecondition
@@ -90,3 +92,23 @@ def test_a_session_in_flight_when_another_pays_ends_paid_elsewhere(
     lost = cashier.get_session(s.id)
     assert lost.state is SessionState.FAILED and lost.last_failure is not None
     assert lost.last_failure.failure_code == "paid_in_another_session"
+
+
+def test_a_session_whose_refused_claim_was_undone_meanwhile_still_ends_when_another_pays(
+        ctx: AppContext, cashier: CashierService, trade: TradeService, merchant: str) -> None:
+    """The winner reads the loser as claimed (PROCESSING); the loser's refused submission then puts it
+    back to OPEN at its old version before the winner's compare-and-set: the loser must still end."""
+    s = session(cashier, trade, merchant)
+    loser = cashier.create_session(SessionDraft(s.payment_name, "H5", "https://shop.example.com/other"),
+                                   new_id("req"))
+    with ctx.db.begin() as conn:
+        claimed = repo.cas_session(conn, loser, replace(loser, state=SessionState.PROCESSING,
+                                                       attempt_seq=loser.attempt_seq + 1))
+    assert claimed is not None
+    with ctx.db.begin() as conn:  # the loser's refusal undoes its claim exactly
+        assert repo.restore_session(conn, claimed, loser)
+    with ctx.db.begin() as conn:  # the winner ends the others from what it read before the undo
+        cashier._end_as_paid_elsewhere(conn, claimed)
+    ended = cashier.get_session(loser.id)
+    assert ended.state is SessionState.FAILED
+    assert ended.last_failure is not None and ended.last_failure.failure_code == "paid_in_another_session"
