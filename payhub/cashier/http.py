@@ -182,12 +182,12 @@ class CashierPages:
         except PayhubError as exc:
             log.warning("cashier page unavailable", session=sid[:12], reason=exc.reason)
             t = Texts(choose_locale("", request.headers.get("accept-language", "")))
-            return HTMLResponse(render_error(t, t.unavailable), status_code=503)
+            return _error_page(t, t.unavailable, 503)
         return session, options
 
     def _not_found(self, request: Request) -> Response:
         t = Texts(choose_locale("", request.headers.get("accept-language", "")))
-        return HTMLResponse(render_error(t, t.not_found), status_code=404)
+        return _error_page(t, t.not_found, 404)
 
     @staticmethod
     def _texts(request: Request, session: CheckoutSession) -> Texts:
@@ -258,3 +258,10 @@ def page_routes(client: Callable[[], CashierClient], keyring: KeyRing, *, secure
         Route("/cashier/{session}/pay", pages.pay, methods=["POST"]),
         Route("/cashier/{session}/otp", pages.otp, methods=["POST"]),
     ]
+
+
+def _error_page(t: Texts, message: str, status: int) -> HTMLResponse:
+    """An error page loads the page's own stylesheet: it needs the page's CSP (no framing), not the
+    web edge's default `default-src 'none'`, under which the browser blocks it."""
+    return HTMLResponse(render_error(t, message), status_code=status,
+                        headers={"content-security-policy": content_security_policy(())})

@@ -214,6 +214,12 @@ def test_unknown_or_malformed_sessions_answer_404(browser: httpx.Client) -> None
     assert browser.get("/cashier/cs_" + "Z" * 32 + "/state").status_code == 404
 
 
+def test_an_error_page_may_load_its_stylesheet(browser: httpx.Client) -> None:
+    answer = browser.get("/cashier/cs_" + "Z" * 32)
+    policy = answer.headers["content-security-policy"]
+    assert answer.status_code == 404 and "style-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
 def test_assets_are_served_by_payhub_with_long_caching(browser: httpx.Client) -> None:
     html = browser.get(PAGE).text
     css = html.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
