@@ -5,9 +5,11 @@ into journals, off the payment's request path.
 and locks the cursor row (SKIP LOCKED on PostgreSQL), so with several replicas one posts a batch and
 the others skip it. On top of that every journal names its source event (unique), and each payment
 and refund is recorded once in ledger_payments / ledger_refunds (primary keys): an event posted twice
-changes nothing, whatever happens to the cursor. A batch is built in memory and written with a
-handful of statements (repository.post_journals, multi-row INSERTs), so the poster keeps up with the
-payment rate at a fraction of its cost.
+changes nothing, whatever happens to the cursor. A batch is built in memory and written at the end:
+on PostgreSQL with one statement (posting_pg: data-modifying CTEs over jsonb parameters; a batch
+without refunds reads nothing first, the statement's ON CONFLICTs leave out what was posted before),
+on SQLite with a handful (repository.post_journals, multi-row INSERTs), so the poster keeps up with
+the payment rate at a fraction of its cost.
 
 Journals (A = captured, F = merchant fee, C = channel cost, R = refunded, Fr = fee returned):
   payment.succeeded / payment.captured   Dr clearing[ch] A / Cr merchant pending A;
@@ -37,8 +39,10 @@ from typing import Any, cast
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from payhub.kernel import clock
+from payhub.kernel.errors import Aborted
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox import Event, consume
+from payhub.settlement import posting_pg
 from payhub.settlement import repository as repo
 from payhub.settlement.base import log
 from payhub.settlement.domain import (
@@ -100,6 +104,8 @@ class _Batch:
 
 
 class LedgerPoster(Parties):
+    set_based = True  # PostgreSQL posts a batch with one statement (posting_pg); False: the general path
+
     def post_pending(self, limit: int = 200) -> int:
         """Post the next batch of events after the poster's cursor; returns how many were read."""
         return consume(self.db, CONSUMER, self.post_events, limit=limit)
@@ -109,18 +115,25 @@ class LedgerPoster(Parties):
         relevant = [e for e in events if e.type in POSTED_EVENTS]
         if not relevant:
             return
-        payment_ids = {e.payload["payment_id"] if e.type == "refund.succeeded" else e.payload["id"] for e in relevant}
-        refund_ids = [e.payload["id"] for e in relevant if e.type == "refund.succeeded"]
-        known = {r.payment_id: dict(r._mapping) for r in conn.execute(
-            select(ledger_payments).where(ledger_payments.c.payment_id.in_(payment_ids)))}
+        refund_events = [e for e in relevant if e.type == "refund.succeeded"]
+        pg = self.set_based and conn.dialect.name == "postgresql"
+        known: dict[str, dict[str, Any]] = {}
         refunded: set[str] = set()
-        if refund_ids:
-            refunded = set(conn.execute(select(ledger_refunds.c.refund_id)
-                                        .where(ledger_refunds.c.refund_id.in_(refund_ids))).scalars())
+        # Without refunds, PostgreSQL's one statement finds the payments posted before by itself (its
+        # ledger_payments INSERT gates each capture); refunds need the payments' rows, as SQLite does.
+        verified = bool(refund_events) or not pg
+        if verified:
+            payment_ids = {e.payload["payment_id"] if e.type == "refund.succeeded" else e.payload["id"]
+                           for e in relevant}
+            known = {r.payment_id: dict(r._mapping) for r in conn.execute(
+                select(ledger_payments).where(ledger_payments.c.payment_id.in_(payment_ids)))}
+        if refund_events:
+            refunded = set(conn.execute(select(ledger_refunds.c.refund_id).where(
+                ledger_refunds.c.refund_id.in_([e.payload["id"] for e in refund_events]))).scalars())
         batch = _Batch(clock.now(), known, refunded)
-        if refund_ids:  # locks the refunded payments' rows against concurrent splits, loads their splits
-            batch.splits = load_for_refunds(conn, sorted({e.payload["payment_id"] for e in relevant
-                                                          if e.type == "refund.succeeded"} & set(known)))
+        if refund_events:  # locks the refunded payments' rows against concurrent splits, loads their splits
+            batch.splits = load_for_refunds(conn, sorted({e.payload["payment_id"] for e in refund_events}
+                                                         & set(known)))
         for event in relevant:
             if event.type in CAPTURE_EVENTS:
                 self._post_capture(conn, batch, event)
@@ -128,9 +141,35 @@ class LedgerPoster(Parties):
                 self._post_refund(conn, batch, event)
             else:
                 self._post_paid_after_close(batch, event)
-        self._write(conn, batch)
+        if pg:
+            self._write_pg(conn, batch, verified)
+        else:
+            self._write(conn, batch)
         if batch.carried:  # after the captures are written: a split needs its payment posted
             execute_carried(cast(Any, self), conn, batch.carried)
+
+    @staticmethod
+    def _write_pg(conn: Connection, batch: _Batch, verified: bool) -> None:
+        """PostgreSQL: the batch in one statement (posting_pg). A capture of a payment posted before
+        is left out by the statement when the batch did not read the payments (no refunds in it); any
+        other journal the batch built is new by what it read, and one the statement leaves out means
+        a concurrent posting of the same source: the transaction rolls back and the batch is retried."""
+        if not batch.drafts:
+            return
+        gates = {p["journal_id"]: p["payment_id"] for p in batch.payments}
+        written = posting_pg.write(conn, posting_pg.Batch(batch.drafts, gates, batch.payments, batch.refunds,
+                                                          batch.queue, batch.paid_updates), batch.now)
+        if len(written) == len(batch.drafts):
+            return
+        left_out = {jid: d for jid, d in batch.drafts if jid not in written}
+        for jid, draft in left_out.items():
+            if jid in gates and not verified:
+                log.warning("payment already posted; event ignored", payment=gates[jid],
+                            event_id=draft.source_event_id)
+            elif jid in gates or draft.kind is not JournalKind.PAYMENT_CAPTURED:
+                raise Aborted(f"journal of {draft.source_event_id} posted concurrently; the batch is retried")
+        captured = {gates[jid] for jid in left_out if jid in gates}
+        batch.carried = [p for p in batch.carried if p["id"] not in captured]
 
     @staticmethod
     def _write(conn: Connection, batch: _Batch) -> None:

@@ -1,0 +1,174 @@
+"""The ledger poster's batch on PostgreSQL: one statement writes everything a batch posts.
+
+The poster builds a batch in memory (posting.py); on SQLite it is written by repository.post_journals
+and a few multi-row INSERTs. On PostgreSQL this module sends it as ONE statement of data-modifying
+CTEs over jsonb parameters, on the pooled connection's psycopg connection, in the poster's
+transaction (its text never changes, so psycopg prepares it):
+
+    pay   INSERT the new ledger_payments rows ON CONFLICT DO NOTHING: a payment posted before keeps
+          its row, and its capture journal below is not written (a gate: the caller need not read
+          ledger_payments first to find re-delivered captures);
+    jn    INSERT the journals ON CONFLICT (source_event_id) DO NOTHING (posting an event twice
+          changes nothing), captures only when their payment row was written;
+    ln    the written journals' lines with each account's running delta and count (window
+          functions, in posting order: journal order, then line order);
+    acc   one upsert per account (INSERT ... ON CONFLICT (account_key) DO UPDATE balance += the
+          batch's delta, entry_count += its entries), rows taken in account-id order as
+          repository.post_journals does, so two writers never wait on each other in a cycle;
+    en    the entries, balance_after and sequence derived from the upsert's RETURNING;
+    rf, q, pu  ledger_refunds, settlement_queue rows (those of a journal only if it was written)
+          and the refunded payments' totals.
+
+It returns the journals written and any account that must not go negative whose balance the batch
+took below zero at some entry (the guard repository.post_journals puts in its UPDATE); the caller
+raises InsufficientFunds then and the whole transaction rolls back, so nothing of it is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from payhub.kernel.ids import new_id
+from payhub.settlement.domain import ACCOUNT_RULES, AccountRef, JournalDraft, balance_delta, check_balanced
+from payhub.settlement.repository import InsufficientFunds
+
+STATEMENT = """
+WITH j_in AS (SELECT * FROM jsonb_to_recordset(%(journals)s::jsonb) AS x(
+                  n int, id text, kind text, reference text, source_event_id text, merchant_id text,
+                  description text, event_time timestamptz, gate text)),
+     pay AS (INSERT INTO ledger_payments
+             SELECT * FROM jsonb_populate_recordset(NULL::ledger_payments, %(payments)s::jsonb)
+             ON CONFLICT (payment_id) DO NOTHING
+             RETURNING payment_id),
+     jn AS (INSERT INTO ledger_journals (id, kind, reference, source_event_id, merchant_id, description,
+                                         event_time, post_time)
+            SELECT id, kind, reference, source_event_id, merchant_id, description, event_time, %(now)s
+            FROM j_in WHERE gate IS NULL OR gate IN (SELECT payment_id FROM pay)
+            ON CONFLICT (source_event_id) DO NOTHING
+            RETURNING id),
+     ln AS (SELECT l.*, sum(l.v) OVER w AS run, row_number() OVER w AS rn
+            FROM jsonb_to_recordset(%(lines)s::jsonb) AS l(n int, j text, k text, d text, a bigint, v bigint)
+            WHERE l.j IN (SELECT id FROM jn)
+            WINDOW w AS (PARTITION BY l.k ORDER BY l.n)),
+     agg AS (SELECT k, sum(v) AS v, count(*) AS c, min(run) AS low FROM ln GROUP BY k),
+     acc AS (INSERT INTO ledger_accounts (id, account_key, kind, currency, owner, channel, merchant_id,
+                                          normal_side, may_go_negative, balance, entry_count, create_time,
+                                          update_time)
+             SELECT a.id, a.account_key, a.kind, a.currency, a.owner, a.channel, a.merchant_id, a.normal_side,
+                    a.may_go_negative, agg.v, agg.c, %(now)s, %(now)s
+             FROM agg JOIN jsonb_populate_recordset(NULL::ledger_accounts, %(accounts)s::jsonb) a
+                            ON a.account_key = agg.k
+                      LEFT JOIN ledger_accounts o ON o.account_key = agg.k
+             ORDER BY coalesce(o.id, a.id)
+             ON CONFLICT (account_key) DO UPDATE
+                SET balance = ledger_accounts.balance + excluded.balance,
+                    entry_count = ledger_accounts.entry_count + excluded.entry_count,
+                    update_time = excluded.update_time
+             RETURNING id, account_key, kind, currency, balance, entry_count, may_go_negative),
+     en AS (INSERT INTO ledger_entries (journal_id, account_id, journal_kind, direction, currency, amount_minor,
+                                        balance_after, sequence, post_time)
+            SELECT ln.j, acc.id, j_in.kind, ln.d, acc.currency, ln.a, acc.balance - agg.v + ln.run,
+                   acc.entry_count - agg.c + ln.rn, %(now)s
+            FROM ln JOIN agg ON agg.k = ln.k JOIN acc ON acc.account_key = ln.k JOIN j_in ON j_in.id = ln.j
+            ORDER BY j_in.n, acc.id, ln.n),
+     rf AS (INSERT INTO ledger_refunds
+            SELECT r.* FROM jsonb_populate_recordset(NULL::ledger_refunds, %(refunds)s::jsonb) r
+            WHERE r.journal_id IN (SELECT id FROM jn)),
+     q AS (INSERT INTO settlement_queue
+           SELECT q.* FROM jsonb_populate_recordset(NULL::settlement_queue, %(queue)s::jsonb) q
+           WHERE q.journal_id IN (SELECT id FROM jn) OR q.journal_id NOT IN (SELECT id FROM j_in)),
+     pu AS (UPDATE ledger_payments p
+            SET refunded_minor = p.refunded_minor + u.r, fee_returned_minor = p.fee_returned_minor + u.f
+            FROM jsonb_to_recordset(%(paid)s::jsonb) AS u(id text, r bigint, f bigint)
+            WHERE p.payment_id = u.id)
+SELECT id, NULL AS kind, NULL::bigint AS balance, NULL::bigint AS low FROM jn
+UNION ALL
+SELECT acc.id, acc.kind, acc.balance - agg.v, agg.low
+FROM acc JOIN agg ON agg.k = acc.account_key
+WHERE NOT acc.may_go_negative AND agg.low < 0 AND acc.balance - agg.v + agg.low < 0"""
+
+# What an account row holds besides its id, balance and times, by account key (immutable, so kept).
+_ACCOUNT_ROWS: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one poster batch writes (the rows as posting.py builds them for the general path)."""
+
+    drafts: list[tuple[str, JournalDraft]]
+    gates: dict[str, str]                 # capture journal id -> its payment id (written only with its row)
+    payments: list[dict[str, Any]]        # ledger_payments rows
+    refunds: list[dict[str, Any]]         # ledger_refunds rows
+    queue: list[dict[str, Any]]           # settlement_queue rows
+    paid_updates: dict[str, list[int]]    # payment id -> [refunded, fee returned] to add
+
+
+def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
+    """Write the batch in the caller's transaction; returns the ids of the journals written (a
+    journal whose source event, or a capture whose payment, was posted before is not). Raises
+    InsufficientFunds (the transaction must roll back) when a guarded account would go negative."""
+    journals: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    accounts: dict[str, dict[str, Any]] = {}
+    for n, (journal_id, draft) in enumerate(batch.drafts):
+        check_balanced(draft.lines)
+        journals.append({"n": n, "id": journal_id, "kind": draft.kind.value, "reference": draft.reference,
+                         "source_event_id": draft.source_event_id, "merchant_id": draft.merchant_id,
+                         "description": draft.description[:500], "event_time": draft.event_time or now,
+                         "gate": batch.gates.get(journal_id)})
+        for line in draft.lines:
+            ref = line.account
+            key = ref.key
+            if key not in accounts:
+                accounts[key] = _account_row(key, ref)
+            lines.append({"n": len(lines), "j": journal_id, "k": key, "d": line.direction, "a": line.amount_minor,
+                          "v": balance_delta(accounts[key]["normal_side"], line.direction, line.amount_minor)})
+    new_payments = {row["payment_id"]: row for row in batch.payments}
+    paid = []
+    for payment_id, (refunded, fee_back) in batch.paid_updates.items():
+        row = new_payments.get(payment_id)
+        if row is None:
+            paid.append({"id": payment_id, "r": refunded, "f": fee_back})
+        else:  # written by this statement, which cannot also update it: the row carries its refunds
+            row = new_payments[payment_id] = dict(row)
+            row["refunded_minor"] += refunded
+            row["fee_returned_minor"] += fee_back
+    params = {"journals": _json(journals), "payments": _json(list(new_payments.values())), "lines": _json(lines),
+              "accounts": _json([{"id": new_id("la"), **a} for a in accounts.values()]),
+              "refunds": _json(batch.refunds), "queue": _json(batch.queue), "paid": _json(paid), "now": now}
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur:
+        rows = cur.execute(STATEMENT, params).fetchall()
+    written = {r[0] for r in rows if r[1] is None}
+    for account_id, kind, balance, low in (r for r in rows if r[1] is not None):
+        raise InsufficientFunds(account_id, kind, balance, -low)
+    return written
+
+
+def _account_row(key: str, ref: AccountRef) -> dict[str, Any]:
+    row = _ACCOUNT_ROWS.get(key)
+    if row is None:
+        if len(_ACCOUNT_ROWS) >= 4096:  # wallets and receivers have accounts of their own: keep it bounded
+            _ACCOUNT_ROWS.clear()
+        rule = ACCOUNT_RULES[ref.kind]
+        row = _ACCOUNT_ROWS[key] = {
+            "account_key": key, "kind": ref.kind.value, "currency": ref.currency, "owner": ref.owner,
+            "channel": ref.channel, "merchant_id": ref.merchant_id, "normal_side": rule.normal_side,
+            "may_go_negative": rule.may_go_negative}
+    return row
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"), default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
