@@ -101,6 +101,7 @@ class Database:
             # than the failure, so the pool recovers by itself once PostgreSQL is back.
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=overflow_for(pool_size),
                                         pool_timeout=10, connect_args={"connect_timeout": 5})
+            event.listen(self.engine, "engine_connect", _transactional_on_connect)
 
     @property
     def is_postgres(self) -> bool:
@@ -150,12 +151,9 @@ class Database:
         try:
             conn = fairy.driver_connection
             assert conn is not None
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
+            if not conn.autocommit:  # it stays so in the pool: see _transactional_on_connect
+                conn.autocommit = True
+            yield conn
         except psycopg.OperationalError as exc:
             fairy.invalidate(exc)  # the pool opens a fresh connection next time
             raise Unavailable("the database is unavailable; retry with the same request_id",
@@ -165,6 +163,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _transactional_on_connect(conn: Connection) -> None:
+    """A pooled connection that `autocommit()` used last is still in autocommit mode (switching
+    it back and forth cost two calls per hot-path statement): SQLAlchemy's connections, whose
+    transactions need psycopg's implicit BEGIN, take it out of that mode first."""
+    driver = conn.connection.driver_connection
+    if driver is not None and driver.autocommit:
+        driver.autocommit = False
 
 
 @contextmanager

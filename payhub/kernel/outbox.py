@@ -98,7 +98,11 @@ def event_values(*, type: str, aggregate_type: str, aggregate_id: str, merchant_
     """The columns of one event row (a new event id), as record_event writes them."""
     return {"event_id": new_id("evt"), "type": type, "aggregate_type": aggregate_type,
             "aggregate_id": aggregate_id, "merchant_id": merchant_id,
-            "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True), "create_time": clock.now()}
+            "payload": _PAYLOAD_JSON(payload), "create_time": clock.now()}
+
+
+# json.dumps(payload, separators=(",", ":"), sort_keys=True) without building an encoder each time.
+_PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 _EVENT_COLUMNS = ("event_id", "type", "aggregate_type", "aggregate_id", "merchant_id", "payload", "create_time")

@@ -22,7 +22,6 @@ from payhub.trade.base import (
     decode_payment,
     encode,
     log,
-    plain,
     request_fingerprint,
     state_error,
 )
@@ -37,6 +36,7 @@ from payhub.trade.domain import (
     MethodSummary,
     Payment,
     PaymentState,
+    evolve,
 )
 from payhub.trade.risk_step import RiskStep
 from payhub.trade.tables import payment_attempts
@@ -130,9 +130,10 @@ class Confirmation(RiskStep):
         self._validate_method(method)
         self._require_active(merchant_id)
         scope = f"trade.ConfirmPayment:{merchant_id}"
-        safe = replace(method, card_number=self.vault.fingerprint(method.card_number) if method.card_number
-                       else "", cvc="")
-        fp = request_fingerprint([payment_id, plain(safe), preferred_channel])
+        # The method as fingerprinted: the card number's fingerprint instead of the number, no CVC.
+        safe = {**vars(method), "card_number": self.vault.fingerprint(method.card_number) if method.card_number
+                else "", "cvc": ""}
+        fp = request_fingerprint([payment_id, safe, preferred_channel])
         claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp) \
             if self.db.is_postgres else None
         if isinstance(claimed, Payment):
@@ -258,20 +259,21 @@ class Confirmation(RiskStep):
         failure = None if outcome is Outcome.SUCCEEDED else Failure(
             (result.failure_code or "declined")[:64], result.failure_message, result.channel_code[:64])
         state = PaymentState.SUCCEEDED if failure is None else PaymentState.FAILED
-        final_attempt = replace(attempt, state=AttemptState(state.value), channel=channel, failure=failure,
-                                channel_reference=result.channel_reference or attempt.channel_reference,
-                                update_time=now)
-        final = replace(payment, state=state, channel=channel, next_action=None, failure=failure, update_time=now,
-                        amount_captured=payment.amount_minor if failure is None else payment.amount_captured,
-                        attempts=[final_attempt])
+        final_attempt = evolve(attempt, state=AttemptState(state.value), channel=channel, failure=failure,
+                               channel_reference=result.channel_reference or attempt.channel_reference,
+                               update_time=now)
+        final = evolve(payment, state=state, channel=channel, next_action=None, failure=failure, update_time=now,
+                       amount_captured=payment.amount_minor if failure is None else payment.amount_captured,
+                       attempts=[final_attempt])
+        snapshot = final.snapshot()  # the event's payload, and the stored response's payment
         failure_row = repo.failure_values(failure)
         values = {"astate": final_attempt.state.value, "channel": channel, "ref": final_attempt.channel_reference,
                   "fcode": failure_row["failure_code"], "fmessage": failure_row["failure_message"],
                   "fchannel": failure_row["failure_channel_code"], "now": now, "aid": attempt.id,
                   "pid": payment.id, "claimed": payment.update_time, "state": state.value,
                   "captured": final.amount_captured,
-                  **fastpath.params(e_=self._event_values(f"payment.{state.value.lower()}", final),
-                                    k_=idempotency.key_values(scope, request_id, fp, encode(final)))}
+                  **fastpath.params(e_=self._event_values(f"payment.{state.value.lower()}", final, snapshot),
+                                    k_=idempotency.key_values(scope, request_id, fp, encode(final, snapshot)))}
         writes = deferred.take() if deferred is not None else []
         ctes: list[str] = []
         for n, write in enumerate(writes):  # written whatever the CAS decides (they do not depend on it)
@@ -279,12 +281,12 @@ class Confirmation(RiskStep):
             ctes.append(cte)
             values.update(params)
         try:
-            row = fastpath.run(self.db, fastpath.result_statement(tuple(ctes)), values)
+            won = fastpath.returns_row(self.db, fastpath.result_statement(tuple(ctes)), values)
         except BaseException:
             for write in writes:  # the statement wrote nothing: write them on their own
                 write.fallback()
             raise
-        return final if row is not None else None
+        return final if won else None
 
     def _instruction(self, payment: Payment, method: MethodInput, card: VaultCard | None, preferred_channel: str,
                      attempt_id: str) -> PaymentInstruction:

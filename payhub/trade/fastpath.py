@@ -21,14 +21,16 @@ data-modifying CTEs). The rows written are exactly the general path's (same valu
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime
 from typing import Any
 
+from psycopg import RawCursor
 from psycopg.rows import namedtuple_row
 
 from payhub.kernel.db import Database
 from payhub.kernel.idempotency import pg_key_insert
-from payhub.kernel.outbox import pg_event_insert, prefixed
+from payhub.kernel.outbox import pg_event_insert
 from payhub.kernel.pagination import PageRequest
 from payhub.trade import repository as repo
 from payhub.trade.domain import Payment
@@ -136,8 +138,7 @@ class _Prefixed:
 
 def get_payment(db: Database, payment_id: str) -> Payment | None:
     """The payment with its attempts (oldest first), as repository.get_payment + attempts_of."""
-    with db.autocommit() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
-        rows = cur.execute(GET, {"pid": payment_id}).fetchall()
+    rows = _all(db, GET, {"pid": payment_id})
     if not rows:
         return None
     payment = repo.payment_from_row(rows[0])
@@ -165,19 +166,61 @@ def list_payments(db: Database, merchant_id: str | None, state: str, start: date
     params = {"merchant": merchant_id, "state": state, "start": start, "end": end, "order_no": order_no,
               "after_time": datetime.fromisoformat(after[0]) if after is not None else None,
               "after_id": after[1] if after is not None else None, "limit": page.size + 1}
-    with db.autocommit() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
-        return [repo.payment_from_row(r) for r in cur.execute(statement, params)]
+    return [repo.payment_from_row(r) for r in _all(db, statement, params)]
 
 
 def run(db: Database, statement: str, params: dict[str, Any]) -> Any:
     """One statement, its own transaction; the first row (as a named tuple) or None."""
-    with db.autocommit() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
-        return cur.execute(statement, params).fetchone()
+    text, order = _positional(statement)
+    with db.autocommit() as conn, RawCursor(conn, row_factory=namedtuple_row) as cur:
+        return cur.execute(text, [params[name] for name in order]).fetchone()
+
+
+def _all(db: Database, statement: str, params: dict[str, Any]) -> list[Any]:
+    text, order = _positional(statement)
+    with db.autocommit() as conn, RawCursor(conn, row_factory=namedtuple_row) as cur:
+        return cur.execute(text, [params[name] for name in order]).fetchall()
+
+
+def returns_row(db: Database, statement: str, params: dict[str, Any]) -> bool:
+    """As run, for a statement whose caller only asks whether it returned a row (its CAS won)."""
+    text, order = _positional(statement)
+    with db.autocommit() as conn, RawCursor(conn) as cur:
+        return cur.execute(text, [params[name] for name in order]).fetchone() is not None
+
+
+# The statements above are written with psycopg's %(name)s parameters and sent as PostgreSQL's own
+# $n ones with a list of values (psycopg's raw queries): psycopg then neither looks the statement
+# text up in its parse cache nor reorders a mapping on each run, and no statement is too long or
+# has too many parameters for that cache. Built once per statement text.
+_POSITIONAL: dict[str, tuple[str, tuple[str, ...]]] = {}
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
+
+
+def _positional(statement: str) -> tuple[str, tuple[str, ...]]:
+    found = _POSITIONAL.get(statement)
+    if found is None:
+        order: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                if match.group(0) != "%%":
+                    raise ValueError(f"a lone % in a fast-path statement: {statement!r}")
+                return "%"
+            return f"${order.setdefault(name, len(order) + 1)}"
+
+        text = _PLACEHOLDER.sub(number, statement)
+        if len(_POSITIONAL) > 512:  # texts are a few fixed shapes; never grow without bound
+            _POSITIONAL.clear()
+        found = _POSITIONAL[statement] = (text, tuple(order))
+    return found
 
 
 def params(**groups: dict[str, Any]) -> dict[str, Any]:
     """Merge parameter groups, each under its prefix: params(p_=payment_values, e_=event_values)."""
     merged: dict[str, Any] = {}
     for prefix, values in groups.items():
-        merged.update(prefixed(prefix, values))
+        for key, value in values.items():
+            merged[prefix + key] = value
     return merged

@@ -122,7 +122,7 @@ class PaymentRecords(TradeBase):
         self._validate_draft(draft, now)
         self._require_active(merchant_id)
         scope = f"trade.CreatePayment:{merchant_id}"
-        fp = request_fingerprint(plain(draft))
+        fp = request_fingerprint(draft)
         expire_time = draft.expire_time or now + DEFAULT_EXPIRY
         payment = Payment(
             id=new_id("pay"), merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no,
@@ -136,9 +136,11 @@ class PaymentRecords(TradeBase):
         for _ in range(3):
             try:
                 if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
-                    fastpath.run(self.db, fastpath.CREATE, fastpath.params(
-                        p_=repo.payment_values(payment), e_=self._event_values("payment.created", payment),
-                        k_=idempotency.key_values(scope, request_id, fp, encode(payment))))
+                    snapshot = payment.snapshot()  # the event's payload, and the stored response's payment
+                    fastpath.returns_row(self.db, fastpath.CREATE, fastpath.params(
+                        p_=repo.payment_values(payment),
+                        e_=self._event_values("payment.created", payment, snapshot),
+                        k_=idempotency.key_values(scope, request_id, fp, encode(payment, snapshot))))
                     self.fresh.put(payment)
                     return payment
                 with self.db.begin() as conn:

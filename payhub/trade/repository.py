@@ -26,9 +26,8 @@ from payhub.trade.domain import (
 )
 from payhub.trade.tables import payment_attempts, payment_deadlines, payments, refunds
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+# json.dumps(value, separators=(",", ":"), sort_keys=True) without building an encoder each time.
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def _failure(row: Any) -> Failure | None:

@@ -66,3 +66,24 @@ def test_insert_ignore_refuses_to_skip_a_column_default(db: Database) -> None:
     from payhub.trade.tables import payments
     with db.begin() as conn, pytest.raises(ValueError, match="column defaults"):
         insert_ignore(conn, payments, {"id": "pay_x", "merchant_id": "m"})
+
+
+def test_a_connection_autocommit_used_last_is_transactional_again_for_sqlalchemy(pg_db: Database) -> None:
+    # autocommit() leaves its pooled connection in autocommit mode; a transaction on that same
+    # connection must still be one (all or nothing), and so must a read's.
+    db = Database(pg_db.url, pool_size=1)
+    row = {"scope": "s", "key": "k", "fingerprint": "f", "response": b"r", "create_time": clock.now()}
+    try:
+        with db.autocommit() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(RuntimeError), db.begin() as conn:
+            conn.execute(idempotency_keys.insert().values(row))
+            raise RuntimeError("roll back")
+        with db.read() as conn:
+            assert conn.execute(select(idempotency_keys.c.key)).all() == []
+            driver = conn.connection.driver_connection
+            assert driver is not None and driver.autocommit is False
+        with db.autocommit() as conn:
+            assert conn.autocommit is True
+    finally:
+        db.dispose()

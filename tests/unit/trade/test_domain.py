@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -10,13 +11,17 @@ import pytest
 from payhub.trade.domain import (
     DEFAULT_REQUERY,
     STUCK_AFTER_QUERIES,
+    Attempt,
+    AttemptState,
     CaptureMethod,
     Failure,
     MethodSummary,
     Payment,
     PaymentState,
+    attempt_snapshot,
     card_brand,
     card_expired,
+    evolve,
     luhn_ok,
     parse_requery_schedule,
     payment_from_snapshot,
@@ -77,3 +82,45 @@ def test_snapshot_round_trips_and_never_holds_a_card_number() -> None:
     again = payment_from_snapshot(snap)
     assert again == payment
     assert snap["name"] == "merchants/mch_1/payments/pay_1"
+
+
+def test_snapshots_hold_every_field_in_declaration_order() -> None:
+    # Stored responses are the snapshot's JSON as is (key order included): a field added to Payment
+    # or Attempt must be added to its snapshot, in its place.
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    method = MethodSummary("CARD", "PC", "visa", "4242", "card_x", 12, 2031)
+    payment = Payment(id="pay_1", merchant_id="mch_1", merchant_order_no="o1", currency="CNY", amount_minor=1,
+                      subject="s", create_time=now, next_action={"kind": "QR_CODE", "data": {"url": "u"}})
+    names = [f.name for f in dataclasses.fields(Payment) if f.name != "attempts"]
+    assert list(payment.snapshot()) == [*names, "name"]
+    assert payment.snapshot()["create_time"] == now.isoformat() and payment.snapshot()["update_time"] is None
+    attempt = Attempt("att_1", "pay_1", "mch_1", "sandbox", AttemptState.FAILED, method, 1, "CNY",
+                      failure=Failure("declined"), update_time=now)
+    assert attempt_snapshot(attempt) == {
+        f.name: getattr(attempt, f.name) for f in dataclasses.fields(Attempt)} | {
+        "method": dataclasses.asdict(method), "failure": {"code": "declined", "message": "", "channel_code": ""},
+        "create_time": None, "update_time": now.isoformat()}
+    assert list(attempt_snapshot(attempt)) == [f.name for f in dataclasses.fields(Attempt)]
+
+
+def test_evolve_is_dataclasses_replace() -> None:
+    payment = Payment(id="pay_1", merchant_id="mch_1", merchant_order_no="o1", currency="CNY", amount_minor=1,
+                      subject="s", metadata={"a": "b"})
+    moved = evolve(payment, state=PaymentState.PROCESSING, channel="sandbox")
+    assert moved == dataclasses.replace(payment, state=PaymentState.PROCESSING, channel="sandbox")
+    assert moved is not payment and payment.state is PaymentState.CREATED and moved.metadata is payment.metadata
+    with pytest.raises(TypeError):
+        evolve(payment, stat=PaymentState.FAILED)
+
+
+def test_request_fingerprints_stay_those_earlier_releases_stored() -> None:
+    # A retry after an upgrade must match the idempotent response stored before it.
+    from payhub.trade.base import plain, request_fingerprint
+    from payhub.trade.domain import Customer, Split
+    from payhub.trade.payments import PaymentDraft
+    draft = PaymentDraft(merchant_order_no="o-1", currency="CNY", amount_minor=1000, subject="Order",
+                         expire_time=datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=UTC), metadata={"b": "2", "a": "1"},
+                         customer=Customer(id="c1", ip="10.0.0.1"),
+                         splits=(Split("r1", 100), Split("r2", ratio_basis_points=50)))
+    expected = "4e0372692789f98414cb44b3d3be510df78d573baed952fdcf5a300fbca8639e"
+    assert request_fingerprint(draft) == request_fingerprint(plain(draft)) == expected
