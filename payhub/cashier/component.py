@@ -41,7 +41,8 @@ class CashierComponent:
 
     def outbox_subscriptions(self) -> list[Subscription]:
         """Trade's payment events refresh sessions (after the dispatcher's commit: it asks trade)."""
-        return [Subscription(FOLLOW_CONSUMER, collect, types=FOLLOWED, after_commit=self.service.refresh_followed)]
+        return [Subscription(FOLLOW_CONSUMER, collect, types=FOLLOWED, after_commit=self.service.refresh_sessions,
+                             after_commit_of=self.service.followed_with_sessions)]
 
     def client(self) -> LocalCashierClient:
         return self.local_client

@@ -25,6 +25,7 @@ from payhub.cashier.domain import (
 )
 from payhub.cashier.tables import cashier_settings, checkout_attempts, checkout_sessions
 from payhub.kernel import clock
+from payhub.kernel.outbox import driver_of
 
 _STEPS: dict[str, type] = {"QR_CODE": QrCodeStep, "REDIRECT": RedirectStep, "SDK": SdkStep, "OTP": OtpStep,
                            "WAIT": WaitStep, "RESULT": PaymentResult}
@@ -130,7 +131,13 @@ def sessions_of_payment(conn: Connection, payment_id: str) -> list[CheckoutSessi
 
 
 def payments_with_sessions(conn: Connection, payment_ids: set[str]) -> set[str]:
-    """Which of these payments have checkout sessions."""
+    """Which of these payments have checkout sessions (the outbox dispatcher asks for every batch of
+    trade's events: on PostgreSQL one statement through psycopg, not SQLAlchemy's expanding IN)."""
+    if conn.dialect.name == "postgresql":
+        with driver_of(conn).cursor() as cur:
+            cur.execute("SELECT DISTINCT payment_id FROM checkout_sessions WHERE payment_id = ANY(%s)",
+                        (list(payment_ids),))
+            return {row[0] for row in cur.fetchall()}
     return set(conn.execute(select(checkout_sessions.c.payment_id.distinct())
                             .where(checkout_sessions.c.payment_id.in_(payment_ids))).scalars())
 

@@ -4,14 +4,18 @@ Each consumer (the ledger poster, the webhook fan-out, risk's counter release, t
 declares the event types it wants and keeps its own cursor row in `outbox_cursors` (the names
 `consume` uses, so cursors survive the switch). A dispatcher tick:
 
-1. reads the cursors and the safe horizon (payhub.kernel.outbox_horizon) in a read-only transaction:
-   when every cursor is at the horizon, that is the whole tick (no write, no commit of a write);
-2. otherwise, in one write transaction: locks the cursor rows (SKIP LOCKED on PostgreSQL: a row
-   another replica's dispatcher, or a direct `consume`, holds is left to it), reads one batch after
-   the lowest locked cursor, only of the types some consumer wants (filtered in SQL), hands each
-   consumer the events after its own cursor that it wants, advances every cursor in one statement,
-   and commits once. When a consumer fails, the transaction is rolled back and done again without it
-   (no savepoint per consumer in the common case), so its cursor stays and the others go on;
+1. looks up the safe horizon (payhub.kernel.outbox_horizon; on PostgreSQL one statement in
+   autocommit, shared with the process's other readers): when the cursors, as this dispatcher last
+   read or wrote them, are all at the horizon, that is the whole tick (cursors only move forward, so
+   those are lower bounds: no transaction, no cursor read, no write);
+2. otherwise, in one write transaction: locks the cursor rows still behind the horizon (SKIP LOCKED
+   on PostgreSQL: a row another replica's dispatcher, or a direct `consume`, holds is left to it;
+   rows at the horizon are not locked, and are read again unlocked to learn where they are), reads
+   one batch after the lowest locked cursor, only of the types some consumer wants (filtered in
+   SQL), hands each consumer the events after its own cursor that it wants, advances the cursors
+   (one statement per new position: usually one), and commits once. When a consumer fails, the
+   transaction is rolled back and done again without it (no savepoint per consumer in the common
+   case), so its cursor stays and the others go on;
 3. after the commit, runs the consumers' `after_commit` work (trade's risk outcomes call channels,
    which must not happen inside the transaction).
 
@@ -27,15 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
 from payhub.kernel.logging import get_logger
-from payhub.kernel.outbox import Event, outbox_cursors, outbox_events, read_events
-from payhub.kernel.outbox_horizon import safe_position
+from payhub.kernel.outbox import Event, driver_of, outbox_cursors, outbox_events, read_events
+from payhub.kernel.outbox_horizon import horizon_of
 
 log = get_logger("payhub.outbox")
 
@@ -60,6 +65,9 @@ class Subscription:
     types: tuple[str, ...] = ()                     # exact event types it wants
     prefixes: tuple[str, ...] = ()                  # and/or type prefixes, e.g. "payment."
     after_commit: Callable[[list[Event]], None] | None = None
+    # In the transaction, after `handle`: which of its events `after_commit` gets (none: not called), e.g.
+    # only those whose after-commit work has anything to do, found with the batch's own connection.
+    after_commit_of: Callable[[Connection, list[Event]], list[Event]] | None = None
 
     def wants(self, event: Event) -> bool:
         return event.type in self.types or event.type.startswith(self.prefixes)
@@ -75,6 +83,11 @@ class OutboxDispatcher:
         self._batch = batch
         self._types = tuple(sorted({t for s in subscriptions for t in s.types}))
         self._prefixes = tuple(sorted({p for s in subscriptions for p in s.prefixes}))
+        self._horizon = horizon_of(db.engine) if db.is_postgres else None
+        self._wanting: dict[str, tuple[Subscription, ...]] = {}
+        # Lower bounds of the cursors (what this dispatcher last read or wrote; cursors only move forward):
+        # while the horizon is not past all of them there is nothing to do, and a tick asks nothing else.
+        self._known: dict[str, int] = {}
         self._cursors_created = False
         self._full = False
 
@@ -87,54 +100,71 @@ class OutboxDispatcher:
         """One tick; returns how many events it handed out (0: idle, or the cursors were busy)."""
         self._full = False
         self._create_cursors()
-        with self._db.read() as conn:
-            upto = self._horizon(conn)
-            cursors = self._cursors(conn, lock=False)
-        if all(position >= upto for position in cursors.values()):
+        upto = self._look()
+        if len(self._known) == len(self._subs) and min(self._known.values()) >= upto:
             return 0
         failed: set[str] = set()
         while True:
             try:
-                done = self._dispatch(upto, failed)
+                done, handed_out = self._dispatch(upto, failed)
                 break
             except _ConsumerFailed as exc:  # rolled back: again without it (no savepoint per consumer)
                 log.warning("outbox consumer failed; its events are handed again", consumer=exc.consumer,
                             error=f"{type(exc.__cause__).__name__}: {exc.__cause__}")
                 failed.add(exc.consumer)
-        for sub, mine in done:
-            if sub.after_commit is not None:
+        for sub, later in done:
+            if sub.after_commit is not None and later:
                 try:
-                    sub.after_commit(mine)
+                    sub.after_commit(later)
                 except Exception:
                     log.exception("outbox consumer's after-commit work failed", consumer=sub.consumer)
-        return sum(len(mine) for _, mine in done)
+        return handed_out
 
-    def _dispatch(self, upto: int, failed: set[str]) -> list[tuple[Subscription, list[Event]]]:
-        """One batch to every consumer whose cursor this replica holds, in one transaction."""
+    def _dispatch(self, upto: int, failed: set[str]) -> tuple[list[tuple[Subscription, list[Event]]], int]:
+        """One batch to every consumer whose cursor this replica holds, in one transaction; returns the
+        after-commit work and how many events were handed out."""
         done: list[tuple[Subscription, list[Event]]] = []
+        handed_out = 0
+        names = [c for c in self._subs if c not in failed]
         with self._db.begin() as conn:
-            cursors = {c: p for c, p in self._cursors(conn, lock=True).items() if p < upto and c not in failed}
+            cursors = self._lock(conn, names, upto)
+            if len(cursors) < len(names):  # at the horizon already, or held by another replica: look again
+                self._known.update(self._read_cursors(conn, [c for c in names if c not in cursors]))
             if not cursors:
-                return done
+                return done, 0
             events = self._read(conn, min(cursors.values()), upto)
             self._full = len(events) == self._batch
             end = events[-1].position if self._full else upto
-            advanced: dict[str, int] = {}
+            mine: dict[str, list[Event]] = {c: [] for c in cursors}
+            for event in events:
+                wanting = self._wanting.get(event.type)
+                for sub in self._wanting_of(event.type) if wanting is None else wanting:
+                    position = cursors.get(sub.consumer)
+                    if position is not None and event.position > position:
+                        mine[sub.consumer].append(event)
             for consumer, sub in self._subs.items():  # in subscription order (split instructions need postings)
-                if consumer not in cursors:
-                    continue
-                position = cursors[consumer]
-                mine = [e for e in events if e.position > position and sub.wants(e)]
-                if mine:
+                handed = mine.get(consumer)
+                if handed:
                     try:
-                        sub.handle(conn, mine)
+                        sub.handle(conn, handed)
+                        later = handed if sub.after_commit_of is None else sub.after_commit_of(conn, handed)
                     except Exception as exc:  # e.g. the merchant service unreachable, a posting not made yet
                         raise _ConsumerFailed(consumer) from exc
-                    done.append((sub, mine))
-                if end > position:
-                    advanced[consumer] = end
+                    done.append((sub, later))
+                    handed_out += len(handed)
+            advanced = {c: end for c, p in cursors.items() if end > p}
             self._advance(conn, advanced)
-        return done
+        self._known.update(cursors)
+        self._known.update(advanced)
+        return done, handed_out
+
+    def _wanting_of(self, type_: str) -> tuple[Subscription, ...]:
+        """The subscriptions that want events of this type, in subscription order (remembered)."""
+        if len(self._wanting) > 10_000:  # event types are a fixed set; never let it grow unbounded
+            self._wanting.clear()
+        probe = Event(0, "", type_, "", "", None, "{}", _EPOCH)
+        wanting = self._wanting[type_] = tuple(s for s in self._subs.values() if s.wants(probe))
+        return wanting
 
     def _create_cursors(self) -> None:
         if self._cursors_created:
@@ -145,30 +175,63 @@ class OutboxDispatcher:
                 insert_ignore(conn, outbox_cursors, {"consumer": consumer, "position": 0, "update_time": now})
         self._cursors_created = True
 
-    def _horizon(self, conn: Connection) -> int:
-        upto = safe_position(conn)
-        if upto is None:  # SQLite: whatever is committed
-            upto = conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one()
-        return int(upto)
+    def _look(self) -> int:
+        """The horizon (PostgreSQL: the process's shared one, looked up in autocommit: one statement, no
+        transaction; SQLite: whatever is committed)."""
+        if self._horizon is None:
+            with self._db.read() as conn:
+                return int(conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one())
+        upto = self._horizon.recent()
+        if upto is None:
+            with self._db.autocommit() as driver:
+                upto = self._horizon.safe(driver)
+        return upto
 
-    def _cursors(self, conn: Connection, *, lock: bool) -> dict[str, int]:
+    def _lock(self, conn: Connection, names: list[str], upto: int) -> dict[str, int]:
+        """The cursors behind the horizon that this replica may move (PostgreSQL: locked, SKIP LOCKED;
+        rows at the horizon are not locked at all, so a tick with nothing to do writes nothing)."""
+        if not names:
+            return {}
+        if self._db.is_postgres:
+            with driver_of(conn).cursor() as cur:
+                cur.execute(_LOCK_SQL, {"names": names, "upto": upto})
+                return {consumer: int(position) for consumer, position in cur.fetchall()}
+        return {c: p for c, p in self._read_cursors(conn, names).items() if p < upto}
+
+    def _read_cursors(self, conn: Connection, names: list[str]) -> dict[str, int]:
+        if self._db.is_postgres:
+            with driver_of(conn).cursor() as cur:
+                cur.execute(_READ_SQL, {"names": names})
+                return {consumer: int(position) for consumer, position in cur.fetchall()}
         query = (select(outbox_cursors.c.consumer, outbox_cursors.c.position)
-                 .where(outbox_cursors.c.consumer.in_(list(self._subs))))
-        if lock and self._db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
+                 .where(outbox_cursors.c.consumer.in_(names)))
         return {row.consumer: int(row.position) for row in conn.execute(query)}
 
     def _read(self, conn: Connection, after: int, upto: int) -> list[Event]:
         return read_events(conn, after, upto=upto, types=self._types, prefixes=self._prefixes, limit=self._batch)
 
-    @staticmethod
-    def _advance(conn: Connection, advanced: dict[str, int]) -> None:
-        if not advanced:
-            return
+    def _advance(self, conn: Connection, advanced: dict[str, int]) -> None:
+        """One statement per distinct new position (usually one: every cursor moves to the same end)."""
         now = clock.now()
-        conn.execute(update(outbox_cursors).where(outbox_cursors.c.consumer == bindparam("c"))
-                     .values(position=bindparam("p"), update_time=now),
-                     [{"c": c, "p": p} for c, p in advanced.items()])
+        by_position: dict[int, list[str]] = {}
+        for consumer, position in advanced.items():
+            by_position.setdefault(position, []).append(consumer)
+        for position, names in by_position.items():
+            if self._db.is_postgres:
+                with driver_of(conn).cursor() as cur:
+                    cur.execute(_ADVANCE_SQL, {"position": position, "now": now, "names": names})
+            else:
+                conn.execute(update(outbox_cursors).where(outbox_cursors.c.consumer.in_(names))
+                             .values(position=position, update_time=now))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# PostgreSQL, through the connection's own psycopg cursor (no SQLAlchemy statement work per tick).
+_LOCK_SQL = ("SELECT consumer, position FROM outbox_cursors WHERE consumer = ANY(%(names)s) "
+             "AND position < %(upto)s FOR UPDATE SKIP LOCKED")
+_READ_SQL = "SELECT consumer, position FROM outbox_cursors WHERE consumer = ANY(%(names)s)"
+_ADVANCE_SQL = ("UPDATE outbox_cursors SET position = %(position)s, update_time = %(now)s "
+                "WHERE consumer = ANY(%(names)s)")
 
 
 def collect(_conn: Connection, _events: list[Event]) -> None:

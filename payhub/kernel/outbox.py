@@ -154,16 +154,24 @@ def _read_events_pg(conn: Connection, after: int, upto: int, merchant_id: str | 
     """Every consumer (the outbox dispatcher, WatchEvents) reads through the caller's own psycopg
     connection, in its transaction, straight into Events (SQLAlchemy's statement and row work was a
     tenth of a server's CPU under payment load)."""
-    if not conn.in_transaction():
-        conn.begin()  # so that the caller's commit ends the transaction psycopg opens (prepared statements stay)
-    driver = conn.connection.driver_connection
-    assert driver is not None
+    driver = driver_of(conn)
     patterns = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes]
     with driver.cursor() as cur:
         cur.execute(_read_statement(merchant_id is not None, bool(types or prefixes)),
                     {"after": after, "upto": upto, "merchant_id": merchant_id, "types": list(types),
                      "patterns": patterns, "limit": limit})
         return [Event(*row) for row in cur.fetchall()]
+
+
+def driver_of(conn: Connection) -> Any:
+    """PostgreSQL: the psycopg connection under `conn`, for statements sent without SQLAlchemy, in the
+    caller's transaction (begun here if need be, so that the caller's commit ends the transaction
+    psycopg opens and prepared statements stay)."""
+    if not conn.in_transaction():
+        conn.begin()
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver
 
 
 @functools.cache

@@ -70,6 +70,11 @@ class Horizon:
         self._checked = float("-inf")
         self._min_interval = min_interval
 
+    def recent(self) -> int | None:
+        """The horizon if it was looked up within `min_interval` (no query), else None."""
+        with self._lock:
+            return self._safe if time.monotonic() - self._checked < self._min_interval else None
+
     def safe(self, driver: Any, *, fresh: bool = False) -> int:
         """The horizon, advanced by a query on the psycopg connection `driver` if due (or `fresh`)."""
         with self._lock:
