@@ -103,7 +103,20 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+class _Configured:
+    """The lowest level configure_logging lets through (NOTSET until it runs: structlog's defaults print all)."""
+
+    min_level = logging.NOTSET
+
+
+def is_enabled(level: int) -> bool:
+    """Whether a line at `level` (logging.INFO, ...) would be written: lets a hot path skip building the
+    fields of a line that the configured level drops anyway."""
+    return level >= _Configured.min_level
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    min_level = logging.getLevelName(level.upper())
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -115,10 +128,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             redaction_processor,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(min_level),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
+    _Configured.min_level = min_level
 
 
 def get_logger(name: str) -> Any:

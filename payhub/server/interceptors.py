@@ -9,10 +9,17 @@ Hot-path notes (measured; keep them when changing this file):
   for the method the first time it was called; metadata is read in the worker thread, in one pass.
 - What depends only on the method (public or not, the Prometheus children) is worked out once per
   method and kept in a `_Method`; label children are created on first use, as `.labels()` would.
+- grpcio runs each call in a context of its own (`contextvars.Context()` per call): what the call
+  binds (principal, deadline, the log context) cannot outlive it; the scope still resets its own.
+  The log context's two keys are set on structlog's own context variables directly (what
+  `bind_contextvars` does, without its keyword handling; `clear_contextvars` walked every variable).
+- The access log line's fields are built only when INFO lines are written at all.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +34,7 @@ from payhub.identity.store import CredentialStore
 from payhub.kernel import deadline
 from payhub.kernel.errors import InvalidArgument, PayhubError, Unauthenticated
 from payhub.kernel.ids import new_id
-from payhub.kernel.logging import get_logger
+from payhub.kernel.logging import get_logger, is_enabled
 from payhub.server import permissions
 from payhub.server.errors import internal_status, to_status
 from payhub.server.validation import validate
@@ -41,8 +48,16 @@ RPC_LATENCY = Histogram("payhub_rpc_seconds", "RPC latency", ["method"],
 
 log = get_logger("payhub.rpc")
 
-_bind_contextvars = structlog.contextvars.bind_contextvars
-_clear_contextvars = structlog.contextvars.clear_contextvars
+
+def _log_context_vars() -> tuple[contextvars.ContextVar[Any], contextvars.ContextVar[Any]]:
+    """structlog's context variables for `request_id` and `method` (bound once in a throwaway context:
+    the tokens name the variables merge_contextvars reads)."""
+    tokens = contextvars.Context().run(structlog.contextvars.bind_contextvars, request_id=None, method=None)
+    return tokens["request_id"].var, tokens["method"].var
+
+
+_REQUEST_ID_VAR, _METHOD_VAR = _log_context_vars()
+_INFO = logging.INFO
 _perf_counter = time.perf_counter
 _OK = grpc.StatusCode.OK
 _MAX_CACHED_METHODS = 4096  # registered methods are a few hundred; never grow without bound
@@ -188,8 +203,8 @@ def _checked(request: Any) -> Any:
 class _CallScope:
     """Everything that brackets one call: context vars, auth, error mapping, log and metrics."""
 
-    __slots__ = ("_bearer", "authenticated", "code", "context", "deadline", "method", "pipeline", "principal",
-                 "request_id", "start", "token")
+    __slots__ = ("_bearer", "_bound", "authenticated", "code", "context", "deadline", "method", "pipeline",
+                 "principal", "request_id", "start", "token")
 
     def __init__(self, pipeline: CallPipeline, method: _Method, context: grpc.ServicerContext):
         self.start = _perf_counter()
@@ -200,7 +215,7 @@ class _CallScope:
         self.authenticated = False
         self._bearer, request_id = _scan_metadata(context.invocation_metadata())
         self.request_id = request_id or new_id("req")
-        _bind_contextvars(request_id=self.request_id, method=method.name)
+        self._bound = (_REQUEST_ID_VAR.set(self.request_id), _METHOD_VAR.set(method.name))
         # What the call causes (a channel's HTTP request, a call to another process) ends with it.
         self.deadline = deadline.enter(context.time_remaining())
 
@@ -259,8 +274,10 @@ class _CallScope:
         code = self.code.name if self.code else "UNKNOWN"
         method = self.method
         method.record(code, elapsed)
-        if not method.public:
+        if not method.public and is_enabled(_INFO):
             principal = self.principal
             who = f"{principal.kind.value}:{principal.subject}" if principal else "anonymous"
             log.info("rpc", code=code, latency_ms=round(elapsed * 1000, 2), principal=who)
-        _clear_contextvars()
+        request_id_token, method_token = self._bound
+        _METHOD_VAR.reset(method_token)
+        _REQUEST_ID_VAR.reset(request_id_token)

@@ -67,16 +67,19 @@ Check = Callable[[Any, str, _Found], None]
 
 
 class _Plan:
-    """What to check in one message type: a check per field that needs one, and required fields."""
+    """What to check in one message type: a check per field that needs one (with the field's name, read
+    once: a descriptor makes a new string on every `.name`), and required fields."""
 
     __slots__ = ("checks", "required")
 
-    def __init__(self, checks: dict[FieldDescriptor, Check], required: list[tuple[str, bool]]) -> None:
+    def __init__(self, checks: dict[FieldDescriptor, tuple[Check, str]], required: list[tuple[str, bool]]) -> None:
         self.checks = checks
         self.required = required
 
 
-_plans: dict[str, _Plan] = {}
+# Keyed by the message class (cheaper to get than the descriptor's full name); a class stands for one
+# message type.
+_plans: dict[type, _Plan] = {}
 _plans_lock = threading.Lock()
 
 
@@ -89,34 +92,34 @@ def validate(message: Message) -> None:
 
 
 def _walk(message: Message, prefix: str, found: _Found) -> None:
-    descriptor = message.DESCRIPTOR
-    plan = _plans.get(descriptor.full_name)
+    plan = _plans.get(type(message))
     if plan is None:
-        plan = _plan_for(descriptor)
+        plan = _plan_for(message)
     checks = plan.checks
     for field, value in message.ListFields():
-        check = checks.get(field)
-        if check is not None:
-            check(value, prefix + field.name, found)
+        entry = checks.get(field)
+        if entry is not None:
+            entry[0](value, prefix + entry[1], found)
     for name, is_message in plan.required:
         if not (message.HasField(name) if is_message else getattr(message, name)):
             found.add(prefix + name, "is required")
 
 
-def _plan_for(descriptor: Any) -> _Plan:
+def _plan_for(message: Message) -> _Plan:
     with _plans_lock:
-        plan = _plans.get(descriptor.full_name)
+        plan = _plans.get(type(message))
         if plan is None:
-            checks: dict[FieldDescriptor, Check] = {}
+            checks: dict[FieldDescriptor, tuple[Check, str]] = {}
             required: list[tuple[str, bool]] = []
+            descriptor: Any = message.DESCRIPTOR
             for field in descriptor.fields:
                 rules = field.GetOptions().Extensions[_RULES] if field.GetOptions().HasExtension(_RULES) else None
                 check = _field_check(field, rules)
                 if check is not None:
-                    checks[field] = check
+                    checks[field] = (check, field.name)
                 if rules is not None and rules.required:
                     required.append((field.name, field.type == _MESSAGE))
-            plan = _plans[descriptor.full_name] = _Plan(checks, required)
+            plan = _plans[type(message)] = _Plan(checks, required)
         return plan
 
 
