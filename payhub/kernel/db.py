@@ -12,9 +12,10 @@ import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
+from psycopg.rows import tuple_row
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -102,6 +103,12 @@ class Database:
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=overflow_for(pool_size),
                                         pool_timeout=10, connect_args={"connect_timeout": 5})
             event.listen(self.engine, "engine_connect", _transactional_on_connect)
+            event.listen(self.engine, "invalidate", self._drop_idle)
+        # Connections autocommit() checked out and keeps between its statements (at most a quarter of
+        # the pool): a hot-path statement then skips the pool's checkout and its return (reset,
+        # events), which cost about as much CPU as building and sending the statement.
+        self._idle: list[Any] = []
+        self._keep_idle = 0 if self.is_sqlite else pool_size // 4
 
     @property
     def is_postgres(self) -> bool:
@@ -143,26 +150,86 @@ class Database:
 
     @contextmanager
     def autocommit(self) -> Iterator[Any]:
-        """PostgreSQL only: the pooled connection's own psycopg connection in autocommit mode, for
+        """PostgreSQL only: a pooled connection's own psycopg connection in autocommit mode, for
         the hot path's statements that are each a whole transaction (data-modifying CTEs): one round
         trip each, no BEGIN, no separate COMMIT, and none of SQLAlchemy's per-statement work.
         Statements use psycopg's `%(name)s` parameters; psycopg prepares them after a few runs."""
-        fairy = self.engine.raw_connection()
+        fairy = self._lease()
+        try:
+            yield fairy.driver_connection
+        except psycopg.OperationalError as exc:
+            self._lost(fairy, exc)
+        except BaseException:
+            self._release(fairy)
+            raise
+        self._release(fairy)
+
+    @contextmanager
+    def autocommit_cursor(self, row_factory: Any = tuple_row) -> Iterator[psycopg.RawCursor[Any]]:
+        """`autocommit()`, as a raw cursor (PostgreSQL's `$n` parameters, values in a sequence) that
+        stays with its connection between statements (one object fewer to build per statement)."""
+        fairy = self._lease()
         try:
             conn = fairy.driver_connection
-            assert conn is not None
-            if not conn.autocommit:  # it stays so in the pool: see _transactional_on_connect
-                conn.autocommit = True
-            yield conn
+            cursor = fairy.info.get(_RAW_CURSOR)
+            if cursor is None or cursor.connection is not conn or cursor.closed:
+                cursor = fairy.info[_RAW_CURSOR] = psycopg.RawCursor(conn)
+            cursor.row_factory = row_factory
+            yield cursor
         except psycopg.OperationalError as exc:
-            fairy.invalidate(exc)  # the pool opens a fresh connection next time
-            raise Unavailable("the database is unavailable; retry with the same request_id",
-                              reason="DATABASE_UNAVAILABLE") from exc
-        finally:
+            self._lost(fairy, exc)
+        except BaseException:
+            self._release(fairy)
+            raise
+        self._release(fairy)
+
+    def _lease(self) -> Any:
+        """A connection for autocommit(): one it kept, else the pool's, in autocommit mode (it stays
+        so in the pool: see _transactional_on_connect)."""
+        try:
+            fairy = self._idle.pop()
+        except IndexError:
+            fairy = self.engine.raw_connection()
+        conn = fairy.driver_connection
+        try:
+            if not conn.autocommit:
+                conn.autocommit = True
+        except psycopg.OperationalError as exc:
+            self._lost(fairy, exc)
+        return fairy
+
+    def _release(self, fairy: Any) -> None:
+        conn = fairy.driver_connection
+        if (len(self._idle) < self._keep_idle and conn is not None and not conn.closed
+                and conn.pgconn.transaction_status == _IDLE):
+            self._idle.append(fairy)
+        else:
+            fairy.close()
+
+    def _lost(self, fairy: Any, exc: psycopg.OperationalError) -> NoReturn:
+        fairy.invalidate(exc)  # the pool opens a fresh connection next time (and _drop_idle runs)
+        fairy.close()
+        raise Unavailable("the database is unavailable; retry with the same request_id",
+                          reason="DATABASE_UNAVAILABLE") from exc
+
+    def _drop_idle(self, *_event: Any) -> None:
+        """A connection was found dead: those kept idle may be too (a restarted PostgreSQL). They go
+        back to the pool marked to be replaced at their next checkout."""
+        while self._idle:
+            try:
+                fairy = self._idle.pop()
+            except IndexError:
+                return
+            fairy.invalidate(soft=True)
             fairy.close()
 
     def dispose(self) -> None:
+        self._drop_idle()
         self.engine.dispose()
+
+
+_RAW_CURSOR = "payhub_raw_cursor"
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 def _transactional_on_connect(conn: Connection) -> None:

@@ -25,7 +25,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from psycopg import RawCursor
 from psycopg.rows import namedtuple_row
 
 from payhub.kernel.db import Database
@@ -172,20 +171,20 @@ def list_payments(db: Database, merchant_id: str | None, state: str, start: date
 def run(db: Database, statement: str, params: dict[str, Any]) -> Any:
     """One statement, its own transaction; the first row (as a named tuple) or None."""
     text, order = _positional(statement)
-    with db.autocommit() as conn, RawCursor(conn, row_factory=namedtuple_row) as cur:
+    with db.autocommit_cursor(namedtuple_row) as cur:
         return cur.execute(text, [params[name] for name in order]).fetchone()
 
 
 def _all(db: Database, statement: str, params: dict[str, Any]) -> list[Any]:
     text, order = _positional(statement)
-    with db.autocommit() as conn, RawCursor(conn, row_factory=namedtuple_row) as cur:
+    with db.autocommit_cursor(namedtuple_row) as cur:
         return cur.execute(text, [params[name] for name in order]).fetchall()
 
 
 def returns_row(db: Database, statement: str, params: dict[str, Any]) -> bool:
     """As run, for a statement whose caller only asks whether it returned a row (its CAS won)."""
     text, order = _positional(statement)
-    with db.autocommit() as conn, RawCursor(conn) as cur:
+    with db.autocommit_cursor() as cur:
         return cur.execute(text, [params[name] for name in order]).fetchone() is not None
 
 

@@ -87,3 +87,26 @@ def test_a_connection_autocommit_used_last_is_transactional_again_for_sqlalchemy
             assert conn.autocommit is True
     finally:
         db.dispose()
+
+
+def test_connections_autocommit_keeps_answer_unavailable_once_when_killed_then_recover() -> None:
+    # autocommit() keeps a few connections between its statements, outside the pool: when PostgreSQL
+    # drops them, one call answers UNAVAILABLE and the others kept are replaced, not tried in turn.
+    with new_postgres_database() as url:
+        db = Database(url, pool_size=8)  # keeps up to 2
+        try:
+            with db.autocommit() as first, db.autocommit_cursor() as second:
+                assert first.execute("SELECT 1").fetchone() == (1,)
+                assert second.execute("SELECT 2").fetchone() == (2,)
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                              (db.engine.url.database,))
+            with pytest.raises(Unavailable), db.autocommit_cursor() as cur:
+                cur.execute("SELECT 1")
+            for _ in range(3):
+                with db.autocommit_cursor() as cur:
+                    assert cur.execute("SELECT $1::int", [3]).fetchone() == (3,)
+            with db.begin() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            db.dispose()
