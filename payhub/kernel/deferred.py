@@ -7,10 +7,18 @@ then either folds the writes into its statement as CTEs (`Deferred.take`) or run
 (`Deferred.flush`, always called in a `finally`): every deferred write is written exactly once, in
 the caller's transaction or right after the call. Outside a `deferring()` block (other callers, the
 channel service in another process) `defer` answers False and the callee writes as before.
+
+A `Guarded` write is the other kind: another component's writes that take effect together with the
+caller's compare-and-set or not at all (risk's evaluation of a payment in trade's claim). It is handed
+over explicitly (the callee's client returns it), never collected here, and may veto the statement:
+its guard (`guard`) divides by zero when what it expected does not hold (a counter at its limit, a
+new device), the statement then fails as a whole, nothing is written, and the caller takes the way
+it would have taken without it (`vetoed`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,6 +39,47 @@ class Write:
 
     def cte(self, prefix: str) -> tuple[str, dict[str, Any]]:
         return self.template.format(p=prefix), {prefix + k: v for k, v in self.params.items()}
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """Data-modifying CTEs of another component for the caller's statement, written only when the
+    caller's compare-and-set won. `template` is named CTEs (`{p}name AS (...), ...`), its parameters
+    `%({p}name)s`; `{row}` stands for the caller's relation that has a row exactly when its CAS won.
+    `output` is a scalar SQL expression over those CTEs that the caller selects with its own result;
+    after the statement committed the caller calls `done(value)` (the callee's answer, e.g. risk's
+    decision). The caller must not use the answer computed beforehand if the statement was `vetoed`
+    or its CAS lost: nothing of it was written then."""
+
+    template: str
+    output: str
+    params: dict[str, Any]
+    done: Callable[[Any], Any]
+
+    def sql(self, prefix: str, row: str) -> tuple[str, str]:
+        """The CTEs and the output expression under `prefix`, gated on the caller's relation `row`."""
+        return _format(self.template, self.output, prefix, row)
+
+    def prefixed_params(self, prefix: str) -> dict[str, Any]:
+        return {prefix + k: v for k, v in self.params.items()}
+
+
+@functools.cache
+def _format(template: str, output: str, prefix: str, row: str) -> tuple[str, str]:
+    return template.format(p=prefix, row=row), output.format(p=prefix, row=row)
+
+
+def guard(condition: str) -> str:
+    """A SQL value (1) that aborts its statement (division by zero) when `condition` is false. Read it
+    from a CTE that a data-modifying CTE depends on, so that PostgreSQL evaluates it; its divisor is
+    not a constant, so it is not folded at planning time."""
+    return f"1 / (CASE WHEN {condition} THEN 1 ELSE 0 END)"
+
+
+def vetoed(exc: BaseException) -> bool:
+    """Whether a statement failed on a `guard` (it wrote nothing)."""
+    import psycopg
+    return isinstance(exc, psycopg.errors.DivisionByZero)
 
 
 class Deferred:

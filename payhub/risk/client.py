@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from payhub.risk.domain import Challenge, Context, Decision, ReviewState
+
+if TYPE_CHECKING:
+    from payhub.kernel.db import Database
+    from payhub.kernel.deferred import Guarded
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 
@@ -16,6 +20,12 @@ class RiskClient(Protocol):
     def evaluate(self, ctx: Context, request_id: str) -> Decision:
         """Evaluate a transaction before any channel is called; counts it against limits. A retry with
         the same request_id returns the same decision and counts once."""
+        ...
+
+    def evaluate_deferred(self, ctx: Context, request_id: str, db: Database) -> Guarded | None:
+        """`evaluate` as writes for the caller's own compare-and-set statement on `db` (PostgreSQL, risk
+        in this process, a decision of ALLOW); `done(...)` answers the Decision once it committed
+        (payhub.kernel.deferred.Guarded). None: call `evaluate` after the caller's own write instead."""
         ...
 
     def review_state(self, transaction: str) -> ReviewState | None:
@@ -43,6 +53,9 @@ class LocalRiskClient:
 
     def evaluate(self, ctx: Context, request_id: str) -> Decision:
         return self._service.evaluate_internal(ctx, request_id)  # type: ignore[no-any-return]
+
+    def evaluate_deferred(self, ctx: Context, request_id: str, db: Database) -> Guarded | None:
+        return self._service.evaluate_deferred(ctx, request_id, db)  # type: ignore[no-any-return]
 
     def review_state(self, transaction: str) -> ReviewState | None:
         return self._service.review_state_of(transaction)  # type: ignore[no-any-return]
@@ -84,6 +97,9 @@ class RemoteRiskClient:
         reply = self._call("EvaluateTransaction", pb.EvaluateTransactionRequest(
             context=convert.context_to(ctx), request_id=request_id))
         return convert.decision_from(reply.decision)
+
+    def evaluate_deferred(self, ctx: Context, request_id: str, db: Database) -> Guarded | None:
+        return None  # its own database, its own transaction
 
     def review_state(self, transaction: str) -> ReviewState | None:
         from payhub.risk.v1 import risk_pb2 as pb

@@ -6,6 +6,9 @@ conditional UPSERT (only when a limit or velocity rule counts this transaction),
 and the matched rules' INSERT (only when a rule matched). A DENY takes its counts back in the same
 transaction (a denied transaction never uses up a limit); a later failure of the transaction
 (decline, failed challenge, rejected review) releases them through `release` (payhub.risk.holds).
+
+On PostgreSQL the common case is one statement (`_at_once`); for a payment that trade is about to claim
+in this process, that statement's writes travel in trade's claim instead (`evaluate_deferred`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from payhub.identity.principal import PrincipalKind, current_principal
 from payhub.kernel import clock, idempotency
 from payhub.kernel.crypto import KeyRing, constant_time_equal, hmac_sha256_hex
 from payhub.kernel.db import Database, is_unique_violation
+from payhub.kernel.deferred import Guarded
 from payhub.kernel.errors import AlreadyExists, PermissionDenied, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.logging import get_logger
@@ -92,6 +96,27 @@ class RiskSettings:
     geo: GeoTables | None = None    # the IP address's country when the caller did not say (payhub.risk.geo)
 
 
+@dataclass
+class _Prepared:
+    ctx: Context
+    now: datetime
+    rules: list[Rule]
+    facts: Facts
+    increments: list[CounterIncrement]
+    device_rule: bool
+    fp: str
+    event_id: str
+
+
+@dataclass
+class _Expected:
+    event: RiskEvent
+    facts: Facts  # with a known device
+    sent: list[CounterIncrement]  # the counters to add to
+    acting: set[str]  # the keys of those whose refusal would change the decision
+    device: tuple[str, str, str, datetime] | None  # merchant, customer, device, and since when it is new
+
+
 class Evaluation:
     """EvaluateTransaction."""
 
@@ -132,7 +157,8 @@ class Evaluation:
         v.raise_if_any()
         return self._evaluate(ctx, False, request_id, INTERNAL_SCOPE)
 
-    def _evaluate(self, ctx: Context, dry_run: bool, request_id: str, scope: str) -> Decision:
+    def _prepare(self, ctx: Context, dry_run: bool) -> _Prepared:
+        """The rules in scope, what is known without a write, the counters to add to."""
         now = clock.now()
         if ctx.ip and not ctx.ip_country and self.settings.geo is not None:
             ctx = replace(ctx, ip_country=self.settings.geo.ip_country(ctx.ip))
@@ -150,19 +176,22 @@ class Evaluation:
                 facts.over_limit.add(rule.id)
             else:
                 increments.append(inc)
-        device_rule = ctx.device_id and ctx.customer_id and any(isinstance(r.condition, NewDeviceAmount)
-                                                                for r in rules)
+        device_rule = bool(ctx.device_id and ctx.customer_id and any(isinstance(r.condition, NewDeviceAmount)
+                                                                     for r in rules))
         fp = idempotency.fingerprint(json.dumps([masked_context(ctx), ctx.email, ctx.phone, dry_run],
                                                 sort_keys=True).encode())
-        event_id = new_id("rev")
+        return _Prepared(ctx, now, rules, facts, increments, device_rule, fp, new_id("rev"))
+
+    def _evaluate(self, ctx: Context, dry_run: bool, request_id: str, scope: str) -> Decision:
+        p = self._prepare(ctx, dry_run)
+        ctx, now, rules, facts, increments, event_id = p.ctx, p.now, p.rules, p.facts, p.increments, p.event_id
         if self.db.is_postgres and not dry_run:
-            fast = self._at_once(ctx, rules, facts, increments, bool(device_rule), now, event_id, scope, request_id,
-                                 fp)
+            fast = self._at_once(p, scope, request_id)
             if fast is not None:
                 return fast
         try:
             with self.db.begin() as conn:
-                if device_rule:
+                if p.device_rule:
                     facts.device_first_seen = (
                         repo.device_first_seen(conn, ctx.merchant_id, ctx.customer_id, ctx.device_id) if dry_run
                         else repo.touch_device(conn, ctx.merchant_id, ctx.customer_id, ctx.device_id, now))
@@ -181,53 +210,85 @@ class Evaluation:
                                   ReviewState.PENDING if review else ReviewState.NOT_REQUIRED,
                                   create_time=now, review_deadline=now + self.settings.review_timeout if review
                                   else None)
-                repo.insert_event(conn, event, scope, request_id, fp, counted)
+                repo.insert_event(conn, event, scope, request_id, p.fp, counted)
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
-            return self._replayed(scope, request_id, fp)
+            return self._replayed(scope, request_id, p.fp)
         return decision
 
-    def _at_once(self, ctx: Context, rules: list[Rule], facts: Facts, increments: list[CounterIncrement],
-                 device_rule: bool, now: datetime, event_id: str, scope: str, request_id: str,
-                 fp: str) -> Decision | None:
-        """The common case on PostgreSQL in one autocommitted statement (repository.evaluate_at_once):
-        decided on the expectation that every counter stays within its limit and the device is not
-        new. None when a CHALLENGE needs its challenge written, or when the expectation failed
-        (nothing was written): the caller then evaluates in a transaction."""
-        known_device = replace(facts, device_first_seen=now - timedelta(days=36500))
-        decision = decide(rules, ctx, known_device, now, event_id)
+    def _expect(self, p: _Prepared) -> _Expected | None:
+        """The decision on the expectation that every counter stays within its limit and the device is
+        not new, and what recording it writes. None when a CHALLENGE needs its challenge written."""
+        known_device = replace(p.facts, device_first_seen=p.now - timedelta(days=36500))
+        decision = decide(p.rules, p.ctx, known_device, p.now, p.event_id)
         if decision.action is Action.CHALLENGE:
             return None
         deny = decision.action is Action.DENY
         device = None
-        if device_rule and not deny:
-            windows = [r.condition.window_seconds for r in rules if isinstance(r.condition, NewDeviceAmount)
-                       and r.condition.currency == ctx.currency and ctx.amount_minor >= r.condition.min_minor]
-            new_since = now - timedelta(seconds=max(windows)) if windows else now + timedelta(days=3650)
-            device = (ctx.merchant_id, ctx.customer_id, ctx.device_id, new_since)
+        if p.device_rule and not deny:
+            windows = [r.condition.window_seconds for r in p.rules if isinstance(r.condition, NewDeviceAmount)
+                       and r.condition.currency == p.ctx.currency and p.ctx.amount_minor >= r.condition.min_minor]
+            new_since = p.now - timedelta(seconds=max(windows)) if windows else p.now + timedelta(days=3650)
+            device = (p.ctx.merchant_id, p.ctx.customer_id, p.ctx.device_id, new_since)
         review = decision.action is Action.REVIEW
-        event = RiskEvent(event_id, ctx, decision, False, ReviewState.PENDING if review else ReviewState.NOT_REQUIRED,
-                          create_time=now, review_deadline=now + self.settings.review_timeout if review else None)
-        sent = [] if deny else increments
-        shadow = {r.id for r in rules if r.shadow}
+        event = RiskEvent(p.event_id, p.ctx, decision, False,
+                          ReviewState.PENDING if review else ReviewState.NOT_REQUIRED, create_time=p.now,
+                          review_deadline=p.now + self.settings.review_timeout if review else None)
+        sent = [] if deny else p.increments
+        shadow = {r.id for r in p.rules if r.shadow}
+        return _Expected(event, known_device, sent, {i.key for i in sent if i.rule_id not in shadow}, device)
+
+    def _at_once(self, p: _Prepared, scope: str, request_id: str) -> Decision | None:
+        """The common case on PostgreSQL in one autocommitted statement (repository.evaluate_at_once),
+        decided as `_expect` says. None when a CHALLENGE needs its challenge written, or when the
+        expectation failed (nothing was written): the caller then evaluates in a transaction."""
+        e = self._expect(p)
+        if e is None:
+            return None
         try:
-            fits = repo.evaluate_at_once(self.db, sent, {i.key for i in sent if i.rule_id not in shadow}, event,
-                                         scope, request_id, fp, device)
+            fits = repo.evaluate_at_once(self.db, e.sent, e.acting, e.event, scope, request_id, p.fp, e.device)
         except repo.NotAsExpected:
             return None
         except Exception as exc:
             if not is_unique_violation(exc):
                 raise
-            return self._replayed(scope, request_id, fp)
-        refused = {i.rule_id for i in sent if i.key not in fits}
-        if refused:  # only shadow rules can get here: record what they would have done
-            known_device.over_limit |= refused
-            event.decision = decide(rules, ctx, known_device, now, event_id)
-            counted = [[i.key, i.bucket, i.amount, i.count] for i in sorted(sent, key=lambda i: i.key)
+            return self._replayed(scope, request_id, p.fp)
+        return self._counted(p, e, fits)
+
+    def _counted(self, p: _Prepared, e: _Expected, fits: set[str]) -> Decision:
+        """After the expected evaluation was written: shadow rules whose counters refused are recorded
+        (only shadow rules can get here)."""
+        refused = {i.rule_id for i in e.sent if i.key not in fits}
+        if refused:
+            e.facts.over_limit |= refused
+            e.event.decision = decide(p.rules, p.ctx, e.facts, p.now, p.event_id)
+            counted = [[i.key, i.bucket, i.amount, i.count] for i in sorted(e.sent, key=lambda i: i.key)
                        if i.key in fits]
-            repo.record_shadow_refusals(self.db, event, counted, refused)
-        return event.decision
+            repo.record_shadow_refusals(self.db, e.event, counted, refused)
+        return e.event.decision
+
+    def evaluate_deferred(self, ctx: Context, request_id: str, db: Database) -> Guarded | None:
+        """For a caller in this process about to claim the transaction in one PostgreSQL statement on
+        the same database (payhub.trade.confirm): an ALLOW evaluation as writes for that statement
+        (payhub.kernel.deferred.Guarded), decided and written exactly as `_at_once` would (the same
+        rows; its guard vetoes the statement when a counter of an acting rule is at its limit or the
+        device is new). `done(...)` answers the Decision after the statement committed. None when it
+        cannot be folded (another database, SQLite, an invalid context, any decision but ALLOW):
+        evaluate after the claim as always."""
+        if db is not self.db or not db.is_postgres:
+            return None
+        v = Violations()
+        idempotency.validate_request_id(v, request_id)
+        validate_context(v, ctx)
+        if v.items:
+            return None
+        p = self._prepare(ctx, False)
+        e = self._expect(p)
+        if e is None or e.event.decision.action is not Action.ALLOW:
+            return None
+        return repo.evaluation_write(e.sent, e.acting, e.event, INTERNAL_SCOPE, request_id, p.fp, e.device,
+                                     lambda fits: self._counted(p, e, fits))
 
     def _replayed(self, scope: str, request_id: str, fp: str) -> Decision:
         with self.db.read() as conn:

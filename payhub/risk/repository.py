@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, and_, bindparam, insert, or_, select, text, update
 
+from payhub.kernel import deferred
 from payhub.kernel.db import Database, UtcDateTime
 from payhub.risk import codec
 from payhub.risk.domain import (
@@ -204,50 +206,95 @@ class NotAsExpected(Exception):
     written (the statement failed as a whole); evaluate in a transaction instead."""
 
 
-def _pg_casts(table: Any) -> str:
+def _pg_casts(table: Any, prefix: str = "") -> str:
     """Typed parameters for INSERT … SELECT (short type names: psycopg caches only short statements)."""
     def short(column: Any) -> str:
         name = type(column.type).__name__
         return {"Integer": "int", "BigInteger": "bigint", "Boolean": "bool", "UtcDateTime": "timestamptz"}.get(
             name, "text")
-    return ", ".join(f"CAST(%({c.name})s AS {short(c)})" for c in table.columns)
+    return ", ".join(f"CAST(%({prefix}{c.name})s AS {short(c)})" for c in table.columns)
 
 
-def _pg(sql: str) -> str:
-    """A statement written with :name parameters, for psycopg (%(name)s)."""
+def _pg(sql: str, prefix: str = "") -> str:
+    """A statement written with :name parameters, for psycopg (%(name)s, under `prefix`)."""
     import re
-    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+    return re.sub(r"(?<![:\w]):(\w+)", rf"%({prefix}\1)s", sql)
+
+
+@functools.cache
+def _evaluation_ctes(with_device: bool, gated: bool) -> str:
+    """The evaluation's writes as CTEs, names and parameters under `{p}` (payhub.kernel.deferred.Guarded):
+    touch the device, add to every counter, and record the event with the decision computed on the
+    expectation that every acting rule's counter stays within its limit and the device is not new.
+    When that expectation fails, the guard (a division by zero) aborts the whole statement: nothing is
+    written. The event's INSERT reads the guard's value, so it is evaluated. `gated`: every write
+    happens only when the caller's relation `{row}` has a row (its compare-and-set won).
+
+    Everything travels as one JSON parameter (`_evaluation_params`): one value for psycopg to dump instead
+    of a parameter per column, and a short text (psycopg caches the parsing of statements of at most 4096
+    characters and 50 parameters only)."""
+    row = ", {row}" if gated else ""
+    # The guard names no column, so it is evaluated before any row is read: a lost CAS must pass it.
+    lost = "NOT EXISTS(SELECT FROM {row}) OR " if gated else ""
+    acting = "{p}j.j->'acting'"
+    counted = (f'(SELECT count(*) FROM {{p}}c WHERE "key" IN (SELECT jsonb_array_elements_text({acting}))) '
+               f"= jsonb_array_length({acting})")
+    known = ("(SELECT first_seen FROM {p}d) <= CAST({p}j.j->>'new_since' AS timestamptz)" if with_device
+             else "true")
+    device = ("{p}d AS (INSERT INTO risk_devices SELECT v.* FROM {p}j" + row +
+              ", jsonb_populate_record(NULL::risk_devices, {p}j.j->'device') v ON CONFLICT (merchant_id, "
+              "customer_id, device_id) DO UPDATE SET first_seen = risk_devices.first_seen RETURNING first_seen),")
+    return (
+        "{p}j AS (SELECT CAST(%({p}j)s AS jsonb) j)," + (device if with_device else "") +
+        "{p}c AS (INSERT INTO risk_counters AS t SELECT v.* FROM {p}j" + row +
+        f", jsonb_populate_recordset(NULL::risk_counters, {{p}}j.j->'counters') v {_UPSERT_AS_T}),"
+        f"{{p}}g AS (SELECT {{p}}j.j, {deferred.guard(f'{lost}({counted} AND {known})')} ok FROM {{p}}j{row}),"
+        "{p}ev AS (INSERT INTO risk_events SELECT v.* FROM {p}g, jsonb_populate_record(NULL::risk_events, "
+        "{p}g.j->'event') v WHERE {p}g.ok = 1 RETURNING id, create_time),"
+        "{p}er AS (INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
+        "SELECT {p}ev.id, r, {p}ev.create_time FROM {p}ev, {p}j, "
+        "jsonb_array_elements_text({p}j.j->'rules') r)")
+
+
+# PostgreSQL statements name the counters' table `t`: shorter text.
+_UPSERT_AS_T = _UPSERT.replace("risk_counters.", "t.")
+_COUNTED_KEYS = '(SELECT array_agg("key") FROM {p}c)'
 
 
 @functools.cache
 def _evaluate_statement(with_device: bool) -> str:
     """PostgreSQL, one statement in autocommit (one round trip, no BEGIN/COMMIT; see
-    payhub.kernel.db.Database.autocommit): touch the device, add to every counter, and record the
-    event with the decision computed on the expectation that every acting rule's counter stays
-    within its limit and the device is not new. When that expectation fails, a division by zero
-    aborts the whole statement (nothing is written) and the caller evaluates in a transaction. The
-    guard's divisor is not constant, so PostgreSQL cannot fold it at planning time, and the event's
-    INSERT reads the guard's value, so it is evaluated."""
-    device = ("d AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
-              "VALUES (:dm, :dc, :dd, CAST(:create_time AS timestamptz)) "
-              "ON CONFLICT (merchant_id, customer_id, device_id) DO UPDATE SET first_seen = risk_devices.first_seen "
-              "RETURNING first_seen), ")
-    known = "(SELECT first_seen FROM d) <= CAST(:new_since AS timestamptz)" if with_device else "true"
-    columns = ", ".join(f'"{c.name}"' for c in risk_events.columns)
-    sql = _pg(
-        f"WITH {device if with_device else ''}"
-        f"c AS ({_COLUMNS}SELECT k, b, a, n, 0, 0, ma, mc, e FROM jsonb_to_recordset(CAST(:counters AS jsonb)) "
-        f"AS v(k text, b bigint, a bigint, n bigint, ma bigint, mc bigint, e timestamptz) {_UPSERT}), "
-        "g AS (SELECT 1 / (CASE WHEN (SELECT count(*) FROM c WHERE \"key\" IN (SELECT jsonb_array_elements_text("
-        "CAST(:acting AS jsonb)))) = jsonb_array_length(CAST(:acting AS jsonb)) "
-        f"AND {known} THEN 1 ELSE 0 END) AS ok), ")
-    sql += (f"ev AS (INSERT INTO risk_events ({columns}) SELECT {_pg_casts(risk_events)} FROM g WHERE g.ok = 1 "
-            "RETURNING id), ")
-    sql += _pg("er AS (INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
-               "SELECT ev.id, r, CAST(:create_time AS timestamptz) FROM ev, "
-               "jsonb_array_elements_text(CAST(:rules AS jsonb)) AS r) "
-               'SELECT array_agg("key") FROM c')
-    return sql
+    payhub.kernel.db.Database.autocommit): `_evaluation_ctes` on their own. The guard's divisor is not
+    constant, so PostgreSQL cannot fold it at planning time."""
+    return f"WITH {_evaluation_ctes(with_device, False).format(p='')} SELECT {_COUNTED_KEYS.format(p='')}"
+
+
+def _evaluation_params(increments: list[CounterIncrement], acting: set[str], event: RiskEvent, scope: str,
+                       request_id: str, fingerprint: str,
+                       device: tuple[str, str, str, datetime] | None) -> dict[str, Any]:
+    """The one parameter `j` of `_evaluation_ctes`: a JSON document dumped by the C json encoder (psycopg's
+    dumping of a parameter each, and of arrays, cost more than the rest of the statement together)."""
+    ordered = sorted(increments, key=lambda i: i.key)
+    counted = [[i.key, i.bucket, i.amount, i.count] for i in ordered]
+    doc: dict[str, Any] = {
+        "event": codec.event_row(event, scope, request_id, fingerprint, counted),
+        "counters": [{"key": i.key, "bucket": i.bucket, "amount": i.amount, "count": i.count, "prev_amount": 0,
+                      "prev_count": 0, "max_amount": i.max_amount, "max_count": i.max_count,
+                      "expire_time": i.expire_time} for i in ordered],
+        "acting": sorted(acting),
+        "rules": sorted({r.rule_id for r in event.decision.reasons}
+                        | {r.rule_id for r in event.decision.shadow_reasons})}
+    if device is not None:
+        doc["device"] = {"merchant_id": device[0], "customer_id": device[1], "device_id": device[2],
+                         "first_seen": event.create_time}
+        doc["new_since"] = device[3]
+    return {"j": json.dumps(doc, default=_iso)}
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def evaluate_at_once(db: Database, increments: list[CounterIncrement], acting: set[str], event: RiskEvent,
@@ -256,25 +303,26 @@ def evaluate_at_once(db: Database, increments: list[CounterIncrement], acting: s
     """Run `_evaluate_statement`; returns the counter keys added to (a shadow rule's counter may
     have refused: the caller records that match with `record_shadow_refusals`). Raises
     NotAsExpected when an acting rule's counter refused or the device is new (nothing written)."""
-    import psycopg
-    ordered = sorted(increments, key=lambda i: i.key)
-    counted = [[i.key, i.bucket, i.amount, i.count] for i in ordered]
-    params: dict[str, Any] = codec.event_row(event, scope, request_id, fingerprint, counted)
-    # Rows and lists travel as JSON text: one parameter each, dumped by the C json encoder (psycopg's
-    # array dumping cost more than the rest of the statement's parameters together).
-    params |= {"counters": json.dumps([{"k": i.key, "b": i.bucket, "a": i.amount, "n": i.count, "ma": i.max_amount,
-                                        "mc": i.max_count, "e": i.expire_time.isoformat()} for i in ordered]),
-               "acting": json.dumps(sorted(acting)),
-               "rules": json.dumps(sorted({r.rule_id for r in event.decision.reasons}
-                                          | {r.rule_id for r in event.decision.shadow_reasons}))}
-    if device is not None:
-        params |= {"dm": device[0], "dc": device[1], "dd": device[2], "new_since": device[3]}
+    params = _evaluation_params(increments, acting, event, scope, request_id, fingerprint, device)
     try:
         with db.autocommit() as conn:
             row = conn.execute(_evaluate_statement(device is not None), params).fetchone()
-    except psycopg.errors.DivisionByZero as exc:  # the guard: the expectation failed, nothing written
-        raise NotAsExpected() from exc
+    except Exception as exc:
+        if deferred.vetoed(exc):  # the guard: the expectation failed, nothing written
+            raise NotAsExpected() from exc
+        raise
     return set(row[0] or ()) if row is not None else set()
+
+
+def evaluation_write(increments: list[CounterIncrement], acting: set[str], event: RiskEvent, scope: str,
+                     request_id: str, fingerprint: str, device: tuple[str, str, str, datetime] | None,
+                     done: Callable[[set[str]], Any]) -> deferred.Guarded:
+    """What `evaluate_at_once` writes, as CTEs for a caller's statement (written only when its
+    compare-and-set wins; the statement is vetoed when the expectation fails). `done` gets the counter
+    keys added to, as evaluate_at_once returns them."""
+    return deferred.Guarded(_evaluation_ctes(device is not None, True), _COUNTED_KEYS,
+                            _evaluation_params(increments, acting, event, scope, request_id, fingerprint, device),
+                            lambda keys: done(set(keys or ())))
 
 
 def record_shadow_refusals(db: Database, event: RiskEvent, counted: list[list[Any]], new_rules: set[str]) -> None:

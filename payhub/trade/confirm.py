@@ -3,7 +3,9 @@ transaction, record the answer."""
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -12,9 +14,10 @@ from sqlalchemy import Connection, select
 
 from payhub.channel.types import ChannelResult, Outcome, PaymentInstruction, RoutePlan
 from payhub.kernel import clock, idempotency
-from payhub.kernel.deferred import Deferred, deferring
+from payhub.kernel.deferred import Deferred, deferring, vetoed
 from payhub.kernel.errors import Aborted, PayhubError, Unavailable, Violations
 from payhub.kernel.ids import new_id
+from payhub.risk.domain import Decision
 from payhub.trade import fastpath
 from payhub.trade import repository as repo
 from payhub.trade.base import (
@@ -89,6 +92,7 @@ class Claimed:
     instruction: PaymentInstruction
     plan: RoutePlan
     first: Attempt | None
+    risk: Callable[[], Decision] | None = None  # risk's evaluation, written with the claim: its decision
 
 
 def _summary(method: MethodInput, card: VaultCard | None) -> MethodSummary:
@@ -134,8 +138,8 @@ class Confirmation(RiskStep):
         safe = {**vars(method), "card_number": self.vault.fingerprint(method.card_number) if method.card_number
                 else "", "cvc": ""}
         fp = request_fingerprint([payment_id, safe, preferred_channel])
-        claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp) \
-            if self.db.is_postgres else None
+        claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp,
+                                   consumer) if self.db.is_postgres else None
         if isinstance(claimed, Payment):
             return claimed  # the stored answer of an earlier request with this request_id
         for _ in range(0 if claimed else 3):
@@ -153,7 +157,7 @@ class Confirmation(RiskStep):
             raise Aborted("the payment changed concurrently; retry with the same request_id",
                           reason="CONCURRENT_MODIFICATION")
         gate = self._risk_step(claimed.payment, claimed.instruction, scope, request_id, fp,
-                               consumer)  # before any channel
+                               consumer, claimed.risk)  # before any channel
         if isinstance(gate, Payment):
             return gate  # refused or held by risk: recorded, nothing sent
         payment, instruction = gate
@@ -196,11 +200,14 @@ class Confirmation(RiskStep):
                 deferred.flush()  # not taken: written before the general path records the result
 
     def _claim_fast(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
-                    request_id: str, scope: str, fp: str) -> Payment | Claimed | None:
+                    request_id: str, scope: str, fp: str,
+                    consumer: ConsumerContext | None = None) -> Payment | Claimed | None:
         """PostgreSQL, the common case (a CREATED payment, a card number or no card, an in-process
         router): one read (none for a payment this process just created), then the claim as one
-        statement (payhub.trade.fastpath). A stored answer for the request_id is returned as the
-        Payment; None: take the general path."""
+        statement (payhub.trade.fastpath), with risk's evaluation in it when risk runs in this process
+        and expects to allow the payment (`_risk_deferred`; when its guard vetoes the statement, nothing
+        was written and the claim is made alone, risk evaluating after it as always). A stored answer
+        for the request_id is returned as the Payment; None: take the general path."""
         current = self.fresh.take(payment_id)
         if current is None or current.merchant_id != merchant_id:
             # Not created here (or not this merchant's): read it, with any stored answer. (A
@@ -238,9 +245,22 @@ class Confirmation(RiskStep):
                   "now": now, "pid": payment_id, "seen": current.update_time, **sent[1],
                   **fastpath.params(a_=repo.attempt_values(attempt, request_id, now + self.first_query_grace),
                                     e_=self._event_values("payment.processing", payment), v_=vault_row or {})}
-        if fastpath.run(self.db, fastpath.claim_statement(card is not None, sent[0]), values) is None:
-            return None  # lost the compare-and-set: the general path looks again
-        return Claimed(payment, replace(instruction, sent_recorded=True), plan, attempt)
+        risk = self._risk_deferred(payment, instruction, consumer)
+        if risk is not None:
+            ctes, output = risk.sql("r_", "p")
+            try:
+                row = fastpath.run(self.db, fastpath.claim_statement(card is not None, sent[0], ctes, output),
+                                   values | risk.prefixed_params("r_"))
+            except Exception as exc:
+                if not vetoed(exc):
+                    raise
+                risk = None  # a counter at its limit or a new device: nothing was written
+        if risk is None:
+            row = fastpath.run(self.db, fastpath.claim_statement(card is not None, sent[0]), values)
+        if row is None:
+            return None  # lost the compare-and-set (risk's writes with it): the general path looks again
+        return Claimed(payment, replace(instruction, sent_recorded=True), plan, attempt,
+                       functools.partial(risk.done, row.risk) if risk is not None else None)
 
     def _record_fast(self, payment: Payment, attempt: Attempt, result: ChannelResult, scope: str, request_id: str,
                      fp: str, deferred: Deferred | None = None) -> Payment | None:

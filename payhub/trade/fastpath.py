@@ -8,7 +8,11 @@ so a transaction is one round trip and pays none of SQLAlchemy's per-statement w
     ListPayments:   a page of payments                                           (1 statement)
     ConfirmPayment: read the payment and any stored response for the request_id  (1 statement)
                     claim: CAS CREATED -> PROCESSING + card vault row + attempt (with the channel
-                    routing chose) + the router's sent-record + event            (1 statement)
+                    routing chose) + the router's sent-record + event, and risk's evaluation when
+                    risk runs in this process and expects to allow it (device, counters, risk
+                    event: payhub.kernel.deferred.Guarded, written only if the CAS won; its guard
+                    vetoes the statement when a limit or a new device says otherwise, and the
+                    claim is made alone, risk evaluating after it)            (1 statement)
                     result: CAS attempt PROCESSING -> final, payment (locked and checked) -> final,
                     event, idempotent response                                   (1 statement)
 
@@ -66,9 +70,13 @@ READ_FOR_CONFIRM = """
 
 
 @functools.cache
-def claim_statement(with_card: bool, sent: str) -> str:
+def claim_statement(with_card: bool, sent: str, guarded: str = "", output: str = "") -> str:
+    """The claim; `guarded`: another component's CTEs written with it (payhub.kernel.deferred.Guarded,
+    gated on `p`), `output` their value, selected as `risk`."""
     vault = (f"v AS (INSERT INTO card_vault ({', '.join(_VAULT_COLUMNS)}) "
              f"SELECT {_values('v_', _VAULT_COLUMNS)} FROM p),") if with_card else ""
+    extra = f",\n         {guarded}" if guarded else ""
+    selected = f", {output} AS risk" if output else ""
     return f"""
     WITH p AS (UPDATE payments SET state = 'PROCESSING', current_attempt_id = %(aid)s, method = %(method)s,
                       channel = %(channel)s, next_action = NULL, failure_code = NULL, failure_message = NULL,
@@ -79,8 +87,8 @@ def claim_statement(with_card: bool, sent: str) -> str:
          a AS (INSERT INTO payment_attempts ({", ".join(_ATTEMPT_COLUMNS)})
                SELECT {_values("a_", _ATTEMPT_COLUMNS)} FROM p),
          s AS ({sent}),
-         o AS ({pg_event_insert("e_", "p")})
-    SELECT id FROM p"""
+         o AS ({pg_event_insert("e_", "p")}){extra}
+    SELECT id{selected} FROM p"""
 
 
 # The attempt's CAS locks its payment (FOR UPDATE re-checks the conditions on the latest row

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from payhub.channel.types import ActionKind, ChannelResult, NextAction, Outcome, PaymentInstruction
 from payhub.kernel import clock, idempotency
+from payhub.kernel.deferred import Guarded
 from payhub.kernel.errors import Aborted, FailedPrecondition
 from payhub.risk.domain import Action, Context, Decision, TxKind
 from payhub.risk.geo import GeoTables
@@ -51,15 +52,36 @@ class RiskStep(OutcomeRecorder):
             log.exception("risk evaluation failed; the transaction is refused", transaction=ctx.transaction)
             raise
 
-    def _risk_step(self, payment: Payment, instruction: PaymentInstruction, scope: str, request_id: str,
-                   fp: str, consumer: ConsumerContext | None = None) -> Payment | tuple[Payment, PaymentInstruction]:
-        """The payment and instruction to send (authorise-only when held for review), or the payment as
-        recorded when risk refused or held it (no channel called)."""
+    def _risk_deferred(self, payment: Payment, instruction: PaymentInstruction,
+                       consumer: ConsumerContext | None) -> Guarded | None:
+        """Risk's evaluation of the claim about to be written, as writes for the claim's own statement
+        (PostgreSQL, risk in this process, an ALLOW expected; payhub.kernel.deferred.Guarded): the claim
+        and the evaluation commit together or not at all. None: evaluate after the claim as always."""
         if self.risk is None:
+            return None
+        try:
+            client = self.risk()
+            fold = getattr(client, "evaluate_deferred", None)
+            return fold(self._payment_context(payment, instruction, consumer), instruction.attempt_id,
+                        self.db) if fold is not None else None
+        except Exception:  # the evaluation after the claim meets it again and answers as always
+            log.warning("risk evaluation not folded into the claim", transaction=payment.name, exc_info=True)
+            return None
+
+    def _risk_step(self, payment: Payment, instruction: PaymentInstruction, scope: str, request_id: str,
+                   fp: str, consumer: ConsumerContext | None = None,
+                   decided: Callable[[], Decision] | None = None) -> Payment | tuple[Payment, PaymentInstruction]:
+        """The payment and instruction to send (authorise-only when held for review), or the payment as
+        recorded when risk refused or held it (no channel called). `decided`: risk's evaluation was
+        written with the claim (`_risk_deferred`); it answers the decision."""
+        if self.risk is None and decided is None:
             return payment, instruction
         try:
-            decision = self._evaluate(self._payment_context(payment, instruction, consumer), instruction.attempt_id)
+            decision = decided() if decided is not None else self._evaluate(
+                self._payment_context(payment, instruction, consumer), instruction.attempt_id)
         except Exception:
+            if decided is not None:
+                log.exception("risk evaluation failed; the transaction is refused", transaction=payment.name)
             return self._refuse(payment, instruction, scope, request_id, fp, "risk_unavailable",
                                 "the risk service could not evaluate the payment; confirm it again")
         assert decision is not None
