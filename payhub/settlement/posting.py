@@ -125,15 +125,19 @@ class LedgerPoster(Parties):
         if verified:
             payment_ids = {e.payload["payment_id"] if e.type == "refund.succeeded" else e.payload["id"]
                            for e in relevant}
-            known = {r.payment_id: dict(r._mapping) for r in conn.execute(
-                select(ledger_payments).where(ledger_payments.c.payment_id.in_(payment_ids)))}
-        if refund_events:
-            refunded = set(conn.execute(select(ledger_refunds.c.refund_id).where(
-                ledger_refunds.c.refund_id.in_([e.payload["id"] for e in refund_events]))).scalars())
+            refund_ids = [e.payload["id"] for e in refund_events]
+            if pg:  # the batch's posted payments read and locked (a refund's lock: see below) in one go
+                known, refunded = posting_pg.read_for_refunds(conn, payment_ids, refund_ids)
+            else:
+                known = {r.payment_id: dict(r._mapping) for r in conn.execute(
+                    select(ledger_payments).where(ledger_payments.c.payment_id.in_(payment_ids)))}
+                if refund_ids:
+                    refunded = set(conn.execute(select(ledger_refunds.c.refund_id).where(
+                        ledger_refunds.c.refund_id.in_(refund_ids))).scalars())
         batch = _Batch(clock.now(), known, refunded)
         if refund_events:  # locks the refunded payments' rows against concurrent splits, loads their splits
             batch.splits = load_for_refunds(conn, sorted({e.payload["payment_id"] for e in refund_events}
-                                                         & set(known)))
+                                                         & set(known)), locked=pg)
         for event in relevant:
             if event.type in CAPTURE_EVENTS:
                 self._post_capture(conn, batch, event)

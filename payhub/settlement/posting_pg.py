@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
 from payhub.kernel.ids import new_id
+from payhub.kernel.outbox import driver_of
 from payhub.settlement.domain import ACCOUNT_RULES, AccountRef, JournalDraft, balance_delta, check_balanced
 from payhub.settlement.repository import InsufficientFunds
 
@@ -92,6 +94,12 @@ SELECT acc.id, acc.kind, acc.balance - agg.v, agg.low
 FROM acc JOIN agg ON agg.k = acc.account_key
 WHERE NOT acc.may_go_negative AND agg.low < 0 AND acc.balance - agg.v + agg.low < 0"""
 
+# A batch with refunds: the ledger rows of its payments, locked (the lock SplitPayment takes, before
+# the poster reads the refunded payments' splits), in payment-id order as split_returns takes them;
+# and which of its refunds were posted before.
+READ_PAYMENTS = "SELECT * FROM ledger_payments WHERE payment_id = ANY(%(ids)s::text[]) ORDER BY payment_id FOR UPDATE"
+READ_REFUNDED = "SELECT refund_id FROM ledger_refunds WHERE refund_id = ANY(%(ids)s::text[])"
+
 # What an account row holds besides its id, balance and times, by account key (immutable, so kept).
 _ACCOUNT_ROWS: dict[str, dict[str, Any]] = {}
 
@@ -141,14 +149,22 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
     params = {"journals": _json(journals), "payments": _json(list(new_payments.values())), "lines": _json(lines),
               "accounts": _json([{"id": new_id("la"), **a} for a in accounts.values()]),
               "refunds": _json(batch.refunds), "queue": _json(batch.queue), "paid": _json(paid), "now": now}
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cur:
+    with driver_of(conn).cursor() as cur:
         rows = cur.execute(STATEMENT, params).fetchall()
     written = {r[0] for r in rows if r[1] is None}
     for account_id, kind, balance, low in (r for r in rows if r[1] is not None):
         raise InsufficientFunds(account_id, kind, balance, -low)
     return written
+
+
+def read_for_refunds(conn: Connection, payment_ids: set[str],
+                     refund_ids: list[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The posted payments among `payment_ids` (their ledger rows, now locked) and the posted refunds
+    among `refund_ids`."""
+    with driver_of(conn).cursor(row_factory=dict_row) as cur:
+        known = {r["payment_id"]: r for r in cur.execute(READ_PAYMENTS, {"ids": sorted(payment_ids)})}
+        refunded = {r["refund_id"] for r in cur.execute(READ_REFUNDED, {"ids": refund_ids})} if refund_ids else set()
+    return known, refunded
 
 
 def _account_row(key: str, ref: AccountRef) -> dict[str, Any]:

@@ -48,13 +48,14 @@ class SplitBook:
     allocations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # split id -> moving allocations
 
 
-def load_for_refunds(conn: Connection, payment_ids: list[str]) -> SplitBook | None:
-    """Lock the payments' ledger rows (as SplitPayment does) and load their open splits; None when
-    none of them has any."""
+def load_for_refunds(conn: Connection, payment_ids: list[str], *, locked: bool = False) -> SplitBook | None:
+    """Lock the payments' ledger rows (as SplitPayment does; `locked`: the caller has) and load their
+    open splits; None when none of them has any."""
     if not payment_ids:
         return None
-    conn.execute(select(ledger_payments.c.payment_id).where(ledger_payments.c.payment_id.in_(sorted(payment_ids)))
-                 .order_by(ledger_payments.c.payment_id).with_for_update()).all()
+    if not locked:
+        conn.execute(select(ledger_payments.c.payment_id).where(ledger_payments.c.payment_id.in_(sorted(payment_ids)))
+                     .order_by(ledger_payments.c.payment_id).with_for_update()).all()
     open_ids = list(conn.execute(select(split_balances.c.payment_id).where(
         split_balances.c.payment_id.in_(payment_ids), split_balances.c.outstanding_minor > 0)).scalars())
     if not open_ids:
