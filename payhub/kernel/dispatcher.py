@@ -29,6 +29,7 @@ risk-hold jobs pick such holds up).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,10 +45,13 @@ from payhub.kernel.outbox_horizon import horizon_of
 
 log = get_logger("payhub.outbox")
 
-# A tick costs about the same whatever its batch size (the ledger poster's statements are per batch),
-# so ticks are spaced, not hurried: 0.25 s between them (the consumers' latency), at once again only
-# when a full batch says there is a backlog.
-INTERVAL_SECONDS = 0.25
+# A tick costs about the same whatever its batch size (the consumers' statements are per batch), so
+# ticks are spaced, not hurried: 0.5 s between them, at once again only when a full batch says there is
+# a backlog. Under load the horizon's look sees event writers, and its position becomes final only at the
+# next look (payhub.kernel.outbox_horizon): a tick looks, waits SETTLE_SECONDS for those writers (payment
+# transactions are a few milliseconds) and looks again, so an event waits at most about one interval.
+INTERVAL_SECONDS = 0.5
+SETTLE_SECONDS = 0.02
 BACKLOG_SECONDS = 0.0
 BATCH = 500
 
@@ -93,14 +97,20 @@ class OutboxDispatcher:
 
     def tick(self) -> bool:
         """The job: one tick; True when it left a backlog (a full batch), so the next comes at once."""
+        if self._horizon is not None:
+            self._look(fresh=True)
+            if self._horizon.unresolved():  # writers were running: a second look makes the first one final
+                time.sleep(SETTLE_SECONDS)
+                self.run_once(fresh=True)
+                return self._full
         self.run_once()
         return self._full
 
-    def run_once(self) -> int:
+    def run_once(self, *, fresh: bool = False) -> int:
         """One tick; returns how many events it handed out (0: idle, or the cursors were busy)."""
         self._full = False
         self._create_cursors()
-        upto = self._look()
+        upto = self._look(fresh=fresh)
         if len(self._known) == len(self._subs) and min(self._known.values()) >= upto:
             return 0
         failed: set[str] = set()
@@ -175,16 +185,16 @@ class OutboxDispatcher:
                 insert_ignore(conn, outbox_cursors, {"consumer": consumer, "position": 0, "update_time": now})
         self._cursors_created = True
 
-    def _look(self) -> int:
+    def _look(self, *, fresh: bool = False) -> int:
         """The horizon (PostgreSQL: the process's shared one, looked up in autocommit: one statement, no
         transaction; SQLite: whatever is committed)."""
         if self._horizon is None:
             with self._db.read() as conn:
                 return int(conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one())
-        upto = self._horizon.recent()
+        upto = None if fresh else self._horizon.recent()
         if upto is None:
             with self._db.autocommit() as driver:
-                upto = self._horizon.safe(driver)
+                upto = self._horizon.safe(driver, fresh=fresh)
         return upto
 
     def _lock(self, conn: Connection, names: list[str], upto: int) -> dict[str, int]:

@@ -75,6 +75,12 @@ class Horizon:
         with self._lock:
             return self._safe if time.monotonic() - self._checked < self._min_interval else None
 
+    def unresolved(self) -> bool:
+        """Whether the last look saw event writers, so that its sequence value becomes final only at a
+        later look (once they have ended)."""
+        with self._lock:
+            return self._pending is not None
+
     def safe(self, driver: Any, *, fresh: bool = False) -> int:
         """The horizon, advanced by a query on the psycopg connection `driver` if due (or `fresh`)."""
         with self._lock:
