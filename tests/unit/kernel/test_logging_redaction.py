@@ -2,8 +2,10 @@ import json
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from payhub.kernel.logging import configure_logging, redact_text
+from payhub.kernel.logging import _ISSUED_SECRET, _PAN, configure_logging, redact_text
 
 
 def test_card_numbers_keep_only_last_four() -> None:
@@ -41,6 +43,20 @@ def test_log_lines_never_carry_secrets_or_pans(capsys: pytest.CaptureFixture[str
     ("", ""),
 ])
 def test_redaction_of_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.from_regex(r"[0-9]{1,16}", fullmatch=True),
+                          st.from_regex(r"[\u0660-\u0669]{1,14}", fullmatch=True),  # Arabic-Indic digits
+                          st.sampled_from([" ", "-", "--", "x", "_", "phk_", "whsec_", "abcdefgh"])),
+                max_size=10).map("".join))
+def test_the_cheap_pre_checks_never_let_a_card_number_or_secret_through(text: str) -> None:
+    """Whatever the patterns themselves would redact is redacted (the pre-checks only skip text the
+    patterns cannot match)."""
+    expected = _PAN.sub(lambda m: "****" + m.group(1), text) if len(text) >= 12 else text
+    if len(text) >= 12:
+        expected = _ISSUED_SECRET.sub(lambda m: m.group(1) + "_[REDACTED]", expected)
     assert redact_text(text) == expected
 
 
