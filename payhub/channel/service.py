@@ -65,6 +65,7 @@ class ChannelRouter:
                  notify_url: Callable[[str, str], str], routing: RoutingPolicy | None = None) -> None:
         self.registry = registry
         self.routing = routing or RoutingPolicy()  # costs and exploration; the strategy is the merchant's
+        self._policies: dict[Strategy, tuple[RoutingPolicy, RoutingPolicy]] = {}
         self.states = states
         self.sent = sent
         self._merchants = merchants  # resolved per call: components are built lazily
@@ -80,9 +81,16 @@ class ChannelRouter:
         problem = unsupported_installments(request, configs, capabilities)
         if problem:
             raise InvalidArgument.field(f"{field_prefix}installments", problem)
-        policy = replace(self.routing, strategy=self._strategy(request.merchant_id))
+        policy = self._policy(self._strategy(request.merchant_id))
         health = {c.channel: self.health.snapshot(c.channel) for c in configs}
         return route(request, configs, capabilities, self.states.all(), clock.now(), policy=policy, health=health)
+
+    def _policy(self, strategy: Strategy) -> RoutingPolicy:
+        """`self.routing` with the merchant's strategy (built once per strategy and policy)."""
+        cached = self._policies.get(strategy)
+        if cached is None or cached[0] is not self.routing:
+            cached = self._policies[strategy] = (self.routing, replace(self.routing, strategy=strategy))
+        return cached[1]
 
     def _strategy(self, merchant_id: str) -> Strategy:
         try:
@@ -265,7 +273,9 @@ class ChannelRouter:
             log.exception("channel adapter failed; outcome unknown", channel=adapter.name, attempt_id=attempt_id)
             return error_result(adapter.name, amount, currency)
         # The router knows which adapter answered; it does not take the adapter's word for it.
-        return self.guard(replace(result, channel=adapter.name), expected, attempt_id)
+        if result.channel != adapter.name:
+            result = replace(result, channel=adapter.name)
+        return self.guard(result, expected, attempt_id)
 
     def _expected_attempt(self, channel: str, merchant_id: str, attempt_id: str) -> Expected | None:
         return _expected(self.sent.attempt(attempt_id, channel), merchant_id, "attempt", attempt_id)
