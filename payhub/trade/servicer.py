@@ -240,30 +240,37 @@ def delivery_pb(d: Any) -> pb.WebhookDelivery:
 
 # -- proto -> domain -------------------------------------------------------------------------------
 
+# Empty maps and repeated fields are common in requests: iterating an empty protobuf container
+# costs several times what asking its length does, so the conversions ask first.
+
 def draft_from(p: pb.Payment) -> PaymentDraft:
+    installments, customer = p.installments, p.customer
     return PaymentDraft(
         merchant_order_no=p.merchant_order_no, currency=p.amount.currency_code, amount_minor=p.amount.amount_minor,
         subject=p.subject, description=p.description,
         capture_method=enum_name(pb.CaptureMethod, p.capture_method, "CAPTURE_METHOD_") or "AUTOMATIC",
-        installment_count=p.installments.count,
-        installment_fee_bearer=enum_name(pb.FeeBearer, p.installments.fee_bearer, "FEE_BEARER_")
-        or ("CONSUMER" if p.installments.count else ""),
-        expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata),
-        customer=Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
-                          email=p.customer.email, phone=p.customer.phone),
+        installment_count=installments.count,
+        installment_fee_bearer=enum_name(pb.FeeBearer, installments.fee_bearer, "FEE_BEARER_")
+        or ("CONSUMER" if installments.count else ""),
+        expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None,
+        metadata=dict(p.metadata) if len(p.metadata) else {},
+        customer=Customer(id=customer.id, ip=customer.ip, device_id=customer.device_id,
+                          email=customer.email, phone=customer.phone),
         splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
-                           ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits))
+                           ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits)
+        if len(p.splits) else ())
 
 
 def method_from(m: pb.PaymentMethod) -> MethodInput:
+    card = m.card if m.HasField("card") else None
     return MethodInput(
         type=enum_name(common_pb2.PaymentMethodType, m.type, "PAYMENT_METHOD_TYPE_"),
         client_type=enum_name(common_pb2.ClientType, m.client_type, "CLIENT_TYPE_"),
-        card_number=m.card.number if m.HasField("card") else "",
-        exp_month=m.card.exp_month if m.HasField("card") else 0,
-        exp_year=m.card.exp_year if m.HasField("card") else 0,
-        cvc=m.card.cvc if m.HasField("card") else "",
-        card_token=m.card_token, channel_input=dict(m.channel_input))
+        card_number=card.number if card is not None else "",
+        exp_month=card.exp_month if card is not None else 0,
+        exp_year=card.exp_year if card is not None else 0,
+        cvc=card.cvc if card is not None else "",
+        card_token=m.card_token, channel_input=dict(m.channel_input) if len(m.channel_input) else {})
 
 
 class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
