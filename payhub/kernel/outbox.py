@@ -40,8 +40,7 @@ from payhub.kernel.outbox_horizon import safe_position
 
 outbox_events = Table(
     "outbox_events", metadata,
-    Column("id", BigIntPK, primary_key=True, autoincrement=True),
-    Column("event_id", String(40), nullable=False, unique=True),
+    Column("event_id", String(40), nullable=False),  # new_id: unique by construction, never looked up here
     Column("type", String(64), nullable=False),
     Column("aggregate_type", String(32), nullable=False),
     Column("aggregate_id", String(64), nullable=False),
@@ -49,7 +48,8 @@ outbox_events = Table(
     Column("payload", Text, nullable=False),
     Column("create_time", UtcDateTime, nullable=False),
     # PostgreSQL: DEFAULT nextval('outbox_events_position_seq') (migration 0019); SQLite: max + 1 at insert.
-    Column("position", BigInteger, nullable=False, unique=True),
+    # The primary key: each event row costs an entry in two indexes, this one and the merchant's below.
+    Column("position", BigIntPK, primary_key=True),
 )
 Index("ix_outbox_events_merchant_position", outbox_events.c.merchant_id, outbox_events.c.position)
 

@@ -105,7 +105,10 @@ risk_events = Table(
 Index("ix_risk_events_create_time", risk_events.c.create_time, risk_events.c.id)
 Index("ix_risk_events_merchant_id_create_time", risk_events.c.merchant_id, risk_events.c.create_time)
 Index("ix_risk_events_transaction", risk_events.c.transaction)
-Index("ix_risk_events_review_state_deadline", risk_events.c.review_state, risk_events.c.review_deadline)
+# PostgreSQL: only events that needed a review (most are NOT_REQUIRED and add no entry); it proves
+# review_state = 'PENDING' (or any other filter value) implies the predicate. SQLite would not: whole index there.
+Index("ix_risk_events_review_state_deadline", risk_events.c.review_state, risk_events.c.review_deadline,
+      postgresql_where=risk_events.c.review_state != "NOT_REQUIRED")
 
 # Which rules matched an event (acting or shadow), for ListRiskEvents(rule=...). Written only when a
 # rule matched, so an ALLOW without matches costs no row here.

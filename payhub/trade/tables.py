@@ -77,7 +77,11 @@ payment_attempts = Table(
     Column("create_time", UtcDateTime, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
 )
-Index("ix_payment_attempts_state_next_query_time", payment_attempts.c.state, payment_attempts.c.next_query_time)
+# The re-query job's queue: only open attempts have a next_query_time, and the index holds only those.
+# A final attempt's row version (next_query_time NULL) adds no entry here; the job filters the state.
+Index("ix_payment_attempts_next_query_time", payment_attempts.c.next_query_time,
+      postgresql_where=payment_attempts.c.next_query_time.is_not(None),
+      sqlite_where=payment_attempts.c.next_query_time.is_not(None))
 
 refunds = Table(
     "refunds", metadata,
@@ -111,7 +115,7 @@ card_vault = Table(
     Column("token", String(40), primary_key=True),
     Column("merchant_id", String(40), nullable=False),
     Column("pan_encrypted", Text, nullable=False),
-    Column("fingerprint", String(64), nullable=False, index=True),
+    Column("fingerprint", String(64), nullable=False),  # not indexed: no query looks a card up by it
     Column("brand", String(16), nullable=False),
     Column("last4", String(4), nullable=False),
     Column("exp_month", Integer, nullable=False),

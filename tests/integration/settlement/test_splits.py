@@ -147,7 +147,7 @@ def test_a_partial_refund_after_a_split_returns_proportionally(world: World) -> 
     world.audit()
     with world.ctx.db.read() as conn:  # both are events for WatchEvents and other consumers
         types = conn.execute(select(outbox_events.c.type).where(outbox_events.c.aggregate_id == made.id)
-                             .order_by(outbox_events.c.id)).scalars().all()
+                             .order_by(outbox_events.c.position)).scalars().all()
     assert types == ["split.created", "split.returned"]
     world.refund(payment, 5000)  # the rest: every cent comes back
     world.post()

@@ -227,7 +227,7 @@ def test_state_changes_are_recorded_as_events(mc: MerchantCenter, db: Database) 
     merchant = create_active(mc)
     with db.read() as conn:
         types = conn.execute(select(outbox_events.c.type).where(outbox_events.c.merchant_id == merchant.id)
-                             .order_by(outbox_events.c.id)).scalars().all()
+                             .order_by(outbox_events.c.position)).scalars().all()
     assert types == ["merchant.created", "merchant.approved"]
 
 
