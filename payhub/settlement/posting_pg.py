@@ -39,12 +39,22 @@ from payhub.kernel.outbox import driver_of
 from payhub.settlement.domain import ACCOUNT_RULES, AccountRef, JournalDraft, balance_delta, check_balanced
 from payhub.settlement.repository import InsufficientFunds
 
+# The columns of the rows posting.py builds (write() checks each row's keys): the others, if a
+# migration adds any, take their defaults.
+PAYMENT_COLUMNS = frozenset({"payment_id", "merchant_id", "kind", "currency", "channel", "method", "merchant_order_no",
+                             "captured_minor", "fee_minor", "cost_minor", "refunded_minor", "fee_returned_minor",
+                             "journal_id", "wallet_id", "post_time"})
+REFUND_COLUMNS = frozenset({"refund_id", "payment_id", "merchant_id", "currency", "amount_minor", "fee_returned_minor",
+                            "journal_id", "post_time"})
+QUEUE_COLUMNS = frozenset({"journal_id", "merchant_id", "currency", "kind", "reference", "merchant_reference",
+                           "amount_minor", "fee_minor", "net_minor", "event_time", "batch_id"})
+
 STATEMENT = """
 WITH j_in AS (SELECT * FROM jsonb_to_recordset(%(journals)s::jsonb) AS x(
                   n int, id text, kind text, reference text, source_event_id text, merchant_id text,
                   description text, event_time timestamptz, gate text)),
-     pay AS (INSERT INTO ledger_payments
-             SELECT * FROM jsonb_populate_recordset(NULL::ledger_payments, %(payments)s::jsonb)
+     pay AS (INSERT INTO ledger_payments ({PAYMENT})
+             SELECT {PAYMENT} FROM jsonb_populate_recordset(NULL::ledger_payments, %(payments)s::jsonb)
              ON CONFLICT (payment_id) DO NOTHING
              RETURNING payment_id),
      jn AS (INSERT INTO ledger_journals (id, kind, reference, source_event_id, merchant_id, description,
@@ -78,11 +88,11 @@ WITH j_in AS (SELECT * FROM jsonb_to_recordset(%(journals)s::jsonb) AS x(
                    acc.entry_count - agg.c + ln.rn, %(now)s
             FROM ln JOIN agg ON agg.k = ln.k JOIN acc ON acc.account_key = ln.k JOIN j_in ON j_in.id = ln.j
             ORDER BY j_in.n, acc.id, ln.n),
-     rf AS (INSERT INTO ledger_refunds
-            SELECT r.* FROM jsonb_populate_recordset(NULL::ledger_refunds, %(refunds)s::jsonb) r
+     rf AS (INSERT INTO ledger_refunds ({REFUND})
+            SELECT {REFUND} FROM jsonb_populate_recordset(NULL::ledger_refunds, %(refunds)s::jsonb) r
             WHERE r.journal_id IN (SELECT id FROM jn)),
-     q AS (INSERT INTO settlement_queue
-           SELECT q.* FROM jsonb_populate_recordset(NULL::settlement_queue, %(queue)s::jsonb) q
+     q AS (INSERT INTO settlement_queue ({QUEUE})
+           SELECT {QUEUE} FROM jsonb_populate_recordset(NULL::settlement_queue, %(queue)s::jsonb) q
            WHERE q.journal_id IN (SELECT id FROM jn) OR q.journal_id NOT IN (SELECT id FROM j_in)),
      pu AS (UPDATE ledger_payments p
             SET refunded_minor = p.refunded_minor + u.r, fee_returned_minor = p.fee_returned_minor + u.f
@@ -92,7 +102,11 @@ SELECT id, NULL AS kind, NULL::bigint AS balance, NULL::bigint AS low FROM jn
 UNION ALL
 SELECT acc.id, acc.kind, acc.balance - agg.v, agg.low
 FROM acc JOIN agg ON agg.k = acc.account_key
-WHERE NOT acc.may_go_negative AND agg.low < 0 AND acc.balance - agg.v + agg.low < 0"""
+WHERE NOT acc.may_go_negative AND agg.low < 0 AND acc.balance - agg.v + agg.low < 0""".format(
+    PAYMENT=", ".join(sorted(PAYMENT_COLUMNS)), REFUND=", ".join(sorted(REFUND_COLUMNS)),
+    QUEUE=", ".join(sorted(QUEUE_COLUMNS)))
+# Under 4,096 characters: psycopg parses a longer text again on every execution.
+STATEMENT = " ".join(STATEMENT.split())
 
 # A batch with refunds: the ledger rows of its payments, locked (the lock SplitPayment takes, before
 # the poster reads the refunded payments' splits), in payment-id order as split_returns takes them;
@@ -146,6 +160,11 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
             row = new_payments[payment_id] = dict(row)
             row["refunded_minor"] += refunded
             row["fee_returned_minor"] += fee_back
+    for rows, columns in ((batch.payments, PAYMENT_COLUMNS), (batch.refunds, REFUND_COLUMNS),
+                          (batch.queue, QUEUE_COLUMNS)):
+        for row in rows:
+            if row.keys() != columns:
+                raise ValueError(f"a poster row with columns {sorted(row)}, not {sorted(columns)}")
     params = {"journals": _json(journals), "payments": _json(list(new_payments.values())), "lines": _json(lines),
               "accounts": _json([{"id": new_id("la"), **a} for a in accounts.values()]),
               "refunds": _json(batch.refunds), "queue": _json(batch.queue), "paid": _json(paid), "now": now}
