@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -170,18 +170,37 @@ class Database:
         stays with its connection between statements (one object fewer to build per statement)."""
         fairy = self._lease()
         try:
-            conn = fairy.driver_connection
-            cursor = fairy.info.get(_RAW_CURSOR)
-            if cursor is None or cursor.connection is not conn or cursor.closed:
-                cursor = fairy.info[_RAW_CURSOR] = psycopg.RawCursor(conn)
-            cursor.row_factory = row_factory
-            yield cursor
+            yield self._raw_cursor(fairy, row_factory)
         except psycopg.OperationalError as exc:
             self._lost(fairy, exc)
         except BaseException:
             self._release(fairy)
             raise
         self._release(fairy)
+
+    def autocommit_fetch(self, query: str, values: list[Any], fetch: Callable[[Any], _T],
+                         row_factory: Any = tuple_row) -> _T:
+        """`fetch(cursor)` after one statement on `autocommit_cursor(row_factory)` (the same, without a
+        context manager around it: the hot path's statements run through here)."""
+        fairy = self._lease()
+        try:
+            result = fetch(self._raw_cursor(fairy, row_factory).execute(query, values))
+        except psycopg.OperationalError as exc:
+            self._lost(fairy, exc)
+        except BaseException:
+            self._release(fairy)
+            raise
+        self._release(fairy)
+        return result
+
+    @staticmethod
+    def _raw_cursor(fairy: Any, row_factory: Any) -> psycopg.RawCursor[Any]:
+        conn = fairy.driver_connection
+        cursor = fairy.info.get(_RAW_CURSOR)
+        if cursor is None or cursor.connection is not conn or cursor.closed:
+            cursor = fairy.info[_RAW_CURSOR] = psycopg.RawCursor(conn)
+        cursor.row_factory = row_factory
+        return cursor  # type: ignore[no-any-return]
 
     def _lease(self) -> Any:
         """A connection for autocommit(): one it kept, else the pool's, in autocommit mode (it stays
@@ -229,6 +248,7 @@ class Database:
 
 
 _RAW_CURSOR = "payhub_raw_cursor"
+_T = TypeVar("_T")
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 

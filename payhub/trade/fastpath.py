@@ -179,21 +179,26 @@ def list_payments(db: Database, merchant_id: str | None, state: str, start: date
 def run(db: Database, statement: str, params: dict[str, Any]) -> Any:
     """One statement, its own transaction; the first row (as a named tuple) or None."""
     text, order = _positional(statement)
-    with db.autocommit_cursor(namedtuple_row) as cur:
-        return cur.execute(text, [params[name] for name in order]).fetchone()
+    return db.autocommit_fetch(text, [params[name] for name in order], _fetchone, namedtuple_row)
 
 
 def _all(db: Database, statement: str, params: dict[str, Any]) -> list[Any]:
     text, order = _positional(statement)
-    with db.autocommit_cursor(namedtuple_row) as cur:
-        return cur.execute(text, [params[name] for name in order]).fetchall()
+    return db.autocommit_fetch(text, [params[name] for name in order], _fetchall, namedtuple_row)
 
 
 def returns_row(db: Database, statement: str, params: dict[str, Any]) -> bool:
     """As run, for a statement whose caller only asks whether it returned a row (its CAS won)."""
     text, order = _positional(statement)
-    with db.autocommit_cursor() as cur:
-        return cur.execute(text, [params[name] for name in order]).fetchone() is not None
+    return db.autocommit_fetch(text, [params[name] for name in order], _fetchone) is not None
+
+
+def _fetchone(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def _fetchall(cursor: Any) -> list[Any]:
+    return cursor.fetchall()  # type: ignore[no-any-return]
 
 
 # The statements above are written with psycopg's %(name)s parameters and sent as PostgreSQL's own
