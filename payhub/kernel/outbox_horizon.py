@@ -24,6 +24,9 @@ How H is found, and why it is safe:
    position <= L is final, and H may become L. When W is empty at once, H is L right away.
    Virtual transaction ids are not reused by a backend, so "still in W" means the same transaction.
 
+5. When no look is pending and the sequence's last value is still the horizon, no position was drawn
+   since: the horizon stays, and the query skips the lock table (an idle outbox costs a sequence read).
+
 A long transaction that wrote an event holds the horizon back until it ends (it must: its event may
 come below events already visible), but only this database's event writers do; other databases and
 read-only or non-outbox transactions never do. Rolled-back positions are gaps that readers skip.
@@ -50,6 +53,7 @@ _HORIZON_SQL = (
     "LATERAL (SELECT coalesce(array_agg(l.virtualtransaction), '{}') AS writers FROM pg_locks l "
     "WHERE l.locktype = 'relation' AND l.relation = 'outbox_events'::regclass "
     "AND l.mode = 'RowExclusiveLock' AND s.last_value IS NOT NULL "
+    "AND NOT (s.is_called AND s.last_value = %(settled)s) "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) w")
 
 
@@ -87,8 +91,11 @@ class Horizon:
             now = time.monotonic()
             if not fresh and now - self._checked < self._min_interval:
                 return self._safe
+            # Nothing drawn since the horizon settled at `settled` (no pending look): the writers need no
+            # look (pg_locks is the costly part; a gating filter skips it), the horizon stays.
+            settled = self._safe if self._pending is None else -1
             with driver.cursor() as cur:
-                cur.execute(_HORIZON_SQL)
+                cur.execute(_HORIZON_SQL, {"settled": settled})
                 value, called, writers = cur.fetchone()
             self._checked = now
             self._advance(int(value) if called else int(value) - 1, frozenset(writers))
