@@ -228,36 +228,32 @@ def _evaluation_ctes(with_device: bool, gated: bool) -> str:
     expectation that every acting rule's counter stays within its limit and the device is not new.
     When that expectation fails, the guard (a division by zero) aborts the whole statement: nothing is
     written. The event's INSERT reads the guard's value, so it is evaluated. `gated`: every write
-    happens only when the caller's relation `{row}` has a row (its compare-and-set won).
-
-    Everything travels as one JSON parameter (`_evaluation_params`): one value for psycopg to dump instead
-    of a parameter per column, and a short text (psycopg caches the parsing of statements of at most 4096
-    characters and 50 parameters only)."""
-    row = ", {row}" if gated else ""
+    happens only when the caller's relation `{row}` has a row (its compare-and-set won)."""
+    gate = "FROM {row} " if gated else ""
+    device = ("{p}d AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
+              "SELECT CAST(:dm AS text), CAST(:dc AS text), CAST(:dd AS text), CAST(:create_time AS timestamptz) "
+              f"{gate}ON CONFLICT (merchant_id, customer_id, device_id) DO UPDATE SET first_seen = "
+              "risk_devices.first_seen RETURNING first_seen), ")
+    known = "(SELECT first_seen FROM {p}d) <= CAST(:new_since AS timestamptz)" if with_device else "true"
+    counted = ('(SELECT count(*) FROM {p}c WHERE "key" IN (SELECT jsonb_array_elements_text(CAST(:acting AS jsonb)))) '
+               "= jsonb_array_length(CAST(:acting AS jsonb))")
     # The guard names no column, so it is evaluated before any row is read: a lost CAS must pass it.
-    lost = "NOT EXISTS(SELECT FROM {row}) OR " if gated else ""
-    acting = "{p}j.j->'acting'"
-    counted = (f'(SELECT count(*) FROM {{p}}c WHERE "key" IN (SELECT jsonb_array_elements_text({acting}))) '
-               f"= jsonb_array_length({acting})")
-    known = ("(SELECT first_seen FROM {p}d) <= CAST({p}j.j->>'new_since' AS timestamptz)" if with_device
-             else "true")
-    device = ("{p}d AS (INSERT INTO risk_devices SELECT v.* FROM {p}j" + row +
-              ", jsonb_populate_record(NULL::risk_devices, {p}j.j->'device') v ON CONFLICT (merchant_id, "
-              "customer_id, device_id) DO UPDATE SET first_seen = risk_devices.first_seen RETURNING first_seen),")
-    return (
-        "{p}j AS (SELECT CAST(%({p}j)s AS jsonb) j)," + (device if with_device else "") +
-        "{p}c AS (INSERT INTO risk_counters AS t SELECT v.* FROM {p}j" + row +
-        f", jsonb_populate_recordset(NULL::risk_counters, {{p}}j.j->'counters') v {_UPSERT_AS_T}),"
-        f"{{p}}g AS (SELECT {{p}}j.j, {deferred.guard(f'{lost}({counted} AND {known})')} ok FROM {{p}}j{row}),"
-        "{p}ev AS (INSERT INTO risk_events SELECT v.* FROM {p}g, jsonb_populate_record(NULL::risk_events, "
-        "{p}g.j->'event') v WHERE {p}g.ok = 1 RETURNING id, create_time),"
-        "{p}er AS (INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
-        "SELECT {p}ev.id, r, {p}ev.create_time FROM {p}ev, {p}j, "
-        "jsonb_array_elements_text({p}j.j->'rules') r)")
+    lost = "NOT EXISTS (SELECT 1 FROM {row}) OR " if gated else ""
+    columns = ", ".join(f'"{c.name}"' for c in risk_events.columns)
+    sql = _pg(
+        f"{device if with_device else ''}"
+        f"{{p}}c AS ({_COLUMNS}SELECT k, b, a, n, 0, 0, ma, mc, e FROM jsonb_to_recordset(CAST(:counters AS jsonb)) "
+        "AS v(k text, b bigint, a bigint, n bigint, ma bigint, mc bigint, e timestamptz) "
+        f"{'WHERE EXISTS (SELECT 1 FROM {row}) ' if gated else ''}{_UPSERT}), "
+        f"{{p}}g AS (SELECT {deferred.guard(f'{lost}({counted} AND {known})')} AS ok {gate}), ", "{p}")
+    sql += (f"{{p}}ev AS (INSERT INTO risk_events ({columns}) SELECT {_pg_casts(risk_events, '{p}')} FROM {{p}}g "
+            "WHERE {p}g.ok = 1 RETURNING id), ")
+    sql += _pg("{p}er AS (INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
+               "SELECT {p}ev.id, r, CAST(:create_time AS timestamptz) FROM {p}ev, "
+               "jsonb_array_elements_text(CAST(:rules AS jsonb)) AS r)", "{p}")
+    return sql
 
 
-# PostgreSQL statements name the counters' table `t`: shorter text.
-_UPSERT_AS_T = _UPSERT.replace("risk_counters.", "t.")
 _COUNTED_KEYS = '(SELECT array_agg("key") FROM {p}c)'
 
 
@@ -272,29 +268,19 @@ def _evaluate_statement(with_device: bool) -> str:
 def _evaluation_params(increments: list[CounterIncrement], acting: set[str], event: RiskEvent, scope: str,
                        request_id: str, fingerprint: str,
                        device: tuple[str, str, str, datetime] | None) -> dict[str, Any]:
-    """The one parameter `j` of `_evaluation_ctes`: a JSON document dumped by the C json encoder (psycopg's
-    dumping of a parameter each, and of arrays, cost more than the rest of the statement together)."""
     ordered = sorted(increments, key=lambda i: i.key)
     counted = [[i.key, i.bucket, i.amount, i.count] for i in ordered]
-    doc: dict[str, Any] = {
-        "event": codec.event_row(event, scope, request_id, fingerprint, counted),
-        "counters": [{"key": i.key, "bucket": i.bucket, "amount": i.amount, "count": i.count, "prev_amount": 0,
-                      "prev_count": 0, "max_amount": i.max_amount, "max_count": i.max_count,
-                      "expire_time": i.expire_time} for i in ordered],
-        "acting": sorted(acting),
-        "rules": sorted({r.rule_id for r in event.decision.reasons}
-                        | {r.rule_id for r in event.decision.shadow_reasons})}
+    params: dict[str, Any] = codec.event_row(event, scope, request_id, fingerprint, counted)
+    # Rows and lists travel as JSON text: one parameter each, dumped by the C json encoder (psycopg's
+    # array dumping cost more than the rest of the statement's parameters together).
+    params |= {"counters": json.dumps([{"k": i.key, "b": i.bucket, "a": i.amount, "n": i.count, "ma": i.max_amount,
+                                        "mc": i.max_count, "e": i.expire_time.isoformat()} for i in ordered]),
+               "acting": json.dumps(sorted(acting)),
+               "rules": json.dumps(sorted({r.rule_id for r in event.decision.reasons}
+                                          | {r.rule_id for r in event.decision.shadow_reasons}))}
     if device is not None:
-        doc["device"] = {"merchant_id": device[0], "customer_id": device[1], "device_id": device[2],
-                         "first_seen": event.create_time}
-        doc["new_since"] = device[3]
-    return {"j": json.dumps(doc, default=_iso)}
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        params |= {"dm": device[0], "dc": device[1], "dd": device[2], "new_since": device[3]}
+    return params
 
 
 def evaluate_at_once(db: Database, increments: list[CounterIncrement], acting: set[str], event: RiskEvent,
