@@ -64,7 +64,8 @@ WITH j_in AS (SELECT * FROM jsonb_to_recordset(%(journals)s::jsonb) AS x(
             ON CONFLICT (source_event_id) DO NOTHING
             RETURNING id),
      ln AS (SELECT l.*, sum(l.v) OVER w AS run, row_number() OVER w AS rn
-            FROM jsonb_to_recordset(%(lines)s::jsonb) AS l(n int, j text, k text, d text, a bigint, v bigint)
+            FROM (SELECT n, e->>0 j, e->>1 k, e->>2 d, (e->>3)::bigint a, (e->>4)::bigint v
+                  FROM jsonb_array_elements(%(lines)s::jsonb) WITH ORDINALITY AS x(e, n)) l
             WHERE l.j IN (SELECT id FROM jn)
             WINDOW w AS (PARTITION BY l.k ORDER BY l.n)),
      agg AS (SELECT k, sum(v) AS v, count(*) AS c, min(run) AS low FROM ln GROUP BY k),
@@ -135,21 +136,28 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
     journal whose source event, or a capture whose payment, was posted before is not). Raises
     InsufficientFunds (the transaction must roll back) when a guarded account would go negative."""
     journals: list[dict[str, Any]] = []
-    lines: list[dict[str, Any]] = []
+    lines: list[list[Any]] = []           # [journal id, account key, direction, amount, balance delta], in order
     accounts: dict[str, dict[str, Any]] = {}
+    sides: dict[str, str] = {}            # account key -> its normal side
+    gates = batch.gates
+    isos = {now: now.isoformat()}         # each instant's text once (the rows share the batch's times)
     for n, (journal_id, draft) in enumerate(batch.drafts):
         check_balanced(draft.lines)
+        when = draft.event_time or now
         journals.append({"n": n, "id": journal_id, "kind": draft.kind.value, "reference": draft.reference,
                          "source_event_id": draft.source_event_id, "merchant_id": draft.merchant_id,
-                         "description": draft.description[:500], "event_time": draft.event_time or now,
-                         "gate": batch.gates.get(journal_id)})
+                         "description": draft.description[:500],
+                         "event_time": isos.get(when) or isos.setdefault(when, when.isoformat()),
+                         "gate": gates.get(journal_id)})
         for line in draft.lines:
             ref = line.account
             key = ref.key
-            if key not in accounts:
-                accounts[key] = _account_row(key, ref)
-            lines.append({"n": len(lines), "j": journal_id, "k": key, "d": line.direction, "a": line.amount_minor,
-                          "v": balance_delta(accounts[key]["normal_side"], line.direction, line.amount_minor)})
+            side = sides.get(key)
+            if side is None:
+                account = accounts[key] = _account_row(key, ref)
+                side = sides[key] = account["normal_side"]
+            amount = line.amount_minor
+            lines.append([journal_id, key, line.direction, amount, balance_delta(side, line.direction, amount)])
     new_payments = {row["payment_id"]: row for row in batch.payments}
     paid = []
     for payment_id, (refunded, fee_back) in batch.paid_updates.items():
@@ -165,9 +173,15 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
         for row in rows:
             if row.keys() != columns:
                 raise ValueError(f"a poster row with columns {sorted(row)}, not {sorted(columns)}")
-    params = {"journals": _json(journals), "payments": _json(list(new_payments.values())), "lines": _json(lines),
-              "accounts": _json([{"id": new_id("la"), **a} for a in accounts.values()]),
-              "refunds": _json(batch.refunds), "queue": _json(batch.queue), "paid": _json(paid), "now": now}
+
+    def iso(value: Any) -> str:  # the rows' datetimes (equal ones are one instant, all timestamptz keeps)
+        if isinstance(value, datetime):
+            return isos.get(value) or isos.setdefault(value, value.isoformat())
+        raise TypeError(f"{type(value).__name__} is not JSON")
+    encode = json.JSONEncoder(separators=(",", ":"), default=iso).encode
+    params = {"journals": encode(journals), "payments": encode(list(new_payments.values())), "lines": encode(lines),
+              "accounts": encode([{"id": new_id("la"), **a} for a in accounts.values()]),
+              "refunds": encode(batch.refunds), "queue": encode(batch.queue), "paid": encode(paid), "now": now}
     with driver_of(conn).cursor() as cur:
         rows = cur.execute(STATEMENT, params).fetchall()
     written = {r[0] for r in rows if r[1] is None}
@@ -198,12 +212,3 @@ def _account_row(key: str, ref: AccountRef) -> dict[str, Any]:
             "may_go_negative": rule.may_go_negative}
     return row
 
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, separators=(",", ":"), default=_iso)
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
