@@ -41,6 +41,12 @@ def timestamp_init(moment: datetime | None) -> dict[str, int] | None:
     return {"seconds": seconds, "nanos": nanos}
 
 
+def moment_init(moment: datetime) -> dict[str, int]:
+    """`timestamp_init` of a moment that is there (no None check, a non-optional result)."""
+    seconds, nanos = _epoch_parts(moment)
+    return {"seconds": seconds, "nanos": nanos}
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

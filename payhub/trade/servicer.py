@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -15,7 +16,7 @@ from payhub.channel.types import ChannelUpdate
 from payhub.kernel.errors import InvalidArgument, ResourceExhausted
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
-from payhub.kernel.protobuf import enum_name, from_timestamp, money_init, timestamp, timestamp_init
+from payhub.kernel.protobuf import enum_name, from_timestamp, moment_init, money_init, timestamp, timestamp_init
 from payhub.trade.confirm import ConsumerContext
 from payhub.trade.domain import (
     Attempt,
@@ -63,14 +64,14 @@ class _Numbers:
     the same numbers as `enum.Value(prefix + value)`, which still answers (and raises) for a value
     the table does not hold."""
 
-    __slots__ = ("_enum", "_prefix", "_table")
+    __slots__ = ("_enum", "_prefix", "table")
 
     def __init__(self, enum: Any, prefix: str) -> None:
         self._enum, self._prefix = enum, prefix
-        self._table = {name[len(prefix):]: number for name, number in enum.items() if name.startswith(prefix)}
+        self.table = {name[len(prefix):]: number for name, number in enum.items() if name.startswith(prefix)}
 
     def required(self, value: str) -> int:
-        number = self._table.get(value)
+        number = self.table.get(value)
         return number if number is not None else int(self._enum.Value(f"{self._prefix}{value}"))
 
     def optional(self, value: str) -> int:
@@ -128,18 +129,39 @@ def next_action_pb(action: dict[str, Any] | None) -> pb.NextAction | None:
     return pb.NextAction(sdk_params=pb.SdkParams(params=data))
 
 
-def _attempt_init(a: Attempt) -> dict[str, Any]:
+def _attempt_init(a: Attempt, method: MethodSummary | None = None, method_init: dict[str, Any] | None = None,
+                  stamps: dict[datetime, dict[str, int]] | None = None) -> dict[str, Any]:
+    """An attempt's constructor arguments. `method_init` is `_method_init(method)`, reused when the
+    attempt carries that same method summary (the payment's own, as usual); `stamps` holds the
+    Timestamp dicts already built for this response by moment (the constructor copies each)."""
+    state = _ATTEMPT_STATE.table.get(a.state)
     init: dict[str, Any] = {
-        "id": a.id, "channel": a.channel, "state": _ATTEMPT_STATE.required(a.state),
+        "id": a.id, "channel": a.channel,
+        "state": state if state is not None else _ATTEMPT_STATE.required(a.state),
         "channel_reference": a.channel_reference}
-    if a.method is not None:
-        init["payment_method"] = _method_init(a.method)
+    am = a.method
+    if am is not None:
+        same = method_init is not None and (am is method or am == method)
+        init["payment_method"] = method_init if same else _method_init(am)
     if a.failure:
         init["failure"] = _failure_init(a.failure)
-    if a.create_time is not None:
-        init["create_time"] = timestamp_init(a.create_time)
-    if a.update_time is not None:
-        init["update_time"] = timestamp_init(a.update_time)
+    create_time, update_time = a.create_time, a.update_time
+    if create_time is not None:
+        init["create_time"] = _stamp(create_time, stamps)
+    if update_time is not None:
+        init["update_time"] = _stamp(update_time, stamps)
+    return init
+
+
+def _stamp(moment: datetime, stamps: dict[datetime, dict[str, int]] | None) -> dict[str, int]:
+    """`timestamp_init(moment)`, built once per moment of a response (a payment's attempts and
+    timestamps mostly share a few moments). Keyed by the aware moment only: a naive one is always
+    built afresh (its key would compare equal to nothing aware anyway)."""
+    if stamps is None or moment.tzinfo is None:
+        return moment_init(moment)
+    init = stamps.get(moment)
+    if init is None:
+        init = stamps[moment] = moment_init(moment)
     return init
 
 
@@ -149,42 +171,66 @@ def payment_pb(p: Payment) -> pb.Payment:
 
 def payment_init(p: Payment) -> MessageInit:
     """`payment_pb(p)` as constructor arguments: `pb.GetPaymentResponse(payment=payment_init(p))`."""
-    currency = p.currency
+    currency, state, capture_method = p.currency, p.state, p.capture_method
+    state_number, capture_number = _PAYMENT_STATE.table.get(state), _CAPTURE_METHOD.table.get(capture_method)
     init: dict[str, Any] = {
-        "name": p.name, "merchant_order_no": p.merchant_order_no, "amount": money_init(p.amount_minor, currency),
-        "amount_captured": money_init(p.amount_captured, currency),
-        "amount_refunded": money_init(p.amount_refunded, currency), "subject": p.subject,
-        "description": p.description, "capture_method": _CAPTURE_METHOD.required(p.capture_method),
-        "customer": _customer_init(p.customer), "state": _PAYMENT_STATE.required(p.state),
-        "channel": p.channel, "close_reason": _CLOSE_REASON.optional(p.close_reason)}
+        "name": p.name, "merchant_order_no": p.merchant_order_no,
+        "amount": {"currency_code": currency, "amount_minor": p.amount_minor},
+        "amount_captured": {"currency_code": currency, "amount_minor": p.amount_captured},
+        "amount_refunded": {"currency_code": currency, "amount_minor": p.amount_refunded}, "subject": p.subject,
+        "capture_method": capture_number if capture_number is not None else _CAPTURE_METHOD.required(capture_method),
+        "customer": _customer_init(p.customer),
+        "state": state_number if state_number is not None else _PAYMENT_STATE.required(state),
+        "channel": p.channel}
+    # Empty scalars are left out (proto3 scalars without presence: the same message, and the
+    # constructor sets one field fewer).
+    if p.description:
+        init["description"] = p.description
+    if p.close_reason:
+        init["close_reason"] = _CLOSE_REASON.optional(p.close_reason)
     if p.installment_count:
         init["installments"] = {"count": p.installment_count,
                                 "fee_bearer": _FEE_BEARER.optional(p.installment_fee_bearer)}
+    stamps: dict[datetime, dict[str, int]] = {}
     if p.expire_time is not None:
-        init["expire_time"] = timestamp_init(p.expire_time)
+        init["expire_time"] = _stamp(p.expire_time, stamps)
     if p.metadata:
         init["metadata"] = p.metadata
     if p.next_action:
         init["next_action"] = next_action_pb(p.next_action)
     if p.failure:
         init["failure"] = _failure_init(p.failure)
-    if p.method is not None:
-        init["payment_method"] = _method_init(p.method)
+    method = p.method
+    method_init = None
+    if method is not None:
+        init["payment_method"] = method_init = _method_init(method)
     if p.attempts:
-        init["attempts"] = [_attempt_init(a) for a in p.attempts]
+        init["attempts"] = [_attempt_init(a, method, method_init, stamps) for a in p.attempts]
     if p.splits:
         init["splits"] = [_split_init(s, currency) for s in p.splits]
     if p.authorization_expire_time is not None:
-        init["authorization_expire_time"] = timestamp_init(p.authorization_expire_time)
+        init["authorization_expire_time"] = _stamp(p.authorization_expire_time, stamps)
     if p.create_time is not None:
-        init["create_time"] = timestamp_init(p.create_time)
+        init["create_time"] = _stamp(p.create_time, stamps)
     if p.update_time is not None:
-        init["update_time"] = timestamp_init(p.update_time)
+        init["update_time"] = _stamp(p.update_time, stamps)
     return init
 
 
 def _customer_init(c: Customer) -> dict[str, Any]:
-    return {"id": c.id, "ip": c.ip, "device_id": c.device_id, "email": c.email, "phone": c.phone}
+    """The customer's non-empty fields (most are empty; the message is set even when all are)."""
+    init: dict[str, Any] = {}
+    if c.id:
+        init["id"] = c.id
+    if c.ip:
+        init["ip"] = c.ip
+    if c.device_id:
+        init["device_id"] = c.device_id
+    if c.email:
+        init["email"] = c.email
+    if c.phone:
+        init["phone"] = c.phone
+    return init
 
 
 def _split_init(s: Split, currency: str) -> dict[str, Any]:

@@ -93,3 +93,58 @@ def test_refunds_convert_as_refund_pb_does_and_hide_the_internal_submitting_stat
     assert built == refund_pb(refund)
     assert built.state == pb.REFUND_STATE_PENDING
     assert built.name == "merchants/m1/payments/pay_1/refunds/ref_1"
+
+
+def representative_payment() -> Payment:
+    """A confirmed card payment as CreatePayment/ConfirmPayment answer it: an attempt with the card,
+    metadata, a customer, a redirect next action, splits, installments, and times in two zones."""
+    payment = succeeded_card_payment()
+    payment.description = "Red shoes, size 42"
+    payment.installment_count, payment.installment_fee_bearer = 3, "MERCHANT"
+    payment.next_action = {"kind": "REDIRECT", "data": {"url": "https://bank.example/3ds", "md": "x"}}
+    payment.splits = [Split("rcv_1", 600, 0, "seller"), Split("rcv_2", 0, 4000, "platform")]
+    payment.customer = Customer(id="c1", ip="203.0.113.9", email="a@example.com")
+    payment.amount_refunded = 1_500
+    payment.capture_method = CaptureMethod.MANUAL
+    payment.authorization_expire_time = (NOW + timedelta(days=7)).astimezone(timezone(timedelta(hours=8)))
+    payment.attempts = [
+        Attempt("att_0", "pay_1", "m1", "sandbox", AttemptState.FAILED, MethodSummary("ALIPAY", "H5"), 10_000,
+                "CNY", "", Failure("CARD_DECLINED", "declined", "05"), NOW - timedelta(minutes=5), NOW),
+        *payment.attempts]
+    return payment
+
+
+# The serialized GetPayment/ConfirmPayment payments of these payments, as the API has
+# always answered it: any change in the conversion that changes these bytes is a change users see.
+PINNED = {
+    "full": (
+        "0a1b6d65726368616e74732f6d312f7061796d656e74732f7061795f3112076f726465722d311a080a03434e5910904e"
+        "22080a03434e5910904e2a080a03434e5910dc0b320553686f65733a125265642073686f65732c2073697a6520343240"
+        "024a0408031002520b08b3929ad806108094ef3a5a0a0a04636172741202343262200a026331120b3230332e302e3131"
+        "332e39220d61406578616d706c652e636f6d6805722a12280a1868747470733a2f2f62616e6b2e6578616d706c652f33"
+        "647312034745541a070a026d6412017882011e080110011a180a04564953411204343234321a05746f6b5f31200c28ee"
+        "0f8a010773616e64626f789201510a056174745f30120773616e64626f7818052a1d0a0d434152445f4445434c494e45"
+        "4412086465636c696e65641a0230353204080210023a0b08ff819ad806108094ef3a420b08ab849ad806108094ef3a92"
+        "01530a056174745f31120773616e64626f78180422057362785f31321e080110011a180a04564953411204343234321a"
+        "05746f6b5f31200c28ee0f3a0b08ab849ad806108094ef3a420b08ab849ad806108094ef3aa201190a057263765f3112"
+        "080a03434e5910d804220673656c6c6572a201140a057263765f3218a01f2208706c6174666f726daa010b08abf9bed8"
+        "06108094ef3ab2010b08ab849ad806108094ef3aba010b08ab849ad806108094ef3a"
+    ),
+    "card": (
+        "0a1b6d65726368616e74732f6d312f7061796d656e74732f7061795f3112076f726465722d311a080a03434e5910904e"
+        "22080a03434e5910904e2a050a03434e59320553686f65734001520b08b3929ad806108094ef3a5a0a0a046361727412"
+        "023432620d120b3230332e302e3131332e39680582011e080110011a180a04564953411204343234321a05746f6b5f31"
+        "200c28ee0f8a010773616e64626f789201530a056174745f31120773616e64626f78180422057362785f31321e080110"
+        "011a180a04564953411204343234321a05746f6b5f31200c28ee0f3a0b08ab849ad806108094ef3a420b08ab849ad806"
+        "108094ef3ab2010b08ab849ad806108094ef3aba010b08ab849ad806108094ef3a"
+    ),
+}
+
+
+@pytest.mark.parametrize(("shape", "payment"), [("full", representative_payment()),
+                                                ("card", succeeded_card_payment())])
+def test_the_serialized_payment_is_pinned(shape: str, payment: Payment) -> None:
+    built = pb.ConfirmPaymentResponse(payment=payment_init(payment)).payment
+    expected = PINNED[shape]
+    assert built.SerializeToString(deterministic=True).hex() == expected
+    assert built.SerializeToString().hex() == expected
