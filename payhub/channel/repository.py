@@ -67,10 +67,15 @@ def _status(row: Any) -> ChannelStatus:
     return ChannelStatus(row.channel, bool(row.enabled), window, row.reason, row.update_time)
 
 
+# A plain INSERT, unlike record_attempt_in's insert-or-ignore: it is only ever a CTE of a claim that
+# inserts the attempt it names, with an id just drawn (new_id) in that same statement, so no record of
+# it can exist. ON CONFLICT would cost a speculative insertion on every payment (a probe of the primary
+# key before the insert, a speculative-insertion lock and a second WAL record to confirm the row) for a
+# conflict that cannot happen; were it to happen, the statement fails whole and writes nothing.
 _PG_RECORD_ATTEMPT = (
     "INSERT INTO channel_attempts (attempt_id, channel, merchant_id, payment_id, amount_minor, currency, "
     "create_time) SELECT %(sent_attempt_id)s, %(sent_channel)s, %(sent_merchant_id)s, %(sent_payment_id)s, "
-    "%(sent_amount_minor)s, %(sent_currency)s, %(sent_create_time)s FROM {source} ON CONFLICT DO NOTHING")
+    "%(sent_amount_minor)s, %(sent_currency)s, %(sent_create_time)s FROM {source}")
 
 
 class SentLog:
@@ -97,7 +102,8 @@ class SentLog:
     def pg_record_attempt(source: str, attempt_id: str, channel: str, merchant_id: str, payment_id: str,
                           amount_minor: int, currency: str) -> tuple[str, dict[str, Any]]:
         """PostgreSQL: the same record as a data-modifying CTE of an in-process caller's claim statement,
-        written only if the CTE `source` returned a row (parameters prefixed `sent_`)."""
+        written only if the CTE `source` returned a row (parameters prefixed `sent_`). Only for a claim
+        that inserts this (new) attempt in the same statement: the record is a plain INSERT."""
         return _PG_RECORD_ATTEMPT.format(source=source), {
             "sent_attempt_id": attempt_id, "sent_channel": channel, "sent_merchant_id": merchant_id,
             "sent_payment_id": payment_id, "sent_amount_minor": amount_minor, "sent_currency": currency,
