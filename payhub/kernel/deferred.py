@@ -49,19 +49,30 @@ class Guarded:
     `output` is a scalar SQL expression over those CTEs that the caller selects with its own result;
     after the statement committed the caller calls `done(value)` (the callee's answer, e.g. risk's
     decision). The caller must not use the answer computed beforehand if the statement was `vetoed`
-    or its CAS lost: nothing of it was written then."""
+    or its CAS lost: nothing of it was written then. The parameters are `names` and `values` in the
+    same order (`names` is best a constant tuple: its prefixed form is computed once per prefix)."""
 
     template: str
     output: str
-    params: dict[str, Any]
+    names: tuple[str, ...]
+    values: list[Any]
     done: Callable[[Any], Any]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(zip(self.names, self.values, strict=True))
 
     def sql(self, prefix: str, row: str) -> tuple[str, str]:
         """The CTEs and the output expression under `prefix`, gated on the caller's relation `row`."""
         return _format(self.template, self.output, prefix, row)
 
     def prefixed_params(self, prefix: str) -> dict[str, Any]:
-        return {prefix + k: v for k, v in self.params.items()}
+        return dict(zip(_prefixed(self.names, prefix), self.values, strict=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _prefixed(names: tuple[str, ...], prefix: str) -> tuple[str, ...]:
+    return tuple(prefix + name for name in names)
 
 
 @functools.cache

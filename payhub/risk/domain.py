@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
@@ -449,39 +450,65 @@ def block_candidates(ctx: Context) -> dict[BlockKind, str]:
 
 def explain(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
     """The explanation when the rule matches the transaction, None when it does not."""
+    return _EXPLAIN[type(rule.condition)](rule, ctx, facts, now)
+
+
+def _amount_limit(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
     c = rule.condition
-    if isinstance(c, AmountLimit):
-        if ctx.currency == c.currency and ctx.amount_minor > c.max_minor:
-            return f"amount {fmt(ctx.amount_minor, ctx.currency)} exceeds limit {fmt(c.max_minor, c.currency)}"
+    assert isinstance(c, AmountLimit)
+    if ctx.currency == c.currency and ctx.amount_minor > c.max_minor:
+        return f"amount {fmt(ctx.amount_minor, ctx.currency)} exceeds limit {fmt(c.max_minor, c.currency)}"
+    return None
+
+
+def _counted(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
+    if rule.id not in facts.over_limit:
         return None
-    if isinstance(c, CumulativeLimit | Velocity):
-        if rule.id not in facts.over_limit:
-            return None
-        what = (f"{c.period.value.lower()}ly" if isinstance(c, CumulativeLimit)
-                else f"{c.window_seconds}-second velocity")
-        limits = " and ".join(x for x in (f"{c.max_count} transactions" if c.max_count else "",
-                                          fmt(c.max_minor, c.currency) if c.max_minor else "") if x)
-        return f"{c.subject.value.lower()} {what} total would exceed {limits}"
-    if isinstance(c, BlocklistCondition):
-        for kind, entry in facts.blocked.items():
-            if (not c.kinds or kind in c.kinds) and (not entry.merchant_id or entry.merchant_id == ctx.merchant_id):
-                return f"{kind.value.lower().replace('_', ' ')} is on the block list ({entry.name}: {entry.reason})"
+    c = rule.condition
+    assert isinstance(c, CumulativeLimit | Velocity)
+    what = (f"{c.period.value.lower()}ly" if isinstance(c, CumulativeLimit)
+            else f"{c.window_seconds}-second velocity")
+    limits = " and ".join(x for x in (f"{c.max_count} transactions" if c.max_count else "",
+                                      fmt(c.max_minor, c.currency) if c.max_minor else "") if x)
+    return f"{c.subject.value.lower()} {what} total would exceed {limits}"
+
+
+def _blocklist(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
+    if not facts.blocked:
         return None
-    if isinstance(c, CountryMismatch):
-        if ctx.ip_country and ctx.card_country:
-            if ctx.ip_country != ctx.card_country:
-                return f"IP country {ctx.ip_country} differs from card country {ctx.card_country}"
-            return None
-        if c.match_when_unknown and ctx.card_fingerprint:
-            return "IP or card country unknown"
+    c = rule.condition
+    assert isinstance(c, BlocklistCondition)
+    for kind, entry in facts.blocked.items():
+        if (not c.kinds or kind in c.kinds) and (not entry.merchant_id or entry.merchant_id == ctx.merchant_id):
+            return f"{kind.value.lower().replace('_', ' ')} is on the block list ({entry.name}: {entry.reason})"
+    return None
+
+
+def _country_mismatch(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
+    c = rule.condition
+    assert isinstance(c, CountryMismatch)
+    if ctx.ip_country and ctx.card_country:
+        if ctx.ip_country != ctx.card_country:
+            return f"IP country {ctx.ip_country} differs from card country {ctx.card_country}"
         return None
-    if isinstance(c, NewDeviceAmount):
-        if not (ctx.device_id and ctx.customer_id) or ctx.currency != c.currency or ctx.amount_minor < c.min_minor:
-            return None
-        first = facts.device_first_seen
-        if first is None or first > now - timedelta(seconds=c.window_seconds):
-            return f"new device pays {fmt(ctx.amount_minor, ctx.currency)} (at least {fmt(c.min_minor, c.currency)})"
+    if c.match_when_unknown and ctx.card_fingerprint:
+        return "IP or card country unknown"
+    return None
+
+
+def _new_device(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
+    c = rule.condition
+    assert isinstance(c, NewDeviceAmount)
+    if not (ctx.device_id and ctx.customer_id) or ctx.currency != c.currency or ctx.amount_minor < c.min_minor:
         return None
+    first = facts.device_first_seen
+    if first is None or first > now - timedelta(seconds=c.window_seconds):
+        return f"new device pays {fmt(ctx.amount_minor, ctx.currency)} (at least {fmt(c.min_minor, c.currency)})"
+    return None
+
+
+def _allowed_hours(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None:
+    c = rule.condition
     assert isinstance(c, AllowedHours)
     hour = now.astimezone(zone(c.time_zone)).hour
     if hour not in c.hours:
@@ -489,16 +516,24 @@ def explain(rule: Rule, ctx: Context, facts: Facts, now: datetime) -> str | None
     return None
 
 
+_EXPLAIN: dict[type, Callable[[Rule, Context, Facts, datetime], str | None]] = {
+    AmountLimit: _amount_limit, CumulativeLimit: _counted, Velocity: _counted, BlocklistCondition: _blocklist,
+    CountryMismatch: _country_mismatch, NewDeviceAmount: _new_device, AllowedHours: _allowed_hours,
+}
+assert set(_EXPLAIN) == set(KIND_OF)
+
+
 def decide(rules: list[Rule], ctx: Context, facts: Facts, now: datetime, evaluation_id: str) -> Decision:
     reasons: list[Reason] = []
     shadow: list[Reason] = []
     for rule in rules:
-        text = explain(rule, ctx, facts, now)
+        text = _EXPLAIN[type(rule.condition)](rule, ctx, facts, now)
         if text is None:
             continue
         reason = Reason(rule.id, rule.kind, rule.action, rule.score, text)
         (shadow if rule.shadow else reasons).append(reason)
-    reasons.sort(key=lambda r: -r.action)
+    if len(reasons) > 1:
+        reasons.sort(key=lambda r: -r.action)
     action = reasons[0].action if reasons else Action.ALLOW
     score = min(100, sum(r.score for r in reasons))
     return Decision(action, score, reasons, shadow, evaluation_id, now)

@@ -13,7 +13,6 @@ in this process, that statement's writes travel in trade's claim instead (`evalu
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,11 +30,12 @@ from payhub.kernel.deferred import Guarded
 from payhub.kernel.errors import AlreadyExists, PermissionDenied, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.logging import get_logger
+from payhub.kernel.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
+from payhub.risk import codec
 from payhub.risk import repository as repo
 from payhub.risk.domain import (
     CHALLENGE_ATTEMPTS,
     CHALLENGE_TTL,
-    COUNTING,
     Action,
     Challenge,
     ChallengeState,
@@ -51,7 +51,6 @@ from payhub.risk.domain import (
     decide,
     mask_email,
     mask_phone,
-    masked_context,
     over_at_once,
 )
 from payhub.risk.geo import GeoTables
@@ -60,6 +59,7 @@ from payhub.risk.rulecache import RuleCache
 log = get_logger("payhub.risk")
 
 INTERNAL_SCOPE = "risk.EvaluateTransaction:internal"
+_CENTURY = timedelta(days=36500)
 
 
 class ChallengeSender(Protocol):
@@ -106,6 +106,8 @@ class _Prepared:
     device_rule: bool
     fp: str
     event_id: str
+    context: str  # codec.context_json(ctx)
+    shadow: frozenset[str]  # the ids of the shadow rules among `rules`
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Evaluation:
         self.sender: ChallengeSender = sender or SandboxSender(keyring)
         self._otp_key = keyring.derive_key(b"payhub.risk.otp")
         self._listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
+        self._postgres = db.is_postgres
 
     def code_hash(self, challenge_id: str, code: str) -> str:
         return hmac_sha256_hex(self._otp_key, f"{challenge_id}:{code}".encode())
@@ -163,12 +166,10 @@ class Evaluation:
         if ctx.ip and not ctx.ip_country and self.settings.geo is not None:
             ctx = replace(ctx, ip_country=self.settings.geo.ip_country(ctx.ip))
         snapshot = self.rules.get(now)
-        rules = snapshot.rules_for(ctx)
+        plan = snapshot.plan(ctx)
         facts = Facts(blocked=snapshot.blocked(ctx, now))
         increments = []
-        for rule in rules:
-            if rule.kind not in COUNTING:
-                continue
+        for rule in plan.counting:
             inc = counter_increment(rule, ctx, now)
             if inc is None:
                 continue
@@ -176,11 +177,11 @@ class Evaluation:
                 facts.over_limit.add(rule.id)
             else:
                 increments.append(inc)
-        device_rule = bool(ctx.device_id and ctx.customer_id and any(isinstance(r.condition, NewDeviceAmount)
-                                                                     for r in rules))
-        fp = idempotency.fingerprint(json.dumps([masked_context(ctx), ctx.email, ctx.phone, dry_run],
-                                                sort_keys=True).encode())
-        return _Prepared(ctx, now, rules, facts, increments, device_rule, fp, new_id("rev"))
+        device_rule = plan.device_rule and bool(ctx.device_id and ctx.customer_id)
+        context = codec.context_json(ctx)
+        fp = idempotency.fingerprint(codec.request_json(context, ctx, dry_run).encode())
+        return _Prepared(ctx, now, plan.rules, facts, increments, device_rule, fp, new_id("rev"), context,
+                         plan.shadow)
 
     def _evaluate(self, ctx: Context, dry_run: bool, request_id: str, scope: str) -> Decision:
         p = self._prepare(ctx, dry_run)
@@ -210,7 +211,7 @@ class Evaluation:
                                   ReviewState.PENDING if review else ReviewState.NOT_REQUIRED,
                                   create_time=now, review_deadline=now + self.settings.review_timeout if review
                                   else None)
-                repo.insert_event(conn, event, scope, request_id, p.fp, counted)
+                repo.insert_event(conn, event, scope, request_id, p.fp, counted, p.context)
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
@@ -220,7 +221,7 @@ class Evaluation:
     def _expect(self, p: _Prepared) -> _Expected | None:
         """The decision on the expectation that every counter stays within its limit and the device is
         not new, and what recording it writes. None when a CHALLENGE needs its challenge written."""
-        known_device = replace(p.facts, device_first_seen=p.now - timedelta(days=36500))
+        known_device = Facts(p.facts.blocked, p.facts.over_limit, p.now - _CENTURY)
         decision = decide(p.rules, p.ctx, known_device, p.now, p.event_id)
         if decision.action is Action.CHALLENGE:
             return None
@@ -236,7 +237,7 @@ class Evaluation:
                           ReviewState.PENDING if review else ReviewState.NOT_REQUIRED, create_time=p.now,
                           review_deadline=p.now + self.settings.review_timeout if review else None)
         sent = [] if deny else p.increments
-        shadow = {r.id for r in p.rules if r.shadow}
+        shadow = p.shadow
         return _Expected(event, known_device, sent, {i.key for i in sent if i.rule_id not in shadow}, device)
 
     def _at_once(self, p: _Prepared, scope: str, request_id: str) -> Decision | None:
@@ -247,7 +248,8 @@ class Evaluation:
         if e is None:
             return None
         try:
-            fits = repo.evaluate_at_once(self.db, e.sent, e.acting, e.event, scope, request_id, p.fp, e.device)
+            fits = repo.evaluate_at_once(self.db, e.sent, e.acting, e.event, scope, request_id, p.fp, e.device,
+                                         p.context)
         except repo.NotAsExpected:
             return None
         except Exception as exc:
@@ -276,19 +278,16 @@ class Evaluation:
         device is new). `done(...)` answers the Decision after the statement committed. None when it
         cannot be folded (another database, SQLite, an invalid context, any decision but ALLOW):
         evaluate after the claim as always."""
-        if db is not self.db or not db.is_postgres:
+        if db is not self.db or not self._postgres:
             return None
-        v = Violations()
-        idempotency.validate_request_id(v, request_id)
-        validate_context(v, ctx)
-        if v.items:
+        if not context_valid(ctx) or not idempotency.REQUEST_ID_PATTERN.match(request_id):
             return None
         p = self._prepare(ctx, False)
         e = self._expect(p)
         if e is None or e.event.decision.action is not Action.ALLOW:
             return None
         return repo.evaluation_write(e.sent, e.acting, e.event, INTERNAL_SCOPE, request_id, p.fp, e.device,
-                                     lambda fits: self._counted(p, e, fits))
+                                     lambda fits: self._counted(p, e, fits), p.context)
 
     def _replayed(self, scope: str, request_id: str, fp: str) -> Decision:
         with self.db.read() as conn:
@@ -332,3 +331,19 @@ def validate_context(v: Violations, ctx: Context) -> None:
         value = getattr(ctx, name)
         if value and (len(value) != 2 or not value.isalpha() or not value.isupper()):
             v.add(f"context.{name}", "must be an ISO 3166-1 alpha-2 code in upper case")
+
+
+def context_valid(ctx: Context) -> bool:
+    """Whether validate_context finds nothing (the same checks, without building violations)."""
+    attributes = ctx.attributes
+    return bool(ctx.merchant_id and ctx.currency in CURRENCY_EXPONENTS and 0 < ctx.amount_minor <= MAX_AMOUNT_MINOR
+                and len(ctx.customer_id) <= 64 and len(ctx.card_fingerprint) <= 256 and len(ctx.device_id) <= 256
+                and len(ctx.email) <= 256 and len(ctx.phone) <= 256 and len(ctx.ip) <= 256
+                and len(ctx.channel) <= 256
+                and (not attributes or (len(attributes) <= 20 and all(len(k) <= 256 and len(x) <= 256
+                                                                      for k, x in attributes.items())))
+                and _country_ok(ctx.ip_country) and _country_ok(ctx.card_country))
+
+
+def _country_ok(value: str) -> bool:
+    return not value or (len(value) == 2 and value.isalpha() and value.isupper())

@@ -64,6 +64,7 @@ class GeoTables:
             if not (prefix.isdigit() and 1 <= len(prefix) <= _MAX_BIN):
                 raise ValueError(f"BIN prefix {prefix!r} must be 1-{_MAX_BIN} digits")
             self._bins[prefix] = _country(country, prefix)
+        self._lengths = sorted({len(prefix) for prefix in self._bins}, reverse=True)  # longest first
 
     def ip_country(self, ip: str) -> str:
         """The country of an IP address; "" when it is not in the table or not an address."""
@@ -82,10 +83,11 @@ class GeoTables:
 
     def card_country(self, number: str) -> str:
         """The issuing country of a card number (from its leading digits); "" when unknown."""
-        for n in range(min(_MAX_BIN, len(number)), 0, -1):
-            country = self._bins.get(number[:n])
-            if country is not None:
-                return country
+        for n in self._lengths:
+            if n <= len(number):
+                country = self._bins.get(number[:n])
+                if country is not None:
+                    return country
         return ""
 
 

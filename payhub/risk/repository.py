@@ -16,6 +16,7 @@ from payhub.kernel import deferred
 from payhub.kernel.db import Database, UtcDateTime
 from payhub.risk import codec
 from payhub.risk.domain import (
+    Action,
     BlockEntry,
     BlockKind,
     Challenge,
@@ -206,13 +207,16 @@ class NotAsExpected(Exception):
     written (the statement failed as a whole); evaluate in a transaction instead."""
 
 
+def _pg_type(column: Any) -> str:
+    """A column's type as a cast names it (short names: psycopg caches only short statements)."""
+    name = type(column.type).__name__
+    return {"Integer": "int", "BigInteger": "bigint", "Boolean": "bool", "UtcDateTime": "timestamptz"}.get(
+        name, "text")
+
+
 def _pg_casts(table: Any, prefix: str = "") -> str:
-    """Typed parameters for INSERT … SELECT (short type names: psycopg caches only short statements)."""
-    def short(column: Any) -> str:
-        name = type(column.type).__name__
-        return {"Integer": "int", "BigInteger": "bigint", "Boolean": "bool", "UtcDateTime": "timestamptz"}.get(
-            name, "text")
-    return ", ".join(f"CAST(%({prefix}{c.name})s AS {short(c)})" for c in table.columns)
+    """Typed parameters for INSERT … SELECT."""
+    return ", ".join(f"CAST(%({prefix}{c.name})s AS {_pg_type(c)})" for c in table.columns)
 
 
 def _pg(sql: str, prefix: str = "") -> str:
@@ -266,15 +270,14 @@ def _evaluate_statement(with_device: bool) -> str:
 
 
 def _evaluation_params(increments: list[CounterIncrement], acting: set[str], event: RiskEvent, scope: str,
-                       request_id: str, fingerprint: str,
-                       device: tuple[str, str, str, datetime] | None) -> dict[str, Any]:
+                       request_id: str, fingerprint: str, device: tuple[str, str, str, datetime] | None,
+                       context: str | None = None) -> dict[str, Any]:
     ordered = sorted(increments, key=lambda i: i.key)
     counted = [[i.key, i.bucket, i.amount, i.count] for i in ordered]
-    params: dict[str, Any] = codec.event_row(event, scope, request_id, fingerprint, counted)
+    params: dict[str, Any] = codec.event_row(event, scope, request_id, fingerprint, counted, context)
     # Rows and lists travel as JSON text: one parameter each, dumped by the C json encoder (psycopg's
     # array dumping cost more than the rest of the statement's parameters together).
-    params |= {"counters": json.dumps([{"k": i.key, "b": i.bucket, "a": i.amount, "n": i.count, "ma": i.max_amount,
-                                        "mc": i.max_count, "e": i.expire_time.isoformat()} for i in ordered]),
+    params |= {"counters": _counters_json(ordered),
                "acting": json.dumps(sorted(acting)),
                "rules": json.dumps(sorted({r.rule_id for r in event.decision.reasons}
                                           | {r.rule_id for r in event.decision.shadow_reasons}))}
@@ -285,11 +288,11 @@ def _evaluation_params(increments: list[CounterIncrement], acting: set[str], eve
 
 def evaluate_at_once(db: Database, increments: list[CounterIncrement], acting: set[str], event: RiskEvent,
                      scope: str, request_id: str, fingerprint: str,
-                     device: tuple[str, str, str, datetime] | None) -> set[str]:
+                     device: tuple[str, str, str, datetime] | None, context: str | None = None) -> set[str]:
     """Run `_evaluate_statement`; returns the counter keys added to (a shadow rule's counter may
     have refused: the caller records that match with `record_shadow_refusals`). Raises
     NotAsExpected when an acting rule's counter refused or the device is new (nothing written)."""
-    params = _evaluation_params(increments, acting, event, scope, request_id, fingerprint, device)
+    params = _evaluation_params(increments, acting, event, scope, request_id, fingerprint, device, context)
     try:
         with db.autocommit() as conn:
             row = conn.execute(_evaluate_statement(device is not None), params).fetchone()
@@ -300,15 +303,121 @@ def evaluate_at_once(db: Database, increments: list[CounterIncrement], acting: s
     return set(row[0] or ()) if row is not None else set()
 
 
+# An ALLOW evaluation folded into a caller's statement (evaluation_write): the event's columns that
+# only a held or dry-run evaluation sets are constants of the statement, and its CTEs are cut to what
+# this evaluation writes (no matched-rule CTE when no rule matched, one counter as plain parameters,
+# no guard when nothing could veto it). The rows are the same as _evaluation_ctes writes.
+_ALLOW_EVENT = {"released": "false", "dry_run": "false", "review_state": f"'{ReviewState.NOT_REQUIRED.value}'",
+                "review_deadline": "CAST(NULL AS timestamptz)", "reviewer": "''", "review_note": "''",
+                "review_time": "CAST(NULL AS timestamptz)"}
+_ALLOW_NAMES = ("id", "request_id", "fingerprint", "merchant_id", "transaction", "transaction_kind", "action",
+                "score", "context", "decision", "counted", "create_time")
+_ONE_COUNTER = ("k", "b", "a", "n", "ma", "mc", "e")
+_DEVICE = ("dm", "dc", "dd", "new_since")
+
+
+@functools.cache
+def _allow_ctes(counters: int, acting: bool, device: bool, rules: bool, scope: str) -> tuple[str, tuple[str, ...]]:
+    """The CTEs (names and parameters under `{p}`, gated on `{row}`) of an ALLOW evaluation folded into a
+    caller's statement, and its parameters' names in order. `counters`: 0, 1 or 2 (two or more, as one
+    JSON parameter); `acting`: some counter's refusal would change the decision (the guard checks that
+    each was added to); `device`: the device is recorded and must not be new (the guard checks it)."""
+    names = list(_ALLOW_NAMES)
+    ctes = []
+    if device:
+        names += _DEVICE
+        ctes.append("{p}d AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
+                    "SELECT CAST(:dm AS text), CAST(:dc AS text), CAST(:dd AS text), "
+                    "CAST(:create_time AS timestamptz) FROM {row} ON CONFLICT (merchant_id, customer_id, device_id) "
+                    "DO UPDATE SET first_seen = risk_devices.first_seen RETURNING first_seen)")
+    if counters == 1:
+        names += _ONE_COUNTER
+        ctes.append(f"{{p}}c AS ({_COLUMNS}SELECT CAST(:k AS text), CAST(:b AS bigint), CAST(:a AS bigint), "
+                    "CAST(:n AS bigint), 0, 0, CAST(:ma AS bigint), CAST(:mc AS bigint), CAST(:e AS timestamptz) "
+                    f"FROM {{row}} {_UPSERT})")
+    elif counters:
+        names.append("counters")
+        ctes.append(f"{{p}}c AS ({_COLUMNS}SELECT k, b, a, n, 0, 0, ma, mc, e FROM jsonb_to_recordset("
+                    "CAST(:counters AS jsonb)) AS v(k text, b bigint, a bigint, n bigint, ma bigint, mc bigint, "
+                    f"e timestamptz) WHERE EXISTS (SELECT 1 FROM {{row}}) {_UPSERT})")
+    source = "{row}"
+    if acting or device:
+        checks = []
+        if acting and counters == 1:  # the one counter is the acting one: it must have been added to
+            checks.append("EXISTS (SELECT 1 FROM {p}c)")
+        elif acting:
+            names.append("acting")
+            checks.append('(SELECT count(*) FROM {p}c WHERE "key" IN (SELECT jsonb_array_elements_text('
+                          "CAST(:acting AS jsonb)))) = jsonb_array_length(CAST(:acting AS jsonb))")
+        if device:
+            checks.append("(SELECT first_seen FROM {p}d) <= CAST(:new_since AS timestamptz)")
+        # As in _evaluation_ctes: a lost CAS passes the guard (and writes nothing).
+        ok = deferred.guard("NOT EXISTS (SELECT 1 FROM {row}) OR (" + " AND ".join(checks) + ")")
+        ctes.append(f"{{p}}g AS (SELECT {ok} AS ok FROM {{row}})")
+        source = "{p}g WHERE {p}g.ok = 1"
+    values = []
+    for column in risk_events.columns:
+        if column.name == "request_scope":
+            values.append("CAST('" + scope.replace("'", "''") + "' AS text)")
+        elif column.name in _ALLOW_EVENT:
+            values.append(_ALLOW_EVENT[column.name])
+        else:
+            values.append(f"CAST(%({{p}}{column.name})s AS {_pg_type(column)})")
+    columns = ", ".join(f'"{c.name}"' for c in risk_events.columns)
+    event = f"{{p}}ev AS (INSERT INTO risk_events ({columns}) SELECT {', '.join(values)} FROM {source} RETURNING id)"
+    if rules:
+        names.append("rules")
+    sql = _pg(", ".join(ctes), "{p}")
+    sql = (sql + ", " if sql else "") + event
+    if rules:
+        sql += _pg(", {p}er AS (INSERT INTO risk_event_rules (event_id, rule_id, create_time) "
+                   "SELECT {p}ev.id, r, CAST(:create_time AS timestamptz) FROM {p}ev, "
+                   "jsonb_array_elements_text(CAST(:rules AS jsonb)) AS r)", "{p}")
+    return sql, tuple(names)
+
+
 def evaluation_write(increments: list[CounterIncrement], acting: set[str], event: RiskEvent, scope: str,
                      request_id: str, fingerprint: str, device: tuple[str, str, str, datetime] | None,
-                     done: Callable[[set[str]], Any]) -> deferred.Guarded:
-    """What `evaluate_at_once` writes, as CTEs for a caller's statement (written only when its
-    compare-and-set wins; the statement is vetoed when the expectation fails). `done` gets the counter
-    keys added to, as evaluate_at_once returns them."""
-    return deferred.Guarded(_evaluation_ctes(device is not None, True), _COUNTED_KEYS,
-                            _evaluation_params(increments, acting, event, scope, request_id, fingerprint, device),
+                     done: Callable[[set[str]], Any], context: str | None = None) -> deferred.Guarded:
+    """What `evaluate_at_once` writes for an ALLOW decision (the same rows), as CTEs for a caller's
+    statement (written only when its compare-and-set wins; the statement is vetoed when the
+    expectation fails). `done` gets the counter keys added to, as evaluate_at_once returns them.
+    `context`: codec.context_json(event.context) when the caller has it."""
+    decision = event.decision
+    assert decision.action is Action.ALLOW and event.review_state is ReviewState.NOT_REQUIRED and not event.dry_run
+    ctx = event.context
+    ordered = sorted(increments, key=_by_key) if len(increments) > 1 else increments
+    assert acting <= {i.key for i in ordered}  # the guard checks the acting counters among those it adds to
+    counted = [[i.key, i.bucket, i.amount, i.count] for i in ordered]
+    matched = ({r.rule_id for r in decision.reasons} | {r.rule_id for r in decision.shadow_reasons}
+               if decision.reasons or decision.shadow_reasons else None)
+    sql, names = _allow_ctes(min(len(ordered), 2), bool(acting), device is not None, bool(matched), scope)
+    values: list[Any] = [event.id, request_id, fingerprint, ctx.merchant_id, ctx.transaction, ctx.kind.value,
+                         int(decision.action), decision.score,
+                         codec.context_json(ctx) if context is None else context, codec.decision_json(decision),
+                         codec.counted_json(counted), event.create_time]
+    if device is not None:
+        values += device
+    if len(ordered) == 1:
+        i = ordered[0]
+        values += (i.key, i.bucket, i.amount, i.count, i.max_amount, i.max_count, i.expire_time)
+    elif ordered:
+        values.append(_counters_json(ordered))
+    if acting and len(ordered) != 1:
+        values.append(json.dumps(sorted(acting)))
+    if matched:
+        values.append(json.dumps(sorted(matched)))
+    return deferred.Guarded(sql, _COUNTED_KEYS if ordered else "NULL", names, values,
                             lambda keys: done(set(keys or ())))
+
+
+def _by_key(i: CounterIncrement) -> str:
+    return i.key
+
+
+def _counters_json(ordered: list[CounterIncrement]) -> str:
+    return json.dumps([{"k": i.key, "b": i.bucket, "a": i.amount, "n": i.count, "ma": i.max_amount,
+                        "mc": i.max_count, "e": i.expire_time.isoformat()} for i in ordered])
 
 
 def record_shadow_refusals(db: Database, event: RiskEvent, counted: list[list[Any]], new_rules: set[str]) -> None:
@@ -409,8 +518,8 @@ _INSERT_EVENT_RULES = insert(risk_event_rules)
 
 
 def insert_event(conn: Connection, event: RiskEvent, scope: str, request_id: str, fingerprint: str,
-                 counted: list[list[Any]]) -> None:
-    conn.execute(_INSERT_EVENT, codec.event_row(event, scope, request_id, fingerprint, counted))
+                 counted: list[list[Any]], context: str | None = None) -> None:
+    conn.execute(_INSERT_EVENT, codec.event_row(event, scope, request_id, fingerprint, counted, context))
     matched = {r.rule_id for r in event.decision.reasons} | {r.rule_id for r in event.decision.shadow_reasons}
     if matched:
         conn.execute(_INSERT_EVENT_RULES, [{"event_id": event.id, "rule_id": rule_id,

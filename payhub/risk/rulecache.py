@@ -18,7 +18,36 @@ from datetime import datetime
 
 from payhub.kernel.db import Database
 from payhub.risk import repository as repo
-from payhub.risk.domain import BlockEntry, BlockKind, Context, Rule, block_candidates
+from payhub.risk.domain import (
+    COUNTING,
+    BlockEntry,
+    BlockKind,
+    Context,
+    NewDeviceAmount,
+    Rule,
+    TxKind,
+    block_candidates,
+)
+
+PLANS = 4096  # cached scopes per snapshot (merchant, method, kind); more start the cache afresh
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an evaluation in one scope needs of the rules, worked out once per configuration version:
+    the rules in creation order, those that count (limits, velocity), whether a new-device rule is
+    among them, and the shadow rules' ids."""
+
+    rules: list[Rule]
+    counting: tuple[Rule, ...]
+    device_rule: bool
+    shadow: frozenset[str]
+
+    @classmethod
+    def of(cls, rules: list[Rule]) -> Plan:
+        return cls(rules, tuple(r for r in rules if r.kind in COUNTING),
+                   any(isinstance(r.condition, NewDeviceAmount) for r in rules),
+                   frozenset(r.id for r in rules if r.shadow))
 
 
 @dataclass
@@ -30,6 +59,7 @@ class Snapshot:
     # CIDR entries by (IP version, prefix length) and the network's address shifted to the prefix:
     # a lookup costs one dict probe per distinct prefix length, not one test per range.
     networks: dict[tuple[int, int], dict[int, list[BlockEntry]]] = field(default_factory=dict)
+    plans: dict[tuple[TxKind, str, str], Plan] = field(default_factory=dict)
 
     @classmethod
     def build(cls, version: int, rules: list[Rule], entries: list[BlockEntry]) -> Snapshot:
@@ -51,6 +81,19 @@ class Snapshot:
 
     def rules_for(self, ctx: Context) -> list[Rule]:
         """Enabled rules whose scope covers the transaction, in creation order."""
+        return self.plan(ctx).rules
+
+    def plan(self, ctx: Context) -> Plan:
+        """The rules of the transaction's scope (cached per kind, merchant and method)."""
+        key = (ctx.kind, ctx.merchant_id, ctx.method)
+        plan = self.plans.get(key)
+        if plan is None:
+            if len(self.plans) >= PLANS:
+                self.plans.clear()
+            plan = self.plans[key] = Plan.of(self._rules_for(ctx))
+        return plan
+
+    def _rules_for(self, ctx: Context) -> list[Rule]:
         found: list[Rule] = []
         for key in {("", ""), (ctx.merchant_id, ""), ("", ctx.method), (ctx.merchant_id, ctx.method)}:
             found.extend(r for r in self.by_scope.get(key, ()) if ctx.kind in r.transaction_kinds)
@@ -60,6 +103,8 @@ class Snapshot:
 
     def blocked(self, ctx: Context, now: datetime) -> dict[BlockKind, BlockEntry]:
         hits: dict[BlockKind, BlockEntry] = {}
+        if not self.exact and not self.networks:
+            return hits
         for kind, value in block_candidates(ctx).items():
             for entry in self.exact.get((kind, value), ()):
                 if entry.active(now) and (not entry.merchant_id or entry.merchant_id == ctx.merchant_id):
