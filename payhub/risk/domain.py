@@ -19,7 +19,7 @@ import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from functools import lru_cache
 from typing import Any
@@ -424,10 +424,25 @@ def counter_increment(rule: Rule, ctx: Context, now: datetime) -> CounterIncreme
         period = _period(now, c.time_zone, c.period)
         key = f"{rule.id}|{subject}|{period}"
         return CounterIncrement(key, 0, amount, 1, max_amount, max_count,
-                                now + timedelta(days=2 if c.period is Period.DAY else 32), rule.id)
+                                _day(now) + (_THREE_DAYS if c.period is Period.DAY else _33_DAYS), rule.id)
     bucket = int(now.timestamp()) // c.window_seconds
     return CounterIncrement(f"{rule.id}|{subject}", bucket, amount, 1, max_amount, max_count,
-                            now + timedelta(seconds=2 * c.window_seconds + 60), rule.id)
+                            _EPOCH + timedelta(seconds=(bucket + 3) * c.window_seconds + 60), rule.id)
+
+
+# A counter's expire_time (when the hourly purge may delete it) is the same for every transaction of a
+# window (velocity: the end of the window after next, plus a minute) or of a UTC day (cumulative
+# limits: three or 33 days after its start), never earlier than the moment two windows (two or 32
+# days) after the transaction, as before: an update that adds to a counter in the same window leaves
+# every indexed column as it was, so PostgreSQL can make it HOT (no new index entries).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_THREE_DAYS = timedelta(days=3)
+_33_DAYS = timedelta(days=33)
+
+
+def _day(now: datetime) -> datetime:
+    """The start of `now`'s day (UTC)."""
+    return _EPOCH + timedelta(days=int(now.timestamp()) // 86400)
 
 
 @functools.lru_cache(maxsize=64)
