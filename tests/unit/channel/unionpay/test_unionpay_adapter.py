@@ -4,6 +4,7 @@ orders resolved by query, undo versus refund, answers and notifications that do 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
@@ -61,6 +62,19 @@ def order(amount: int = 1000, client_type: str = "PC", **channel_input: str) -> 
     return PaymentInstruction(merchant_id="mer_1", payment_id=new_id("pay"), attempt_id=new_id("att"),
                               amount_minor=amount, currency="CNY", method="UNIONPAY", client_type=client_type,
                               capture=True, subject="Order 1", channel_input=channel_input)
+
+
+@contextmanager
+def clock_at(payhub_id: str, hour: int, minute: int = 0) -> Iterator[None]:
+    """payhub's clock at hour:minute Beijing time on the day the id was made (the undo rule's clearing day),
+    so the test does not depend on when it runs."""
+    made = wire.parse_time(wire.txn_time(payhub_id))
+    moment = made.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    clock.set_clock(lambda: moment)
+    try:
+        yield
+    finally:
+        clock.reset_clock()
 
 
 def sim_order(sim: Sim, payhub_id: str) -> dict[str, object]:
@@ -121,10 +135,20 @@ def test_a_full_refund_on_the_same_day_is_an_undo_and_a_partial_one_a_refund(sim
     for instr in (whole, part):
         assert adapter.pay(instr, sim.creds).outcome is Outcome.SUCCEEDED
     undo, refund = new_id("ref"), new_id("ref")
-    assert adapter.refund(whole.attempt_id, undo, 1000, "CNY", sim.creds).outcome is Outcome.SUCCEEDED
-    assert adapter.refund(part.attempt_id, refund, 300, "CNY", sim.creds).outcome is Outcome.SUCCEEDED
+    with clock_at(whole.attempt_id, hour=12):  # noon in Beijing on the consume's clearing day
+        assert adapter.refund(whole.attempt_id, undo, 1000, "CNY", sim.creds).outcome is Outcome.SUCCEEDED
+        assert adapter.refund(part.attempt_id, refund, 300, "CNY", sim.creds).outcome is Outcome.SUCCEEDED
     assert sim_order(sim, undo)["txn_type"] == wire.UNDO
     assert sim_order(sim, refund)["txn_type"] == wire.REFUND
+
+
+def test_a_full_refund_on_the_same_day_after_23_beijing_is_a_refund(sim: Sim, adapter: UnionPayAdapter) -> None:
+    instr = order(token=token())
+    assert adapter.pay(instr, sim.creds).outcome is Outcome.SUCCEEDED
+    refund_id = new_id("ref")
+    with clock_at(instr.attempt_id, hour=23, minute=30):  # the clearing day has ended: no undo any more
+        assert adapter.refund(instr.attempt_id, refund_id, 1000, "CNY", sim.creds).outcome is Outcome.SUCCEEDED
+    assert sim_order(sim, refund_id)["txn_type"] == wire.REFUND
 
 
 def test_a_full_refund_after_the_cutoff_is_a_refund(sim: Sim, adapter: UnionPayAdapter) -> None:
