@@ -77,7 +77,11 @@ class ChannelRouter:
         """Route one payment (pure routing over cached configuration and this replica's health).
         An installment count no configured channel offers is INVALID_ARGUMENT, not a routing miss."""
         configs = self._merchants().channel_configs(request.merchant_id)
-        capabilities = {a.name: a.capabilities() for a in self.registry.adapters()}
+        # Only the configured channels' capabilities are ever looked up (routing and the installment
+        # check go through the configurations), not every registered adapter's.
+        find = self.registry.find
+        capabilities = {c.channel: adapter.capabilities() for c in configs
+                        if (adapter := find(c.channel)) is not None}
         problem = unsupported_installments(request, configs, capabilities)
         if problem:
             raise InvalidArgument.field(f"{field_prefix}installments", problem)
