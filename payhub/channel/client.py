@@ -83,10 +83,12 @@ class ChannelClient(Protocol):
         instruction); False when the router is remote and records it itself when it sends."""
         ...
 
-    def sent_record_statement(self, instruction: PaymentInstruction, source: str) -> tuple[str, dict[str, Any]] | None:
+    def sent_record_statement(self, instruction: PaymentInstruction, source: str,
+                              fixed: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]] | None:
         """PostgreSQL, in process: the router's record as a data-modifying CTE for the caller's claim
         statement (written if the CTE `source` returned a row), with its parameters; None when the
-        router is remote (it records when it sends)."""
+        router is remote (it records when it sends). `fixed`: SQL for columns whose value the caller's
+        statement already has as a parameter (payhub.channel.repository.SentLog.pg_record_attempt)."""
         ...
 
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult: ...
@@ -137,10 +139,11 @@ class LocalChannelClient:
     def plan(self, instruction: PaymentInstruction) -> RoutePlan:
         return self._router.plan(instruction)
 
-    def sent_record_statement(self, instruction: PaymentInstruction, source: str) -> tuple[str, dict[str, Any]] | None:
+    def sent_record_statement(self, instruction: PaymentInstruction, source: str,
+                              fixed: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]] | None:
         i = instruction
         return self._router.sent.pg_record_attempt(source, i.attempt_id, i.channel, i.merchant_id, i.payment_id,
-                                                   i.amount_minor, i.currency)
+                                                   i.amount_minor, i.currency, fixed)
 
     def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
         i = instruction
@@ -214,7 +217,8 @@ class RemoteChannelClient:
     def record_sent(self, conn: Connection, instruction: PaymentInstruction) -> bool:
         return False  # another process's database transaction cannot be joined: the router records it
 
-    def sent_record_statement(self, instruction: PaymentInstruction, source: str) -> tuple[str, dict[str, Any]] | None:
+    def sent_record_statement(self, instruction: PaymentInstruction, source: str,
+                              fixed: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]] | None:
         return None
 
     def query(self, channel: str, merchant_id: str, attempt_id: str) -> ChannelResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +74,14 @@ def _status(row: Any) -> ChannelStatus:
 # it can exist. ON CONFLICT would cost a speculative insertion on every payment (a probe of the primary
 # key before the insert, a speculative-insertion lock and a second WAL record to confirm the row) for a
 # conflict that cannot happen; were it to happen, the statement fails whole and writes nothing.
-_PG_RECORD_ATTEMPT = (
-    "INSERT INTO channel_attempts (attempt_id, channel, merchant_id, payment_id, amount_minor, currency, "
-    "create_time) SELECT %(sent_attempt_id)s, %(sent_channel)s, %(sent_merchant_id)s, %(sent_payment_id)s, "
-    "%(sent_amount_minor)s, %(sent_currency)s, %(sent_create_time)s FROM {source}")
+_SENT_COLUMNS = ("attempt_id", "channel", "merchant_id", "payment_id", "amount_minor", "currency", "create_time")
+
+
+@functools.cache
+def _pg_record_attempt(source: str, fixed: tuple[tuple[str, str], ...]) -> str:
+    given = dict(fixed)
+    values = ", ".join(given.get(c) or f"%(sent_{c})s" for c in _SENT_COLUMNS)
+    return f"INSERT INTO channel_attempts ({', '.join(_SENT_COLUMNS)}) SELECT {values} FROM {source}"
 
 
 class SentLog:
@@ -100,14 +106,20 @@ class SentLog:
 
     @staticmethod
     def pg_record_attempt(source: str, attempt_id: str, channel: str, merchant_id: str, payment_id: str,
-                          amount_minor: int, currency: str) -> tuple[str, dict[str, Any]]:
+                          amount_minor: int, currency: str,
+                          fixed: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
         """PostgreSQL: the same record as a data-modifying CTE of an in-process caller's claim statement,
         written only if the CTE `source` returned a row (parameters prefixed `sent_`). Only for a claim
-        that inserts this (new) attempt in the same statement: the record is a plain INSERT."""
-        return _PG_RECORD_ATTEMPT.format(source=source), {
-            "sent_attempt_id": attempt_id, "sent_channel": channel, "sent_merchant_id": merchant_id,
-            "sent_payment_id": payment_id, "sent_amount_minor": amount_minor, "sent_currency": currency,
-            "sent_create_time": clock.now()}
+        that inserts this (new) attempt in the same statement: the record is a plain INSERT. `fixed`: SQL for
+        some columns instead of their own parameter (the caller's parameter holding the same value, e.g.
+        {"attempt_id": "%(aid)s"}): those are left out of the parameters returned."""
+        sql = _pg_record_attempt(source, tuple(sorted(fixed.items())) if fixed else ())
+        values = {"attempt_id": attempt_id, "channel": channel, "merchant_id": merchant_id, "payment_id": payment_id,
+                  "amount_minor": amount_minor, "currency": currency}
+        params = {f"sent_{c}": v for c, v in values.items() if not fixed or c not in fixed}
+        if not fixed or "create_time" not in fixed:
+            params["sent_create_time"] = clock.now()
+        return sql, params
 
     def attempt(self, attempt_id: str, channel: str) -> SentAmount | None:
         t = channel_attempts

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -94,13 +94,14 @@ def save(conn: Connection, scope: str, key: str, fingerprint: str, response: byt
                                "create_time": clock.now()})
 
 
-def pg_key_insert(prefix: str, source: str = "") -> str:
+def pg_key_insert(prefix: str, source: str = "", fixed: Mapping[str, str] | None = None) -> str:
     """PostgreSQL: the INSERT `save` runs, for a data-modifying CTE of a hot-path statement
     (parameters `%(<prefix>scope)s`, `key`, `fingerprint`, `response`, `create_time`; see
-    payhub.kernel.outbox.pg_event_insert for `source`). A replay makes the whole statement fail on
-    the primary key, exactly as `save` does."""
+    payhub.kernel.outbox.pg_event_insert for `source` and `fixed`). A replay makes the whole
+    statement fail on the primary key, exactly as `save` does."""
     columns = ("scope", "key", "fingerprint", "response", "create_time")
-    values = ", ".join(f"%({prefix}{c})s" for c in columns)
+    fixed = fixed or {}
+    values = ", ".join(fixed.get(c) or f"%({prefix}{c})s" for c in columns)
     select = f"SELECT {values} FROM {source}" if source else f"VALUES ({values})"
     return f"INSERT INTO idempotency_keys ({', '.join(columns)}) {select}"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,14 +108,23 @@ _PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 _EVENT_COLUMNS = ("event_id", "type", "aggregate_type", "aggregate_id", "merchant_id", "payload", "create_time")
 
 
-def pg_event_insert(prefix: str, source: str = "") -> str:
+def pg_event_insert(prefix: str, source: str = "", fixed: Mapping[str, str] | None = None) -> str:
     """PostgreSQL: an INSERT of one event row (parameters `%(<prefix>event_id)s` …, filled from
     `prefixed(prefix, event_values(...))`) for a data-modifying CTE of a hot-path statement. With
     `source` (a CTE name), the row is written only if that CTE returned a row: the event of a
-    compare-and-set that won."""
-    values = ", ".join(f"%({prefix}{c})s" for c in _EVENT_COLUMNS)
+    compare-and-set that won. `fixed`: SQL for some columns instead of their own parameter (a
+    parameter of the caller's statement holding the same value, or a literal), so a statement
+    sends each value once."""
+    fixed = fixed or {}
+    values = ", ".join(fixed.get(c) or f"%({prefix}{c})s" for c in _EVENT_COLUMNS)
     select = f"SELECT {values} FROM {source}" if source else f"VALUES ({values})"
     return f"INSERT INTO outbox_events ({', '.join(_EVENT_COLUMNS)}) {select}"
+
+
+def new_event_params(payload: dict[str, Any]) -> tuple[str, str]:
+    """A new event's id and its payload's JSON, as event_values makes them (for a hot-path statement
+    whose other event columns are `fixed`, see pg_event_insert)."""
+    return new_id("evt"), _PAYLOAD_JSON(payload)
 
 
 def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:

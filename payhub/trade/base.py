@@ -17,7 +17,7 @@ from payhub.kernel.crypto import KeyRing
 from payhub.kernel.db import Database
 from payhub.kernel.errors import FailedPrecondition, NotFound
 from payhub.kernel.logging import get_logger
-from payhub.kernel.outbox import event_values, record_event
+from payhub.kernel.outbox import record_event
 from payhub.trade import repository as repo
 from payhub.trade.domain import (
     DEFAULT_REQUERY,
@@ -86,13 +86,22 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 _ATOMS = frozenset({str, int, float, bool, type(None), datetime})
 
 
-def encode(obj: Payment | Refund, snapshot: dict[str, Any] | None = None) -> bytes:
-    """The stored idempotent response; `snapshot`: obj.snapshot() when the caller has it already."""
+def encode(obj: Payment | Refund, snapshot: dict[str, Any] | None = None, payload: str | None = None) -> bytes:
+    """The stored idempotent response: {"payment": the snapshot with its "attempts"}. `snapshot`:
+    obj.snapshot() when the caller has it already; `payload`: that snapshot's JSON as its event
+    carries it (payhub.kernel.outbox's encoding, compact with sorted keys), which the response then
+    reuses instead of encoding the payment again (read back with json.loads: key order and spacing
+    carry nothing)."""
     if isinstance(obj, Payment):
-        data = obj.snapshot() if snapshot is None else dict(snapshot)
-        data["attempts"] = [attempt_snapshot(a) for a in obj.attempts]
-        return json.dumps({"payment": data}).encode()
+        if payload is None:
+            payload = _COMPACT_JSON(obj.snapshot() if snapshot is None else snapshot)
+        attempts = _COMPACT_JSON([attempt_snapshot(a) for a in obj.attempts])
+        return f'{{"payment":{payload[:-1]},"attempts":{attempts}}}}}'.encode()
     return json.dumps({"refund": obj.snapshot() | {"state": obj.state.value}}).encode()
+
+
+# outbox event payloads' encoding (payhub.kernel.outbox): a payment's response reuses its event's JSON.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def decode_payment(raw: bytes) -> Payment:
@@ -151,14 +160,6 @@ class TradeBase:
     def _event(conn: Connection, type: str, obj: Payment | Refund) -> None:
         record_event(conn, type=type, aggregate_type="payment" if isinstance(obj, Payment) else "refund",
                      aggregate_id=obj.id, merchant_id=obj.merchant_id, payload=obj.snapshot())
-
-    @staticmethod
-    def _event_values(type: str, payment: Payment, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The row _event writes, for a statement of payhub.trade.fastpath (`snapshot`: the
-        payment's snapshot() when the caller has it already)."""
-        return event_values(type=type, aggregate_type="payment", aggregate_id=payment.id,
-                            merchant_id=payment.merchant_id,
-                            payload=payment.snapshot() if snapshot is None else snapshot)
 
     def _replay(self, scope: str, request_id: str, fp: str) -> Payment | None:
         with self.db.read() as conn:

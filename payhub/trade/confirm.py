@@ -17,6 +17,7 @@ from payhub.kernel import clock, idempotency
 from payhub.kernel.deferred import Deferred, deferring, vetoed
 from payhub.kernel.errors import Aborted, PayhubError, Unavailable, Violations
 from payhub.kernel.ids import new_id
+from payhub.kernel.outbox import new_event_params
 from payhub.risk.domain import Decision
 from payhub.trade import fastpath
 from payhub.trade import repository as repo
@@ -135,11 +136,11 @@ class Confirmation(RiskStep):
         self._require_active(merchant_id)
         scope = f"trade.ConfirmPayment:{merchant_id}"
         # The method as fingerprinted: the card number's fingerprint instead of the number, no CVC.
-        safe = {**vars(method), "card_number": self.vault.fingerprint(method.card_number) if method.card_number
-                else "", "cvc": ""}
+        card_fingerprint = self.vault.fingerprint(method.card_number) if method.card_number else ""
+        safe = {**vars(method), "card_number": card_fingerprint, "cvc": ""}
         fp = request_fingerprint([payment_id, safe, preferred_channel])
         claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp,
-                                   consumer) if self.db.is_postgres else None
+                                   consumer, card_fingerprint) if self.db.is_postgres else None
         if isinstance(claimed, Payment):
             return claimed  # the stored answer of an earlier request with this request_id
         for _ in range(0 if claimed else 3):
@@ -200,8 +201,8 @@ class Confirmation(RiskStep):
                 deferred.flush()  # not taken: written before the general path records the result
 
     def _claim_fast(self, merchant_id: str, payment_id: str, method: MethodInput, preferred_channel: str,
-                    request_id: str, scope: str, fp: str,
-                    consumer: ConsumerContext | None = None) -> Payment | Claimed | None:
+                    request_id: str, scope: str, fp: str, consumer: ConsumerContext | None = None,
+                    card_fingerprint: str | None = None) -> Payment | Claimed | None:
         """PostgreSQL, the common case (a CREATED payment, a card number or no card, an in-process
         router): one read (none for a payment this process just created), then the claim as one
         statement (payhub.trade.fastpath), with risk's evaluation in it when risk runs in this process
@@ -223,28 +224,38 @@ class Confirmation(RiskStep):
             current = repo.payment_from_row(row)
         if method.card_token:
             return None
-        card, vault_row = self.vault.new_card(merchant_id, method.card_number, method.exp_month, method.exp_year) \
+        # One time for the whole claim: the payment's update, the attempt, the vault row, the router's
+        # record and the event (each read the clock on its own before: the same instant, give or take).
+        now = clock.now()
+        card, vault_row = self.vault.new_card(merchant_id, method.card_number, method.exp_month, method.exp_year,
+                                              fingerprint=card_fingerprint, now=now) \
             if method.card_number else (None, None)
         attempt_id = new_id("att")
         instruction = self._instruction(current, method, card, preferred_channel, attempt_id)
-        plan = self._channels().plan(instruction)
+        channels = self._channels()
+        plan = channels.plan(instruction)
         if not plan.channels:
             return None
-        instruction = replace(instruction, channel=plan.channels[0])
-        sent = self._channels().sent_record_statement(instruction, "p")
+        channel = plan.channels[0]
+        # Recorded with the claim (or nothing is sent: a claim that writes nothing takes the general path).
+        instruction = replace(instruction, channel=channel, sent_recorded=True)
+        sent = channels.sent_record_statement(instruction, "p", fastpath.SENT_FIXED)
         if sent is None:
             return None
-        now = clock.now()
         summary = _summary(method, card)
-        payment = replace(current, state=PaymentState.PROCESSING, current_attempt_id=attempt_id, method=summary,
-                          channel=instruction.channel, next_action=None, failure=None, update_time=now)
-        attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id, channel=instruction.channel,
+        payment = evolve(current, state=PaymentState.PROCESSING, current_attempt_id=attempt_id, method=summary,
+                         channel=channel, next_action=None, failure=None, update_time=now)
+        attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id, channel=channel,
                           state=AttemptState.PROCESSING, method=summary, amount_minor=payment.amount_minor,
                           currency=payment.currency, create_time=now, update_time=now)
-        values = {"aid": attempt_id, "method": repo.method_json(summary), "channel": instruction.channel,
-                  "now": now, "pid": payment_id, "seen": current.update_time, **sent[1],
-                  **fastpath.params(a_=repo.attempt_values(attempt, request_id, now + self.first_query_grace),
-                                    e_=self._event_values("payment.processing", payment), v_=vault_row or {})}
+        event_id, payload = new_event_params(payment.snapshot())
+        # fastpath.claim_statement's parameters (the vault row's by their column names).
+        values = {"aid": attempt_id, "pid": payment_id, "merchant": merchant_id, "rid": request_id,
+                  "channel": channel, "method": repo.method_json(summary), "currency": payment.currency,
+                  "amount": payment.amount_minor, "nqt": now + self.first_query_grace, "now": now,
+                  "seen": current.update_time, "e_event_id": event_id, "e_payload": payload, **sent[1]}
+        if vault_row is not None:
+            values.update(vault_row)
         risk = self._risk_deferred(payment, instruction, consumer)
         if risk is not None:
             ctes, output = risk.sql("r_", "p")
@@ -259,7 +270,7 @@ class Confirmation(RiskStep):
             row = fastpath.run(self.db, fastpath.claim_statement(card is not None, sent[0]), values)
         if row is None:
             return None  # lost the compare-and-set (risk's writes with it): the general path looks again
-        return Claimed(payment, replace(instruction, sent_recorded=True), plan, attempt,
+        return Claimed(payment, instruction, plan, attempt,
                        functools.partial(risk.done, row.risk) if risk is not None else None)
 
     def _record_fast(self, payment: Payment, attempt: Attempt, result: ChannelResult, scope: str, request_id: str,
@@ -285,15 +296,15 @@ class Confirmation(RiskStep):
         final = evolve(payment, state=state, channel=channel, next_action=None, failure=failure, update_time=now,
                        amount_captured=payment.amount_minor if failure is None else payment.amount_captured,
                        attempts=[final_attempt])
-        snapshot = final.snapshot()  # the event's payload, and the stored response's payment
-        failure_row = repo.failure_values(failure)
-        values = {"astate": final_attempt.state.value, "channel": channel, "ref": final_attempt.channel_reference,
-                  "fcode": failure_row["failure_code"], "fmessage": failure_row["failure_message"],
-                  "fchannel": failure_row["failure_channel_code"], "now": now, "aid": attempt.id,
-                  "pid": payment.id, "claimed": payment.update_time, "state": state.value,
-                  "captured": final.amount_captured,
-                  **fastpath.params(e_=self._event_values(f"payment.{state.value.lower()}", final, snapshot),
-                                    k_=idempotency.key_values(scope, request_id, fp, encode(final, snapshot)))}
+        event_id, payload = new_event_params(final.snapshot())  # the event's, and the stored response's
+        # fastpath.RESULT's parameters: `state` is the attempt's state too (AttemptState(state.value)).
+        values = {"state": state.value, "channel": channel, "ref": final_attempt.channel_reference,
+                  "fcode": failure.code if failure else None, "fmessage": failure.message if failure else None,
+                  "fchannel": failure.channel_code if failure else None, "now": now, "aid": attempt.id,
+                  "pid": payment.id, "merchant": payment.merchant_id, "claimed": payment.update_time,
+                  "captured": final.amount_captured, "e_event_id": event_id,
+                  "e_type": f"payment.{state.value.lower()}", "e_payload": payload, "k_scope": scope,
+                  "k_key": request_id, "k_fingerprint": fp, "k_response": encode(final, payload=payload)}
         writes = deferred.take() if deferred is not None else []
         ctes: list[str] = []
         for n, write in enumerate(writes):  # written whatever the CAS decides (they do not depend on it)

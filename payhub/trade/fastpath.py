@@ -36,7 +36,7 @@ from payhub.kernel.idempotency import pg_key_insert
 from payhub.kernel.outbox import pg_event_insert
 from payhub.kernel.pagination import PageRequest
 from payhub.trade import repository as repo
-from payhub.trade.domain import Payment
+from payhub.trade.domain import CloseReason, Payment, PaymentState
 from payhub.trade.tables import card_vault, payment_attempts, payments
 
 _PAYMENT_COLUMNS = (
@@ -46,21 +46,55 @@ _PAYMENT_COLUMNS = (
     "failure_channel_code", "method", "channel", "current_attempt_id", "authorization_expire_time",
     "create_time", "update_time")
 _ATTEMPT_COLUMNS = tuple(c.name for c in payment_attempts.columns)
-_VAULT_COLUMNS = tuple(c.name for c in card_vault.columns)
 assert set(_PAYMENT_COLUMNS) <= {c.name for c in payments.columns}
 
+# Each statement sends a value once: a column whose value another parameter of the statement
+# already holds (the payment's id, the claim's time, ...) or that is the same for every row of its
+# kind (a new payment's zero amounts, a new attempt's empty reference) is written from that
+# parameter or literal, not from a parameter of its own. (psycopg dumps every parameter and
+# PostgreSQL binds each: the claim had 50 before risk's; tests/integration/trade/test_fastpath_rows.py
+# holds the rows to what the general path writes.)
 
-def _values(prefix: str, columns: tuple[str, ...]) -> str:
-    return ", ".join(f"%({prefix}{c})s" for c in columns)
-
+# A new payment: what repository.payment_values writes for a Payment just built by CreatePayment
+# (create_params checks the fields written as literals hold their defaults).
+_NEW_PAYMENT_SQL = {
+    "amount_captured": "0", "amount_refunded": "0", "state": "'CREATED'", "close_reason": "''",
+    "next_action": "NULL", "failure_code": "NULL", "failure_message": "NULL", "failure_channel_code": "NULL",
+    "method": "NULL", "channel": "''", "current_attempt_id": "''", "authorization_expire_time": "NULL",
+    "update_time": "%(p_create_time)s"}
+_NEW_PAYMENT_PARAMS = tuple(c for c in _PAYMENT_COLUMNS if c not in _NEW_PAYMENT_SQL)
 
 CREATE = f"""
-    WITH p AS (INSERT INTO payments ({", ".join(_PAYMENT_COLUMNS)}) VALUES ({_values("p_", _PAYMENT_COLUMNS)})),
+    WITH p AS (INSERT INTO payments ({", ".join(_PAYMENT_COLUMNS)})
+               VALUES ({", ".join(_NEW_PAYMENT_SQL.get(c) or f"%(p_{c})s" for c in _PAYMENT_COLUMNS)})),
          d AS (INSERT INTO payment_deadlines (payment_id, kind, due_time)
                VALUES (%(p_id)s, '{repo.EXPIRY}', %(p_expire_time)s)),
-         o AS ({pg_event_insert("e_")}),
-         k AS ({pg_key_insert("k_")})
+         o AS ({pg_event_insert("e_", fixed={
+             "type": "'payment.created'", "aggregate_type": "'payment'", "aggregate_id": "%(p_id)s",
+             "merchant_id": "%(p_merchant_id)s", "create_time": "%(p_create_time)s"})}),
+         k AS ({pg_key_insert("k_", fixed={"create_time": "%(p_create_time)s"})})
     SELECT 1"""
+
+
+def create_params(p: Payment, event: tuple[str, str], key: tuple[str, str, str, bytes]) -> dict[str, Any]:
+    """CREATE's parameters: the new payment `p` (as repository.payment_values writes it), its event's
+    id and payload JSON (outbox.new_event_params) and its stored response (scope, request_id,
+    fingerprint, response); the event and the key are written at the payment's create_time."""
+    if (p.amount_captured, p.amount_refunded, p.state, p.close_reason, p.next_action, p.failure, p.method,
+            p.channel, p.current_attempt_id, p.authorization_expire_time, p.update_time) != (
+            0, 0, PaymentState.CREATED, CloseReason.NONE, None, None, None, "", "", None, p.create_time):
+        raise ValueError(f"{p.id} is not a new payment: CREATE writes a new payment's defaults")
+    dumps = repo.dumps
+    return {
+        "p_id": p.id, "p_merchant_id": p.merchant_id, "p_merchant_order_no": p.merchant_order_no,
+        "p_currency": p.currency, "p_amount_minor": p.amount_minor, "p_subject": p.subject,
+        "p_description": p.description, "p_capture_method": p.capture_method.value,
+        "p_installment_count": p.installment_count, "p_installment_fee_bearer": p.installment_fee_bearer,
+        "p_expire_time": p.expire_time, "p_metadata": dumps(p.metadata), "p_customer": dumps(vars(p.customer)),
+        "p_splits": dumps([vars(s) for s in p.splits]), "p_create_time": p.create_time,
+        "e_event_id": event[0], "e_payload": event[1],
+        "k_scope": key[0], "k_key": key[1], "k_fingerprint": key[2], "k_response": key[3]}
+
 
 READ_FOR_CONFIRM = """
     SELECT p.*, k.fingerprint AS k_fingerprint, k.response AS k_response
@@ -68,13 +102,35 @@ READ_FOR_CONFIRM = """
     LEFT JOIN payments p ON p.id = %(pid)s
     LEFT JOIN idempotency_keys k ON k.scope = %(scope)s AND k.key = %(key)s"""
 
+# The claim's parameters (ConfirmPayment, payhub.trade.confirm): aid (the new attempt), pid, merchant,
+# rid (request_id), channel, method (the method summary's JSON), currency, amount, nqt (the attempt's
+# first re-query time), now, seen (the payment's update_time as read); the vault row's token,
+# pan_encrypted, fingerprint, brand, last4, exp_month, exp_year; the event's e_event_id and e_payload.
+_ATTEMPT_SQL = {
+    "id": "%(aid)s", "payment_id": "%(pid)s", "merchant_id": "%(merchant)s", "request_id": "%(rid)s",
+    "channel": "%(channel)s", "state": "'PROCESSING'", "method": "%(method)s", "currency": "%(currency)s",
+    "amount_minor": "%(amount)s", "channel_reference": "''", "failure_code": "NULL", "failure_message": "NULL",
+    "failure_channel_code": "NULL", "query_count": "0", "next_query_time": "%(nqt)s", "create_time": "%(now)s",
+    "update_time": "%(now)s"}
+_VAULT_SQL = {
+    "token": "%(token)s", "merchant_id": "%(merchant)s", "pan_encrypted": "%(pan_encrypted)s",
+    "fingerprint": "%(fingerprint)s", "brand": "%(brand)s", "last4": "%(last4)s", "exp_month": "%(exp_month)s",
+    "exp_year": "%(exp_year)s", "create_time": "%(now)s"}
+assert set(_ATTEMPT_SQL) == set(_ATTEMPT_COLUMNS) and set(_VAULT_SQL) == {c.name for c in card_vault.columns}
+# The router's sent-record (payhub.channel.client.ChannelClient.sent_record_statement) from the claim's own.
+SENT_FIXED = {"attempt_id": "%(aid)s", "channel": "%(channel)s", "merchant_id": "%(merchant)s",
+              "payment_id": "%(pid)s", "amount_minor": "%(amount)s", "currency": "%(currency)s",
+              "create_time": "%(now)s"}
+_CLAIM_EVENT = {"type": "'payment.processing'", "aggregate_type": "'payment'", "aggregate_id": "%(pid)s",
+                "merchant_id": "%(merchant)s", "create_time": "%(now)s"}
+
 
 @functools.cache
 def claim_statement(with_card: bool, sent: str, guarded: str = "", output: str = "") -> str:
     """The claim; `guarded`: another component's CTEs written with it (payhub.kernel.deferred.Guarded,
     gated on `p`), `output` their value, selected as `risk`."""
-    vault = (f"v AS (INSERT INTO card_vault ({', '.join(_VAULT_COLUMNS)}) "
-             f"SELECT {_values('v_', _VAULT_COLUMNS)} FROM p),") if with_card else ""
+    vault = (f"v AS (INSERT INTO card_vault ({', '.join(_VAULT_SQL)}) "
+             f"SELECT {', '.join(_VAULT_SQL.values())} FROM p),") if with_card else ""
     extra = f",\n         {guarded}" if guarded else ""
     selected = f", {output} AS risk" if output else ""
     return f"""
@@ -84,18 +140,21 @@ def claim_statement(with_card: bool, sent: str, guarded: str = "", output: str =
                WHERE id = %(pid)s AND state = 'CREATED' AND pending_operation IS NULL AND update_time = %(seen)s
                RETURNING id),
          {vault}
-         a AS (INSERT INTO payment_attempts ({", ".join(_ATTEMPT_COLUMNS)})
-               SELECT {_values("a_", _ATTEMPT_COLUMNS)} FROM p),
+         a AS (INSERT INTO payment_attempts ({", ".join(_ATTEMPT_SQL)})
+               SELECT {", ".join(_ATTEMPT_SQL.values())} FROM p),
          s AS ({sent}),
-         o AS ({pg_event_insert("e_", "p")}){extra}
+         o AS ({pg_event_insert("e_", "p", _CLAIM_EVENT)}){extra}
     SELECT id{selected} FROM p"""
 
 
 # The attempt's CAS locks its payment (FOR UPDATE re-checks the conditions on the latest row
 # version), so the payment's update that follows cannot lose: both rows change, or neither.
 # Deferred writes of the channel (payhub.kernel.deferred) join as further CTEs, written either way.
+# Parameters: state (the attempt's and the payment's: the same names), channel, ref, fcode, fmessage,
+# fchannel, now, aid, pid, merchant, claimed (the payment's update_time as claimed), captured; the
+# event's e_event_id, e_type, e_payload; the stored response's k_scope, k_key, k_fingerprint, k_response.
 RESULT = f"""
-    WITH a AS (UPDATE payment_attempts SET state = %(astate)s, channel = %(channel)s,
+    WITH a AS (UPDATE payment_attempts SET state = %(state)s, channel = %(channel)s,
                       channel_reference = %(ref)s, failure_code = %(fcode)s, failure_message = %(fmessage)s,
                       failure_channel_code = %(fchannel)s, next_query_time = NULL, update_time = %(now)s
                WHERE id = %(aid)s AND state = 'PROCESSING'
@@ -108,8 +167,9 @@ RESULT = f"""
                       failure_channel_code = %(fchannel)s, update_time = %(now)s
                WHERE id = %(pid)s AND EXISTS (SELECT 1 FROM a)
                RETURNING id),
-         o AS ({pg_event_insert("e_", "p")}),
-         k AS ({pg_key_insert("k_", "p")})
+         o AS ({pg_event_insert("e_", "p", {"aggregate_type": "'payment'", "aggregate_id": "%(pid)s",
+                                            "merchant_id": "%(merchant)s", "create_time": "%(now)s"})}),
+         k AS ({pg_key_insert("k_", "p", {"create_time": "%(now)s"})})
     SELECT id FROM p"""
 
 
@@ -227,12 +287,3 @@ def _positional(statement: str) -> tuple[str, tuple[str, ...]]:
             _POSITIONAL.clear()
         found = _POSITIONAL[statement] = (text, tuple(order))
     return found
-
-
-def params(**groups: dict[str, Any]) -> dict[str, Any]:
-    """Merge parameter groups, each under its prefix: params(p_=payment_values, e_=event_values)."""
-    merged: dict[str, Any] = {}
-    for prefix, values in groups.items():
-        for key, value in values.items():
-            merged[prefix + key] = value
-    return merged

@@ -19,7 +19,7 @@ from payhub.kernel.db import is_unique_violation
 from payhub.kernel.errors import Aborted, AlreadyExists, InvalidArgument, Violations
 from payhub.kernel.ids import new_id
 from payhub.kernel.money import validate_money
-from payhub.kernel.outbox import Event, read_events
+from payhub.kernel.outbox import Event, new_event_params, read_events
 from payhub.kernel.pagination import PageRequest, next_token
 from payhub.trade import fastpath
 from payhub.trade import repository as repo
@@ -136,11 +136,9 @@ class PaymentRecords(TradeBase):
         for _ in range(3):
             try:
                 if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
-                    snapshot = payment.snapshot()  # the event's payload, and the stored response's payment
-                    fastpath.returns_row(self.db, fastpath.CREATE, fastpath.params(
-                        p_=repo.payment_values(payment),
-                        e_=self._event_values("payment.created", payment, snapshot),
-                        k_=idempotency.key_values(scope, request_id, fp, encode(payment, snapshot))))
+                    event = new_event_params(payment.snapshot())  # its payload is the stored response's too
+                    fastpath.returns_row(self.db, fastpath.CREATE, fastpath.create_params(
+                        payment, event, (scope, request_id, fp, encode(payment, payload=event[1]))))
                     self.fresh.put(payment)
                     return payment
                 with self.db.begin() as conn:

@@ -27,7 +27,7 @@ from payhub.trade.domain import (
 from payhub.trade.tables import payment_attempts, payment_deadlines, payments, refunds
 
 # json.dumps(value, separators=(",", ":"), sort_keys=True) without building an encoder each time.
-_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_dumps = dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def _failure(row: Any) -> Failure | None:

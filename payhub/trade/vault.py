@@ -11,6 +11,7 @@ rotation differ from those made after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
@@ -71,17 +72,19 @@ class CardVault:
         conn.execute(_INSERT_CARD, values)
         return card
 
-    def new_card(self, merchant_id: str, number: str, exp_month: int,
-                 exp_year: int) -> tuple[VaultCard, dict[str, Any]]:
-        """A new token for the card, and the vault row to store (the PAN encrypted) with the claim."""
+    def new_card(self, merchant_id: str, number: str, exp_month: int, exp_year: int, *,
+                 fingerprint: str | None = None, now: datetime | None = None) -> tuple[VaultCard, dict[str, Any]]:
+        """A new token for the card, and the vault row to store (the PAN encrypted) with the claim.
+        `fingerprint`: the caller's self.fingerprint(number), if it has it; `now`: the row's time."""
         token = new_id("card")
         card = VaultCard(token=token, pan=number, brand=card_brand(number), last4=number[-4:],
                          exp_month=exp_month, exp_year=exp_year)
         return card, {
             "token": token, "merchant_id": merchant_id,
             "pan_encrypted": self._keyring.encrypt_text(number, f"card_vault:{token}"),
-            "fingerprint": self.fingerprint(number), "brand": card.brand, "last4": card.last4,
-            "exp_month": exp_month, "exp_year": exp_year, "create_time": clock.now()}
+            "fingerprint": self.fingerprint(number) if fingerprint is None else fingerprint,
+            "brand": card.brand, "last4": card.last4, "exp_month": exp_month, "exp_year": exp_year,
+            "create_time": clock.now() if now is None else now}
 
     def detokenize(self, conn: Connection, merchant_id: str, token: str,
                    field: str = "payment_method.card_token") -> VaultCard:

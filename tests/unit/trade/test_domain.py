@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -124,3 +125,24 @@ def test_request_fingerprints_stay_those_earlier_releases_stored() -> None:
                          splits=(Split("r1", 100), Split("r2", ratio_basis_points=50)))
     expected = "4e0372692789f98414cb44b3d3be510df78d573baed952fdcf5a300fbca8639e"
     assert request_fingerprint(draft) == request_fingerprint(plain(draft)) == expected
+
+
+def test_a_stored_response_reuses_the_event_payload_and_reads_back_as_the_payment() -> None:
+    from payhub.kernel.outbox import new_event_params
+    from payhub.trade.base import decode_payment, encode
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    method = MethodSummary("CARD", "PC", "visa", "4242", "card_x", 12, 2031)
+    payment = Payment(id="pay_1", merchant_id="mch_1", merchant_order_no="o1", currency="CNY", amount_minor=5,
+                      subject="s", state=PaymentState.FAILED, metadata={"z": "1", "a": "2"}, method=method,
+                      failure=Failure("card_declined", "declined", "05"), create_time=now, update_time=now,
+                      next_action={"kind": "QR_CODE", "data": {"url": "u"}})
+    payment.attempts = [Attempt("att_1", "pay_1", "mch_1", "sandbox", AttemptState.FAILED, method, 5, "CNY",
+                                failure=Failure("card_declined"), create_time=now, update_time=now)]
+    _, payload = new_event_params(payment.snapshot())
+    stored = encode(payment, payload=payload)
+    assert stored == encode(payment) == encode(payment, payment.snapshot())
+    assert stored.startswith(b'{"payment":' + payload[:-1].encode() + b',"attempts":[')
+    # The same JSON document as the earlier encoding (json.dumps of the snapshot with its attempts).
+    assert json.loads(stored) == json.loads(json.dumps({"payment": payment.snapshot() | {
+        "attempts": [attempt_snapshot(a) for a in payment.attempts]}}))
+    assert decode_payment(stored) == payment
