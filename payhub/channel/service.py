@@ -51,6 +51,10 @@ METHODS = frozenset({"CARD", "ALIPAY", "WECHAT_PAY", "UNIONPAY", "WALLET"})
 CLIENT_TYPES = frozenset({"PC", "H5", "APP", "NATIVE_QR", "JSAPI", "BARCODE"})
 
 
+# A merchant's routing strategy by name (an unknown name routes by priority).
+_STRATEGIES = {s.name: s for s in Strategy}
+
+
 @dataclass(frozen=True)
 class Expected:
     """What an answer must carry; None when the operation claims no money (close, void)."""
@@ -101,7 +105,7 @@ class ChannelRouter:
             name = self._merchants().get_merchant(merchant_id).routing_strategy
         except NotFound:
             return Strategy.PRIORITY
-        return Strategy(name) if name in Strategy.__members__ else Strategy.PRIORITY
+        return _STRATEGIES.get(name, Strategy.PRIORITY)
 
     def route_payment(self, request: RouteRequest) -> RouteDecision:
         """The dry run behind RoutePayment: NotFound for an unknown merchant (or another merchant's,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-_now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+# datetime.now(UTC) called straight from C (a payment reads the clock a dozen times; a lambda adds
+# a Python frame to each).
+_now: Callable[[], datetime] = functools.partial(datetime.now, UTC)
 
 
 def now() -> datetime:
@@ -18,4 +21,4 @@ def set_clock(source: Callable[[], datetime]) -> None:
 
 
 def reset_clock() -> None:
-    set_clock(lambda: datetime.now(UTC))
+    set_clock(functools.partial(datetime.now, UTC))

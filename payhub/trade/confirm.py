@@ -104,6 +104,16 @@ def _summary(method: MethodInput, card: VaultCard | None) -> MethodSummary:
         card_exp_year=card.exp_year if card else 0)
 
 
+def _routed(instruction: PaymentInstruction, channel: str) -> PaymentInstruction:
+    """replace(instruction, channel=channel, sent_recorded=True) without its __init__ over every field
+    (PaymentInstruction is a plain frozen dataclass: no __post_init__, no slots)."""
+    routed = object.__new__(PaymentInstruction)
+    state = routed.__dict__
+    state.update(instruction.__dict__)
+    state["channel"], state["sent_recorded"] = channel, True
+    return routed
+
+
 class Confirmation(RiskStep):
     """ConfirmPayment."""
 
@@ -238,7 +248,7 @@ class Confirmation(RiskStep):
             return None
         channel = plan.channels[0]
         # Recorded with the claim (or nothing is sent: a claim that writes nothing takes the general path).
-        instruction = replace(instruction, channel=channel, sent_recorded=True)
+        instruction = _routed(instruction, channel)
         sent = channels.sent_record_statement(instruction, "p", fastpath.SENT_FIXED)
         if sent is None:
             return None
