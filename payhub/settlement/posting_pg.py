@@ -36,7 +36,15 @@ from sqlalchemy import Connection
 
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox import driver_of
-from payhub.settlement.domain import ACCOUNT_RULES, AccountRef, JournalDraft, balance_delta, check_balanced
+from payhub.settlement.domain import (
+    ACCOUNT_RULES,
+    CREDIT,
+    DEBIT,
+    AccountRef,
+    JournalDraft,
+    JournalKind,
+    check_balanced,
+)
 from payhub.settlement.repository import InsufficientFunds
 
 # The columns of the rows posting.py builds (write() checks each row's keys): the others, if a
@@ -119,11 +127,41 @@ READ_REFUNDED = "SELECT refund_id FROM ledger_refunds WHERE refund_id = ANY(%(id
 _ACCOUNT_ROWS: dict[str, dict[str, Any]] = {}
 
 
+Account = tuple[str, AccountRef]   # an account's key and its reference
+LineItem = tuple[str, AccountRef, str, int]  # account key, account, direction, amount (> 0)
+
+
+@dataclass(slots=True)
+class CaptureJournal:
+    """A journal as this module sends it, built by the poster's capture path without JournalDraft and Line
+    objects (their frozen dataclasses cost more than the rest of a capture's Python). Balanced by
+    construction: its lines come in pairs from `pair`, as `domain.transfer` makes them."""
+
+    kind: JournalKind
+    reference: str
+    source_event_id: str
+    description: str
+    merchant_id: str
+    event_time: datetime
+    lines: list[LineItem]
+
+
+def pair(lines: list[LineItem], debit: Account, credit: Account, amount_minor: int) -> None:
+    """domain.transfer's lines, appended: Dr `debit` / Cr `credit`, none for zero, sides swapped for a
+    negative amount."""
+    if amount_minor == 0:
+        return
+    if amount_minor < 0:
+        debit, credit, amount_minor = credit, debit, -amount_minor
+    lines.append((debit[0], debit[1], DEBIT, amount_minor))
+    lines.append((credit[0], credit[1], CREDIT, amount_minor))
+
+
 @dataclass(frozen=True)
 class Batch:
     """What one poster batch writes (the rows as posting.py builds them for the general path)."""
 
-    drafts: list[tuple[str, JournalDraft]]
+    drafts: list[tuple[str, JournalDraft | CaptureJournal]]
     gates: dict[str, str]                 # capture journal id -> its payment id (written only with its row)
     payments: list[dict[str, Any]]        # ledger_payments rows
     refunds: list[dict[str, Any]]         # ledger_refunds rows
@@ -142,22 +180,23 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
     gates = batch.gates
     isos = {now: now.isoformat()}         # each instant's text once (the rows share the batch's times)
     for n, (journal_id, draft) in enumerate(batch.drafts):
-        check_balanced(draft.lines)
+        if isinstance(draft, CaptureJournal):
+            items = draft.lines
+        else:
+            check_balanced(draft.lines)
+            items = [(line.account.key, line.account, line.direction, line.amount_minor) for line in draft.lines]
         when = draft.event_time or now
         journals.append({"n": n, "id": journal_id, "kind": draft.kind.value, "reference": draft.reference,
                          "source_event_id": draft.source_event_id, "merchant_id": draft.merchant_id,
                          "description": draft.description[:500],
                          "event_time": isos.get(when) or isos.setdefault(when, when.isoformat()),
                          "gate": gates.get(journal_id)})
-        for line in draft.lines:
-            ref = line.account
-            key = ref.key
+        for key, ref, direction, amount in items:
             side = sides.get(key)
             if side is None:
                 account = accounts[key] = _account_row(key, ref)
                 side = sides[key] = account["normal_side"]
-            amount = line.amount_minor
-            lines.append([journal_id, key, line.direction, amount, balance_delta(side, line.direction, amount)])
+            lines.append([journal_id, key, direction, amount, amount if direction == side else -amount])
     new_payments = {row["payment_id"]: row for row in batch.payments}
     paid = []
     for payment_id, (refunded, fee_back) in batch.paid_updates.items():

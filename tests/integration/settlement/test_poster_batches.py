@@ -155,3 +155,36 @@ def test_a_batch_taking_a_guarded_account_below_zero_writes_nothing(pg_db: Datab
         posting_pg.write(conn, posting_pg.Batch([(new_id("jn"), draft_)], {}, [], [], [], {}), clock.now())
     assert raised.value.balance == 0
     assert world.account(wallet.key) == 0
+
+
+def test_a_batch_of_captures_posts_what_the_general_path_posts_once(world: World) -> None:
+    """Without refunds, PostgreSQL builds captures straight into its statement's rows (no domain objects):
+    the same journals, entries, balances, ledger_payments and queue rows as the general path, for
+    several merchants' fees and the channel's cost, a payment carrying split instructions and a wallet
+    top-up (which takes the general path inside the batch); posted again, nothing changes."""
+    a = receiver(world, "A")
+    wallet = world.wallet("cust-2")
+    world.pay(500)
+    world.post()
+    name, _ = world.ledger.top_up_wallet(wallet, 2500, "CNY", new_id("t"))  # captured in the batch
+    world.trade.confirm_payment(world.merchant, name.rsplit("/", 1)[-1], card(), "", new_id("k"))
+    carried = world.trade.create_payment(world.merchant, draft(amount=8_000, splits=(
+        Split(a.name, amount_minor=3000),)), new_id("c"))
+    world.trade.confirm_payment(world.merchant, carried.id, card(), "", new_id("k"))
+    for amount in (1, 999, 1000, 12_345, 250_000):
+        world.pay(amount)
+    world.paid_after_close(700)  # into suspense (its refund is not in this batch: the poster reads nothing first)
+    events = [e for e in unposted(world) if e.type != "refund.succeeded"]
+    assert len([e for e in events if e.type in posting.CAPTURE_EVENTS]) >= 7
+
+    general = post_and_look(world, events, set_based=False)
+    assert post_and_look(world, events, set_based=True) == general
+    assert len(general["entries"]) > 2 * len(events)  # fees and costs have lines of their own
+
+    with world.ctx.db.begin() as conn:
+        world.ledger.post_events(conn, events)
+    with world.ctx.db.begin() as conn:
+        assert snapshot(conn) == general
+        world.ledger.post_events(conn, events + events)  # handed again (and twice in one batch): nothing
+        assert snapshot(conn) == general
+    assert world.ledger.get_wallet(wallet).balance == 2500
