@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -73,6 +74,36 @@ def _redact(value: Any, key: str = "") -> Any:
 _PLAIN_TYPES = (int, float, bool)
 
 
+class LazyText:
+    """A log context value made only when a line that carries it is written (a call's request id:
+    most calls write no line at all). Made once: every line of the call carries the same text."""
+
+    __slots__ = ("_make", "_text")
+    _making = threading.Lock()  # only taken the first time the text is needed
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        text = self._text
+        if text is None:
+            with LazyText._making:
+                text = self._text
+                if text is None:
+                    text = self._text = self._make()
+        return text
+
+    def __repr__(self) -> str:  # a renderer that was not told about LazyText shows the text
+        return repr(str(self))
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == (str(other) if isinstance(other, LazyText) else other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
 def _redact_event(event_dict: MutableMapping[str, Any], skip: frozenset[str]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if type(value) is str:  # the common case, without the isinstance chain
@@ -84,6 +115,8 @@ def _redact_event(event_dict: MutableMapping[str, Any], skip: frozenset[str]) ->
         elif value is None or type(value) in _PLAIN_TYPES:
             if _is_secret_key(key):
                 event_dict[key] = "[REDACTED]"
+        elif type(value) is LazyText:
+            event_dict[key] = "[REDACTED]" if _is_secret_key(key) else redact_text(str(value))
         else:
             event_dict[key] = _redact(value, key)
     return event_dict

@@ -143,19 +143,21 @@ def _supervise(settings: Settings) -> int:
 def build_server(ctx: AppContext, *, reuse_port: bool) -> tuple[grpc.Server, Readiness]:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=ctx.settings.threads, thread_name_prefix="rpc"),
-        interceptors=[CallPipeline(ctx.credentials)],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0),
                  ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    # Every service is added through the call pipeline, which wraps each handler once as it is
+    # registered (no interceptor runs on gRPC's polling thread per call).
+    services = CallPipeline(ctx.credentials).serve_on(server)
     components = ctx.components()
     for component in components:
-        component.add_to_server(server)
+        component.add_to_server(services)
     readiness = Readiness(ctx.db, [c.full_name for c in components],
                           listeners=["http"] if ctx.settings.http_listen else [])
-    health_pb2_grpc.add_HealthServicer_to_server(readiness.servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(readiness.servicer, services)
     reflection.enable_server_reflection(
         [*(c.full_name for c in components), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME], server)
+         reflection.SERVICE_NAME], services)
     try:
         bound = server.add_insecure_port(ctx.settings.listen)
     except RuntimeError as exc:

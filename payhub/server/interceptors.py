@@ -5,15 +5,22 @@ One interceptor does all of it so each call is wrapped once (this is on the hot 
 uses live in their own modules (permissions, errors, identity).
 
 Hot-path notes (measured; keep them when changing this file):
-- `intercept_service` runs on gRPC's single polling thread, so it only looks up the handler wrapped
-  for the method the first time it was called; metadata is read in the worker thread, in one pass.
+- The server wraps every handler once, when it is registered (`CallPipeline.serve_on`): gRPC's
+  single polling thread then finds the wrapped handler as it finds any registered one, with no
+  interceptor to run per call (`intercept_service` stays for servers built with `interceptors=`;
+  it wraps each method on its first call and looks the wrapped handler up after that). Metadata
+  is read in the worker thread, in one pass.
+- A unary call runs in one function (`_wrap_unary`'s `unary`: no scope object, no closures); streams
+  go through `_CallScope`, which does the same steps.
 - What depends only on the method (public or not, the Prometheus children) is worked out once per
   method and kept in a `_Method`; label children are created on first use, as `.labels()` would.
 - grpcio runs each call in a context of its own (`contextvars.Context()` per call): what the call
   binds (principal, deadline, the log context) cannot outlive it; the scope still resets its own.
   The log context's two keys are set on structlog's own context variables directly (what
   `bind_contextvars` does, without its keyword handling; `clear_contextvars` walked every variable).
-- The access log line's fields are built only when INFO lines are written at all.
+- The access log line's fields are built only when INFO lines are written at all, and a call without
+  an `x-request-id` gets its request id (`new_id("req")`) only when one of its log lines is written
+  (`payhub.kernel.logging.LazyText`): at `warning` most calls write none.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -34,7 +41,7 @@ from payhub.identity.store import CredentialStore
 from payhub.kernel import deadline
 from payhub.kernel.errors import InvalidArgument, PayhubError, Unauthenticated
 from payhub.kernel.ids import new_id
-from payhub.kernel.logging import get_logger, is_enabled
+from payhub.kernel.logging import LazyText, get_logger, is_enabled
 from payhub.server import permissions
 from payhub.server.errors import internal_status, to_status
 from payhub.server.validation import validate
@@ -60,6 +67,8 @@ _REQUEST_ID_VAR, _METHOD_VAR = _log_context_vars()
 _INFO = logging.INFO
 _perf_counter = time.perf_counter
 _OK = grpc.StatusCode.OK
+_INTERNAL = grpc.StatusCode.INTERNAL
+_set_principal, _reset_principal = set_current_principal, reset_current_principal
 _MAX_CACHED_METHODS = 4096  # registered methods are a few hundred; never grow without bound
 
 def _scan_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tuple[str | None, str | None]:
@@ -117,11 +126,18 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
         permissions.check(method, principal)
         return principal
 
+    def serve_on(self, server: grpc.Server) -> grpc.Server:
+        """`server` as the services should see it: every handler added through the returned object
+        is wrapped by this pipeline once, at registration (use it instead of `interceptors=`)."""
+        return cast(grpc.Server, _PipelinedServer(server, self))  # it forwards everything else
+
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+        return self._wrapped_handler(details.method, continuation(details))
+
+    def _wrapped_handler(self, method: str, handler: Any) -> Any:
+        """`handler` (gRPC's handler of `method`, or None) wrapped, made once per method and handler."""
         if handler is None:
             return None
-        method = details.method
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -145,9 +161,44 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
         return handler
 
     def _wrap_unary(self, behavior: Callable[[Any, Any], Any], method: _Method) -> Any:
+        """The steps of `_CallScope` spelt out in one function (this runs on every unary call)."""
+        authorize, name, public = self._authorize, method.name, method.public
+        enter_deadline, leave_deadline = deadline.enter, deadline.leave
+
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
-            with _CallScope(self, method, context) as scope:
-                return scope.run(lambda: behavior(_checked(request), context))
+            start = _perf_counter()
+            bearer, request_id = _scan_metadata(context.invocation_metadata())
+            bound_id = _REQUEST_ID_VAR.set(request_id or LazyText(_new_request_id))
+            bound_method = _METHOD_VAR.set(name)
+            # What the call causes (a channel's HTTP request, a call to another process) ends with it.
+            bound_deadline = enter_deadline(context.time_remaining())
+            code = _OK
+            principal = bound_principal = None
+            try:
+                if not public:
+                    principal = authorize(name, bearer)
+                    bound_principal = _set_principal(principal)
+                return behavior(_checked(request), context)
+            except PayhubError as exc:
+                code, status = to_status(exc)
+                context.abort_with_status(status)
+            except Exception:
+                aborted = context.code()  # type: ignore[attr-defined]  # missing from the grpc stubs
+                if aborted not in (None, _OK):  # the servicer aborted the call itself: its code stands
+                    code = aborted
+                    raise
+                # Anything else is a bug: logged with its traceback, answered INTERNAL without internals.
+                code = _INTERNAL
+                log.exception("unhandled error")
+                context.abort_with_status(internal_status())
+            finally:
+                if bound_principal is not None:
+                    _reset_principal(bound_principal)
+                leave_deadline(bound_deadline)
+                _completed(method, code, _perf_counter() - start, principal)
+                _METHOD_VAR.reset(bound_method)
+                _REQUEST_ID_VAR.reset(bound_id)
+            return None
         return unary
 
     def _wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]], method: _Method) -> Any:
@@ -160,6 +211,49 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
                         return
                     yield item
         return stream
+
+
+class _PipelinedServer:
+    """A grpc.Server whose handlers are wrapped by a CallPipeline as they are added (the generated
+    `add_*Servicer_to_server` functions add each service both ways: registered method handlers, which
+    gRPC looks up by the method the call names, and a generic handler for any other lookup)."""
+
+    def __init__(self, server: grpc.Server, pipeline: CallPipeline) -> None:
+        self._server, self._pipeline = server, pipeline
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, Any]) -> None:
+        wrap = self._pipeline._wrapped_handler
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]  # missing from the stubs
+            service_name, {name: wrap(f"/{service_name}/{name}", handler) for name, handler in method_handlers.items()})
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers([_PipelinedGeneric(h, self._pipeline) for h in generic_rpc_handlers])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+class _PipelinedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
+    __slots__ = ("_handler", "_pipeline")
+
+    def __init__(self, handler: grpc.GenericRpcHandler, pipeline: CallPipeline) -> None:
+        self._handler, self._pipeline = handler, pipeline
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        return self._pipeline._wrapped_handler(handler_call_details.method, self._handler.service(handler_call_details))
+
+
+def _new_request_id() -> str:
+    return new_id("req")
+
+
+def _completed(method: _Method, code: Any, elapsed: float, principal: Principal | None) -> None:
+    """Count the call and write its access line (the log context still bound)."""
+    code_name = code.name if code else "UNKNOWN"
+    method.record(code_name, elapsed)
+    if not method.public and is_enabled(_INFO):
+        who = f"{principal.kind.value}:{principal.subject}" if principal else "anonymous"
+        log.info("rpc", code=code_name, latency_ms=round(elapsed * 1000, 2), principal=who)
 
 
 _END = object()
@@ -214,7 +308,7 @@ class _CallScope:
         self.token: Any = None
         self.authenticated = False
         self._bearer, request_id = _scan_metadata(context.invocation_metadata())
-        self.request_id = request_id or new_id("req")
+        self.request_id: str | LazyText = request_id or LazyText(_new_request_id)
         self._bound = (_REQUEST_ID_VAR.set(self.request_id), _METHOD_VAR.set(method.name))
         # What the call causes (a channel's HTTP request, a call to another process) ends with it.
         self.deadline = deadline.enter(context.time_remaining())
@@ -271,13 +365,7 @@ class _CallScope:
         if self.token is not None:
             reset_current_principal(self.token)
         deadline.leave(self.deadline)
-        code = self.code.name if self.code else "UNKNOWN"
-        method = self.method
-        method.record(code, elapsed)
-        if not method.public and is_enabled(_INFO):
-            principal = self.principal
-            who = f"{principal.kind.value}:{principal.subject}" if principal else "anonymous"
-            log.info("rpc", code=code, latency_ms=round(elapsed * 1000, 2), principal=who)
+        _completed(self.method, self.code, elapsed, self.principal)
         request_id_token, method_token = self._bound
         _METHOD_VAR.reset(method_token)
         _REQUEST_ID_VAR.reset(request_id_token)

@@ -5,7 +5,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payhub.kernel.logging import _ISSUED_SECRET, _PAN, configure_logging, redact_text
+from payhub.kernel.logging import _ISSUED_SECRET, _PAN, LazyText, configure_logging, redact_text
 
 
 def test_card_numbers_keep_only_last_four() -> None:
@@ -87,3 +87,23 @@ def test_every_log_line_keeps_its_fields_and_redacts_by_key_at_any_depth(capsys:
     assert line["attempts"] == [{"card_number": "[REDACTED]", "note": "****4242"}]
     assert line["pair"] == ["phk_[REDACTED]", 7]
     assert line["nothing"] is None
+
+
+def test_lazy_text_is_made_once_when_a_line_carries_it_and_is_redacted_like_text(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    made: list[int] = []
+
+    def make() -> str:
+        made.append(1)
+        return f"req_{len(made)} 4242424242424242"
+    configure_logging("info", "json")
+    lazy = LazyText(make)
+    assert made == []
+    log = structlog.get_logger("t")
+    log.info("one", request_id=lazy)
+    log.info("two", request_id=lazy, token=LazyText(make))
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert first["request_id"] == second["request_id"] == "req_1 ****4242"
+    assert second["token"] == "[REDACTED]"
+    assert str(lazy) == "req_1 4242424242424242" and repr(lazy) == repr(str(lazy))
+    assert made == [1]  # the redacted token was never made

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from payhub.identity.principal import Principal, PrincipalKind, Role, current_principal
 from payhub.kernel import errors
+from payhub.kernel.ids import new_id
 from payhub.kernel.logging import configure_logging
 from payhub.server.interceptors import CallPipeline
 
@@ -67,18 +68,35 @@ def list_payments(request: trade_pb2.ListPaymentsRequest, context: grpc.Servicer
     return b"listed"
 
 
-@pytest.fixture(scope="module")
-def channel() -> Iterator[grpc.Channel]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[CallPipeline(Credentials())])  # type: ignore[arg-type]
-    server.add_generic_rpc_handlers([
-        grpc.method_handlers_generic_handler(SERVICE, {
-            "GetPayment": grpc.unary_unary_rpc_method_handler(get_payment),
-            "CreatePayment": grpc.unary_unary_rpc_method_handler(create_payment),
-            "WatchEvents": grpc.unary_stream_rpc_method_handler(watch_events),
-            "ListPayments": grpc.unary_unary_rpc_method_handler(
-                list_payments, request_deserializer=trade_pb2.ListPaymentsRequest.FromString)}),
-        grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-            "Check": grpc.unary_unary_rpc_method_handler(lambda request, context: b"SERVING")})])
+def _trade_handlers() -> dict[str, Any]:
+    return {
+        "GetPayment": grpc.unary_unary_rpc_method_handler(get_payment),
+        "CreatePayment": grpc.unary_unary_rpc_method_handler(create_payment),
+        "WatchEvents": grpc.unary_stream_rpc_method_handler(watch_events),
+        "ListPayments": grpc.unary_unary_rpc_method_handler(
+            list_payments, request_deserializer=trade_pb2.ListPaymentsRequest.FromString)}
+
+
+def _health_handlers() -> dict[str, Any]:
+    return {"Check": grpc.unary_unary_rpc_method_handler(lambda request, context: b"SERVING")}
+
+
+# Both ways of putting the pipeline in front of a server give the same calls: as an interceptor, and
+# wrapping each handler as it is registered (`serve_on`, what `payhub serve` does); the second serves
+# trade's methods as registered methods (as generated code adds them) and Health through a generic handler.
+@pytest.fixture(scope="module", params=["interceptor", "serve_on"])
+def channel(request: pytest.FixtureRequest) -> Iterator[grpc.Channel]:
+    if request.param == "interceptor":
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[CallPipeline(Credentials())])  # type: ignore[arg-type]
+        server.add_generic_rpc_handlers([
+            grpc.method_handlers_generic_handler(SERVICE, _trade_handlers()),
+            grpc.method_handlers_generic_handler("grpc.health.v1.Health", _health_handlers())])
+    else:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        services: Any = CallPipeline(Credentials()).serve_on(server)  # type: ignore[arg-type]
+        services.add_registered_method_handlers(SERVICE, _trade_handlers())
+        services.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("grpc.health.v1.Health",
+                                                                                _health_handlers())])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -244,3 +262,29 @@ def test_a_request_breaking_the_contract_never_reaches_the_servicer(channel: grp
     assert call(channel, LIST, trade_pb2.ListPaymentsRequest(parent="merchants/-").SerializeToString(),
                 bearer("key-ro")) == b"listed"
     assert len(SERVED) == 1
+
+
+def test_an_unknown_method_is_unimplemented(channel: grpc.Channel) -> None:
+    code, _, _, _ = failure(channel, f"/{SERVICE}/NoSuchMethod", metadata=bearer("key-full"))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_request_id_is_made_only_for_calls_that_log(channel: grpc.Channel, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import payhub.server.interceptors as pipeline
+    made: list[str] = []
+
+    def counted_id() -> str:
+        made.append(new_id("req"))
+        return made[-1]
+    monkeypatch.setattr(pipeline, "_new_request_id", counted_id)
+    configure_logging("warning", "json")
+    try:
+        assert call(channel, GET, b"p", bearer("key-full")) == b"payment:p"
+        assert failure(channel, CREATE, b"bad", bearer("key-full"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+        assert made == []  # nothing written, no id made
+        assert failure(channel, CREATE, b"bug", bearer("key-full"))[0] == grpc.StatusCode.INTERNAL
+        [error] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert error["event"] == "unhandled error" and made == [error["request_id"]]
+    finally:
+        configure_logging("info", "json")
