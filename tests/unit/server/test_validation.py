@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from payhub.channel.v1 import channel_pb2
 from payhub.common.v1 import common_pb2
 from payhub.merchant.v1 import merchant_pb2
@@ -16,7 +18,7 @@ from payhub.trade.v1 import trade_pb2 as pb
 
 from payhub.kernel.errors import FieldViolation, InvalidArgument
 from payhub.server.errors import to_status
-from payhub.server.validation import validate
+from payhub.server.validation import _is_ip_address, validate
 
 CNY = common_pb2.Money(currency_code="CNY", amount_minor=100)
 
@@ -164,3 +166,27 @@ def test_cost_per_payment_request() -> None:
         for _ in range(n):
             validate(request)
         print(f"{name}: {(time.perf_counter() - start) / n * 1e6:.1f} µs per request")
+
+
+@settings(max_examples=300, deadline=None)
+@given(order_no=st.text(max_size=70), subject=st.text(max_size=140), ip=st.text(max_size=12),
+       capture=st.integers(min_value=0, max_value=9))
+def test_inline_checks_name_exactly_what_the_field_checks_name(order_no: str, subject: str, ip: str,
+                                                               capture: int) -> None:
+    """The walk decides plain strings and enums inline and calls a field's check only for a value that
+    may be bad: the violations are exactly those of each field's rule."""
+    expected: dict[str, str] = {}
+    for field, value, limit in (("payment.merchant_order_no", order_no, 64), ("payment.subject", subject, 128)):
+        if "\x00" in value:
+            expected[field] = "must not contain a NUL character"
+        elif len(value) > limit:
+            expected[field] = f"must be at most {limit} characters (has {len(value)})"
+    if "\x00" in ip:
+        expected["payment.customer.ip"] = "must not contain a NUL character"
+    elif ip and not _is_ip_address(ip):
+        expected["payment.customer.ip"] = "must be an IPv4 or IPv6 address"
+    if capture not in pb.CaptureMethod.values():
+        expected["payment.capture_method"] = f"{capture} is not a defined value"
+    request = create(merchant_order_no=order_no, subject=subject, customer=pb.Customer(ip=ip),
+                     capture_method=capture)  # type: ignore[arg-type]
+    assert violations(request) == expected
