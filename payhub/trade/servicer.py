@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from payhub.common.v1 import common_pb2
@@ -289,33 +290,78 @@ def delivery_pb(d: Any) -> pb.WebhookDelivery:
 # Empty maps and repeated fields are common in requests: iterating an empty protobuf container
 # costs several times what asking its length does, so the conversions ask first.
 
+_T = TypeVar("_T")
+
+
+def _builder(cls: type[_T]) -> Callable[..., _T]:
+    """`cls(**values)` for a frozen dataclass, cheaper when `values` names every field: a frozen
+    dataclass's __init__ sets each field through object.__setattr__ (most of a request's conversion),
+    while the same instance can be made by filling its __dict__ at once (as `domain.evolve` does).
+    Anything else (a field left to its default, a name that is no field, a class that has grown a
+    __post_init__ or slots) goes through the constructor."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or "__slots__" in vars(cls) or not all(f.init for f in fields):
+        return cls
+    names = frozenset(f.name for f in fields)
+    new = object.__new__
+
+    def build(**values: Any) -> _T:
+        if values.keys() != names:
+            return cls(**values)
+        made = new(cls)
+        made.__dict__.update(values)
+        return made  # type: ignore[no-any-return]
+    return build
+
+
+_draft = _builder(PaymentDraft)
+_customer = _builder(Customer)
+_method_input = _builder(MethodInput)
+
+
+def _names(enum: Any, prefix: str) -> Callable[[int], str]:
+    """`enum_name(enum, number, prefix)` with the defined numbers' names looked up once."""
+    table = {number: enum_name(enum, number, prefix) for number in enum.values()}
+
+    def name(number: int) -> str:
+        found = table.get(number)
+        return found if found is not None else enum_name(enum, number, prefix)
+    return name
+
+
+_capture_method_name = _names(pb.CaptureMethod, "CAPTURE_METHOD_")
+_fee_bearer_name = _names(pb.FeeBearer, "FEE_BEARER_")
+_method_type_name = _names(common_pb2.PaymentMethodType, "PAYMENT_METHOD_TYPE_")
+_client_type_name = _names(common_pb2.ClientType, "CLIENT_TYPE_")
+
+
 def draft_from(p: pb.Payment) -> PaymentDraft:
-    installments, customer = p.installments, p.customer
-    return PaymentDraft(
-        merchant_order_no=p.merchant_order_no, currency=p.amount.currency_code, amount_minor=p.amount.amount_minor,
+    installments, customer, amount = p.installments, p.customer, p.amount
+    count = installments.count
+    return _draft(
+        merchant_order_no=p.merchant_order_no, currency=amount.currency_code, amount_minor=amount.amount_minor,
         subject=p.subject, description=p.description,
-        capture_method=enum_name(pb.CaptureMethod, p.capture_method, "CAPTURE_METHOD_") or "AUTOMATIC",
-        installment_count=installments.count,
-        installment_fee_bearer=enum_name(pb.FeeBearer, installments.fee_bearer, "FEE_BEARER_")
-        or ("CONSUMER" if installments.count else ""),
+        capture_method=_capture_method_name(p.capture_method) or "AUTOMATIC",
+        installment_count=count,
+        installment_fee_bearer=_fee_bearer_name(installments.fee_bearer) or ("CONSUMER" if count else ""),
         expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None,
         metadata=dict(p.metadata) if len(p.metadata) else {},
-        customer=Customer(id=customer.id, ip=customer.ip, device_id=customer.device_id,
-                          email=customer.email, phone=customer.phone),
+        customer=_customer(id=customer.id, ip=customer.ip, device_id=customer.device_id,
+                           email=customer.email, phone=customer.phone),
         splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
                            ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits)
         if len(p.splits) else ())
 
 
 def method_from(m: pb.PaymentMethod) -> MethodInput:
-    card = m.card if m.HasField("card") else None
-    return MethodInput(
-        type=enum_name(common_pb2.PaymentMethodType, m.type, "PAYMENT_METHOD_TYPE_"),
-        client_type=enum_name(common_pb2.ClientType, m.client_type, "CLIENT_TYPE_"),
-        card_number=card.number if card is not None else "",
-        exp_month=card.exp_month if card is not None else 0,
-        exp_year=card.exp_year if card is not None else 0,
-        cvc=card.cvc if card is not None else "",
+    if m.HasField("card"):
+        card = m.card
+        number, exp_month, exp_year, cvc = card.number, card.exp_month, card.exp_year, card.cvc
+    else:
+        number, exp_month, exp_year, cvc = "", 0, 0, ""
+    return _method_input(
+        type=_method_type_name(m.type), client_type=_client_type_name(m.client_type),
+        card_number=number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
         card_token=m.card_token, channel_input=dict(m.channel_input) if len(m.channel_input) else {})
 
 

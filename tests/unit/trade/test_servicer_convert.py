@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from payhub.common.v1 import common_pb2
 from payhub.trade.v1 import trade_pb2 as pb
 
+from payhub.kernel.protobuf import enum_name
 from payhub.trade.domain import (
     Attempt,
     AttemptState,
@@ -23,7 +26,16 @@ from payhub.trade.domain import (
     RefundState,
     Split,
 )
-from payhub.trade.servicer import payment_init, payment_pb, refund_init, refund_pb
+from payhub.trade.service import MethodInput, PaymentDraft
+from payhub.trade.servicer import (
+    _builder,
+    draft_from,
+    method_from,
+    payment_init,
+    payment_pb,
+    refund_init,
+    refund_pb,
+)
 
 NOW = datetime(2026, 11, 25, 6, 37, 31, 123456, tzinfo=UTC)
 CARD = MethodSummary("CARD", "PC", "VISA", "4242", "tok_1", 12, 2030)
@@ -148,3 +160,77 @@ def test_the_serialized_payment_is_pinned(shape: str, payment: Payment) -> None:
     expected = PINNED[shape]
     assert built.SerializeToString(deterministic=True).hex() == expected
     assert built.SerializeToString().hex() == expected
+
+
+# -- requests -> domain ----------------------------------------------------------------------------
+
+def _draft_by_constructor(p: pb.Payment) -> PaymentDraft:
+    """What draft_from gives, spelt out with the constructors and enum_name (the reference)."""
+    return PaymentDraft(
+        merchant_order_no=p.merchant_order_no, currency=p.amount.currency_code, amount_minor=p.amount.amount_minor,
+        subject=p.subject, description=p.description,
+        capture_method=enum_name(pb.CaptureMethod, p.capture_method, "CAPTURE_METHOD_") or "AUTOMATIC",
+        installment_count=p.installments.count,
+        installment_fee_bearer=enum_name(pb.FeeBearer, p.installments.fee_bearer, "FEE_BEARER_")
+        or ("CONSUMER" if p.installments.count else ""),
+        expire_time=p.expire_time.ToDatetime(tzinfo=UTC) if p.HasField("expire_time") else None,
+        metadata=dict(p.metadata),
+        customer=Customer(id=p.customer.id, ip=p.customer.ip, device_id=p.customer.device_id,
+                          email=p.customer.email, phone=p.customer.phone),
+        splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
+                           ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits))
+
+
+CNY = common_pb2.Money(currency_code="CNY", amount_minor=10_000)
+
+
+def _message(cls: Any, **fields: Any) -> Any:
+    """A message built from untyped values (unknown enum numbers, dicts for nested messages)."""
+    return cls(**fields)
+
+
+@pytest.mark.parametrize("payment", [
+    _message(pb.Payment, merchant_order_no="o-1", subject="tea", amount=CNY),
+    _message(pb.Payment, merchant_order_no="o-2", subject="tea", amount=CNY, description="green", capture_method=2,
+               installments=_message(pb.Installments, count=3), metadata={"a": "b"},
+               customer=pb.Customer(id="c", ip="203.0.113.9", device_id="d", email="e@x", phone="1"),
+               expire_time={"seconds": 1_800_000_000, "nanos": 5000},
+               splits=[pb.SplitInstruction(receiver="merchants/m2", amount=CNY, description="x")]),
+    _message(pb.Payment, merchant_order_no="o-3", subject="tea", amount=CNY, capture_method=77,
+               installments=_message(pb.Installments, count=2, fee_bearer=99)),
+])
+def test_requests_convert_to_the_same_domain_values_as_the_constructors_make(payment: pb.Payment) -> None:
+    draft, reference = draft_from(payment), _draft_by_constructor(payment)
+    assert draft == reference and vars(draft) == vars(reference)
+    assert type(draft) is PaymentDraft and type(draft.customer) is Customer
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        draft.subject = "changed"  # type: ignore[misc]
+    for method in (_message(pb.PaymentMethod, type=1, client_type=1, card=pb.CardDetails(number="4242", exp_month=1,
+                                                                               exp_year=2031, cvc="123")),
+                   _message(pb.PaymentMethod, type=2, client_type=99, card_token="tok", channel_input={"openid": "o"}),
+                   _message(pb.PaymentMethod)):
+        made = method_from(method)
+        card = method.card
+        assert made == MethodInput(
+            type=enum_name(common_pb2.PaymentMethodType, method.type, "PAYMENT_METHOD_TYPE_"),
+            client_type=enum_name(common_pb2.ClientType, method.client_type, "CLIENT_TYPE_"),
+            card_number=card.number, exp_month=card.exp_month, exp_year=card.exp_year, cvc=card.cvc,
+            card_token=method.card_token, channel_input=dict(method.channel_input))
+        assert "4242" not in repr(made)
+
+
+def test_the_fast_builder_leaves_anything_but_every_field_to_the_constructor() -> None:
+    build = _builder(Customer)
+    assert build(id="c") == Customer(id="c") and vars(build(id="c")) == vars(Customer(id="c"))  # defaults filled
+    with pytest.raises(TypeError):
+        build(id="c", ip="", device_id="", email="", phone="", age=3)  # no such field: as the constructor
+
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError("negative")
+    with pytest.raises(ValueError, match="negative"):
+        _builder(Checked)(value=-1)
