@@ -3,6 +3,8 @@ The kit stands in for the consumer's earlier top-up by posting it straight to th
 
 from __future__ import annotations
 
+from datetime import date
+
 from payhub.channel.adapter import AdapterEnvironment, ChannelAdapter, ChannelCredentials
 from payhub.channel.contract import PaymentScenario
 from payhub.channel.types import PaymentInstruction
@@ -45,6 +47,15 @@ class WalletKit:
                                   amount_minor=amount_minor, currency=currency, method="WALLET", client_type="H5",
                                   capture=capture, subject="contract test",
                                   customer_id=self._customer(merchant_id, currency, funded))
+
+    def statement_day(self) -> date:
+        """The wallet's statement days are Beijing's, like settlement's (payhub.settlement.domain.day_start):
+        between 16:00 and 24:00 UTC a payment made now is on tomorrow's UTC date's statement."""
+        from payhub.settlement.domain import SHANGHAI
+        return clock.now().astimezone(SHANGHAI).date()
+
+    def next_day(self) -> bool:
+        return False  # the wallet lives on payhub's clock
 
     def consumer_pays(self, attempt_id: str) -> None:
         raise AssertionError("the wallet never waits for the consumer")
