@@ -12,7 +12,6 @@ position and keep their own cursors.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from payhub.kernel import clock
+from payhub.kernel import clock, jsontext
 from payhub.kernel.db import BigIntPK, Database, UtcDateTime, insert_ignore, metadata
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox_horizon import safe_position
@@ -81,7 +80,7 @@ class Event:
     @functools.cached_property
     def payload(self) -> dict[str, Any]:
         """Parsed on first use: consumers skip most events (other merchants, no endpoint)."""
-        return json.loads(self.payload_json)  # type: ignore[no-any-return]
+        return jsontext.loads(self.payload_json)  # type: ignore[no-any-return]
 
 
 def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_id: str,
@@ -98,11 +97,7 @@ def event_values(*, type: str, aggregate_type: str, aggregate_id: str, merchant_
     """The columns of one event row (a new event id), as record_event writes them."""
     return {"event_id": new_id("evt"), "type": type, "aggregate_type": aggregate_type,
             "aggregate_id": aggregate_id, "merchant_id": merchant_id,
-            "payload": _PAYLOAD_JSON(payload), "create_time": clock.now()}
-
-
-# json.dumps(payload, separators=(",", ":"), sort_keys=True) without building an encoder each time.
-_PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+            "payload": jsontext.dumps(payload), "create_time": clock.now()}
 
 
 _EVENT_COLUMNS = ("event_id", "type", "aggregate_type", "aggregate_id", "merchant_id", "payload", "create_time")
@@ -124,7 +119,7 @@ def pg_event_insert(prefix: str, source: str = "", fixed: Mapping[str, str] | No
 def new_event_params(payload: dict[str, Any]) -> tuple[str, str]:
     """A new event's id and its payload's JSON, as event_values makes them (for a hot-path statement
     whose other event columns are `fixed`, see pg_event_insert)."""
-    return new_id("evt"), _PAYLOAD_JSON(payload)
+    return new_id("evt"), jsontext.dumps(payload)
 
 
 def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,6 @@ raises InsufficientFunds then and the whole transaction rolls back, so nothing o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +34,7 @@ from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
 from payhub.kernel.ids import new_id
+from payhub.kernel.jsontext import dumps
 from payhub.kernel.outbox import driver_of
 from payhub.settlement.domain import (
     ACCOUNT_RULES,
@@ -178,7 +178,6 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
     accounts: dict[str, dict[str, Any]] = {}
     sides: dict[str, str] = {}            # account key -> its normal side
     gates = batch.gates
-    isos = {now: now.isoformat()}         # each instant's text once (the rows share the batch's times)
     for n, (journal_id, draft) in enumerate(batch.drafts):
         if isinstance(draft, CaptureJournal):
             items = draft.lines
@@ -189,7 +188,7 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
         journals.append({"n": n, "id": journal_id, "kind": draft.kind.value, "reference": draft.reference,
                          "source_event_id": draft.source_event_id, "merchant_id": draft.merchant_id,
                          "description": draft.description[:500],
-                         "event_time": isos.get(when) or isos.setdefault(when, when.isoformat()),
+                         "event_time": when,
                          "gate": gates.get(journal_id)})
         for key, ref, direction, amount in items:
             side = sides.get(key)
@@ -213,14 +212,10 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
             if row.keys() != columns:
                 raise ValueError(f"a poster row with columns {sorted(row)}, not {sorted(columns)}")
 
-    def iso(value: Any) -> str:  # the rows' datetimes (equal ones are one instant, all timestamptz keeps)
-        if isinstance(value, datetime):
-            return isos.get(value) or isos.setdefault(value, value.isoformat())
-        raise TypeError(f"{type(value).__name__} is not JSON")
-    encode = json.JSONEncoder(separators=(",", ":"), default=iso).encode
-    params = {"journals": encode(journals), "payments": encode(list(new_payments.values())), "lines": encode(lines),
-              "accounts": encode([{"id": new_id("la"), **a} for a in accounts.values()]),
-              "refunds": encode(batch.refunds), "queue": encode(batch.queue), "paid": encode(paid), "now": now}
+    # Datetimes go as isoformat() writes them (payhub.kernel.jsontext), which timestamptz reads back.
+    params = {"journals": dumps(journals), "payments": dumps(list(new_payments.values())), "lines": dumps(lines),
+              "accounts": dumps([{"id": new_id("la"), **a} for a in accounts.values()]),
+              "refunds": dumps(batch.refunds), "queue": dumps(batch.queue), "paid": dumps(paid), "now": now}
     with driver_of(conn).cursor() as cur:
         rows = cur.execute(STATEMENT, params).fetchall()
     written = {r[0] for r in rows if r[1] is None}

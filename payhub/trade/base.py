@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from payhub.identity.principal import current_principal
-from payhub.kernel import idempotency
+from payhub.kernel import idempotency, jsontext
 from payhub.kernel.crypto import KeyRing
 from payhub.kernel.db import Database
 from payhub.kernel.errors import FailedPrecondition, NotFound
@@ -45,7 +45,8 @@ class Reply(Exception):
 
 def request_fingerprint(data: Any) -> str:
     """SHA-256 of the request as sorted JSON: dataclasses (at any depth) as their fields' dicts,
-    anything JSON does not know (datetimes) as str()."""
+    anything JSON does not know (datetimes) as str(). The stdlib's JSON, byte for byte: fingerprints
+    stored by earlier versions must still match a replay (payhub.kernel.jsontext writes other text)."""
     return idempotency.fingerprint(_FINGERPRINT_JSON(data).encode())
 
 
@@ -89,27 +90,23 @@ _ATOMS = frozenset({str, int, float, bool, type(None), datetime})
 def encode(obj: Payment | Refund, snapshot: dict[str, Any] | None = None, payload: str | None = None) -> bytes:
     """The stored idempotent response: {"payment": the snapshot with its "attempts"}. `snapshot`:
     obj.snapshot() when the caller has it already; `payload`: that snapshot's JSON as its event
-    carries it (payhub.kernel.outbox's encoding, compact with sorted keys), which the response then
-    reuses instead of encoding the payment again (read back with json.loads: key order and spacing
-    carry nothing)."""
+    carries it (payhub.kernel.jsontext's, compact with sorted keys), which the response then reuses
+    instead of encoding the payment again (read back as a document: key order, spacing and escapes
+    carry nothing, so responses stored by earlier versions read the same)."""
     if isinstance(obj, Payment):
         if payload is None:
-            payload = _COMPACT_JSON(obj.snapshot() if snapshot is None else snapshot)
-        attempts = _COMPACT_JSON([attempt_snapshot(a) for a in obj.attempts])
+            payload = jsontext.dumps(obj.snapshot() if snapshot is None else snapshot)
+        attempts = jsontext.dumps([attempt_snapshot(a) for a in obj.attempts])
         return f'{{"payment":{payload[:-1]},"attempts":{attempts}}}}}'.encode()
-    return json.dumps({"refund": obj.snapshot() | {"state": obj.state.value}}).encode()
-
-
-# outbox event payloads' encoding (payhub.kernel.outbox): a payment's response reuses its event's JSON.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+    return jsontext.dumps({"refund": obj.snapshot() | {"state": obj.state.value}}).encode()
 
 
 def decode_payment(raw: bytes) -> Payment:
-    return payment_from_snapshot(json.loads(raw)["payment"])
+    return payment_from_snapshot(jsontext.loads(raw)["payment"])
 
 
 def decode_refund(raw: bytes) -> Refund:
-    return refund_from_snapshot(json.loads(raw)["refund"])
+    return refund_from_snapshot(jsontext.loads(raw)["refund"])
 
 
 def not_found(name: str) -> NotFound:

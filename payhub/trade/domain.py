@@ -12,11 +12,12 @@ Money is always integer minor units. State machines:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
+
+from payhub.kernel import jsontext
 
 # A payment without expire_time closes this long after creation.
 DEFAULT_EXPIRY = timedelta(minutes=30)
@@ -184,7 +185,7 @@ class Payment:
             "metadata": dict(self.metadata), "customer": _plain(self.customer),
             "splits": [_plain(s) for s in self.splits],
             "amount_captured": self.amount_captured, "amount_refunded": self.amount_refunded,
-            "next_action": json.loads(json.dumps(next_action)) if next_action else next_action,
+            "next_action": jsontext.loads(jsontext.dumps(next_action)) if next_action else next_action,
             "failure": _plain(self.failure), "method": _plain(self.method), "channel": self.channel,
             "current_attempt_id": self.current_attempt_id, "close_reason": self.close_reason,
             "authorization_expire_time": authorization_expire_time.isoformat() if authorization_expire_time

@@ -31,6 +31,7 @@ from typing import Any
 
 from psycopg.rows import namedtuple_row
 
+from payhub.kernel import jsontext
 from payhub.kernel.db import Database
 from payhub.kernel.idempotency import pg_key_insert
 from payhub.kernel.outbox import pg_event_insert
@@ -84,7 +85,7 @@ def create_params(p: Payment, event: tuple[str, str], key: tuple[str, str, str, 
             p.channel, p.current_attempt_id, p.authorization_expire_time, p.update_time) != (
             0, 0, PaymentState.CREATED, CloseReason.NONE, None, None, None, "", "", None, p.create_time):
         raise ValueError(f"{p.id} is not a new payment: CREATE writes a new payment's defaults")
-    dumps = repo.dumps
+    dumps = jsontext.dumps
     return {
         "p_id": p.id, "p_merchant_id": p.merchant_id, "p_merchant_order_no": p.merchant_order_no,
         "p_currency": p.currency, "p_amount_minor": p.amount_minor, "p_subject": p.subject,

@@ -3,14 +3,13 @@ the confirming call, a re-query or a notification, goes through here (compare-an
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
 from payhub.channel.types import ChannelResult, ChannelUpdate, Outcome
-from payhub.kernel import clock
+from payhub.kernel import clock, jsontext
 from payhub.kernel.errors import Aborted, NotFound
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox import record_event
@@ -121,7 +120,7 @@ class OutcomeRecorder(TradeBase):
             if live:
                 changed = payment.state is not PaymentState.REQUIRES_ACTION or payment.next_action != action
                 payment.state = PaymentState.REQUIRES_ACTION
-                self._cas_live(conn, payment, attempt, {"next_action": json.dumps(action)}, now)
+                self._cas_live(conn, payment, attempt, {"next_action": jsontext.dumps(action)}, now)
                 if changed:
                     self._event(conn, "payment.requires_action", self._set(payment, channel, now, action))
         else:  # PENDING / UNKNOWN: keep waiting, re-query on the back-off schedule

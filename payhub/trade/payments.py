@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from payhub.identity.principal import current_principal
-from payhub.kernel import clock, idempotency
+from payhub.kernel import clock, idempotency, jsontext
 from payhub.kernel.db import is_unique_violation
 from payhub.kernel.errors import Aborted, AlreadyExists, InvalidArgument, Violations
 from payhub.kernel.ids import new_id
@@ -236,7 +235,7 @@ class PaymentRecords(TradeBase):
                     changes.expire_time or (payment.create_time or now) + DEFAULT_EXPIRY
             if "metadata" in changes.fields:
                 payment.metadata = dict(changes.metadata)
-                values["metadata"] = json.dumps(payment.metadata, sort_keys=True)
+                values["metadata"] = jsontext.dumps(payment.metadata)
             if not repo.cas_payment(conn, payment_id, PaymentState.CREATED, values, no_operation=True):
                 raise Aborted(f"{payment.name} changed concurrently; retry")
             if "expire_time" in values:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, exists, insert, or_, select, update
 
+from payhub.kernel.jsontext import dumps, loads
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
     Attempt,
@@ -26,9 +26,6 @@ from payhub.trade.domain import (
 )
 from payhub.trade.tables import payment_attempts, payment_deadlines, payments, refunds
 
-# json.dumps(value, separators=(",", ":"), sort_keys=True) without building an encoder each time.
-_dumps = dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-
 
 def _failure(row: Any) -> Failure | None:
     if not row.failure_code:
@@ -44,7 +41,7 @@ def failure_values(failure: Failure | None) -> dict[str, Any]:
 
 
 def method_json(method: MethodSummary | None) -> str | None:
-    return _dumps(vars(method)) if method else None
+    return dumps(vars(method)) if method else None
 
 
 def payment_from_row(row: Any) -> Payment:
@@ -54,11 +51,11 @@ def payment_from_row(row: Any) -> Payment:
         state=PaymentState(row.state), description=row.description,
         capture_method=CaptureMethod(row.capture_method), installment_count=row.installment_count,
         installment_fee_bearer=row.installment_fee_bearer, expire_time=row.expire_time,
-        metadata=json.loads(row.metadata), customer=Customer(**json.loads(row.customer)),
-        splits=[Split(**s) for s in json.loads(row.splits)],
+        metadata=loads(row.metadata), customer=Customer(**loads(row.customer)),
+        splits=[Split(**s) for s in loads(row.splits)],
         amount_captured=row.amount_captured, amount_refunded=row.amount_refunded,
-        next_action=json.loads(row.next_action) if row.next_action else None,
-        failure=_failure(row), method=MethodSummary(**json.loads(row.method)) if row.method else None,
+        next_action=loads(row.next_action) if row.next_action else None,
+        failure=_failure(row), method=MethodSummary(**loads(row.method)) if row.method else None,
         channel=row.channel, current_attempt_id=row.current_attempt_id,
         close_reason=CloseReason(row.close_reason),
         authorization_expire_time=row.authorization_expire_time,
@@ -72,10 +69,10 @@ def payment_values(p: Payment) -> dict[str, Any]:
         "amount_refunded": p.amount_refunded, "subject": p.subject, "description": p.description,
         "capture_method": p.capture_method.value, "installment_count": p.installment_count,
         "installment_fee_bearer": p.installment_fee_bearer, "expire_time": p.expire_time,
-        "metadata": _dumps(p.metadata), "customer": _dumps(vars(p.customer)),
-        "splits": _dumps([vars(s) for s in p.splits]), "state": p.state.value,
+        "metadata": dumps(p.metadata), "customer": dumps(vars(p.customer)),
+        "splits": dumps([vars(s) for s in p.splits]), "state": p.state.value,
         "close_reason": p.close_reason.value,
-        "next_action": _dumps(p.next_action) if p.next_action else None,
+        "next_action": dumps(p.next_action) if p.next_action else None,
         **failure_values(p.failure), "method": method_json(p.method), "channel": p.channel,
         "current_attempt_id": p.current_attempt_id,
         "authorization_expire_time": p.authorization_expire_time,
@@ -85,7 +82,7 @@ def payment_values(p: Payment) -> dict[str, Any]:
 
 def attempt_from_row(row: Any) -> Attempt:
     return Attempt(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id, channel=row.channel,
-                   state=AttemptState(row.state), method=MethodSummary(**json.loads(row.method)),
+                   state=AttemptState(row.state), method=MethodSummary(**loads(row.method)),
                    amount_minor=row.amount_minor, currency=row.currency,
                    channel_reference=row.channel_reference, failure=_failure(row),
                    create_time=row.create_time, update_time=row.update_time)

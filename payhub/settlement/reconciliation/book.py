@@ -9,7 +9,6 @@ event never undoes a success, and a late success (paid after close) replaces a f
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +19,7 @@ from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.errors import Unavailable
+from payhub.kernel.jsontext import dumps
 from payhub.kernel.outbox import Event, consume, driver_of, outbox_cursors, outbox_events
 from payhub.settlement.reconciliation.lines import PAYMENT, REFUND
 from payhub.settlement.reconciliation.tables import recon_book
@@ -108,12 +108,6 @@ _UPSERT_PG = (
     + f" WHERE {_rank_sql('excluded.status')} >= {_rank_sql('b.status')}")
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()  # aware: the offset travels with it
-    raise TypeError(f"{type(value).__name__} in a recon_book row")
-
-
 def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert new keys, move existing ones forward (never back)."""
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -125,7 +119,8 @@ def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
         return
     if conn.dialect.name == "postgresql":
         with driver_of(conn).cursor() as cur:
-            cur.execute(_UPSERT_PG, (json.dumps(list(latest.values()), default=_json_default),))
+            # the datetimes as isoformat() writes them, aware: the offset travels with them
+            cur.execute(_UPSERT_PG, (dumps(list(latest.values())),))
         return
     k = recon_book.c
     existing = {(r.channel, r.kind, r.order_no): r.status for r in conn.execute(

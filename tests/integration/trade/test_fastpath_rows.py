@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from payhub.channel.tables import channel_attempts
+from payhub.kernel import jsontext
 from payhub.kernel.db import Database
 from payhub.kernel.idempotency import idempotency_keys
 from payhub.kernel.outbox import outbox_events
@@ -73,7 +74,7 @@ def _event(db: Database, payment_id: str, type: str) -> dict[str, Any]:
 
 def _expected_event(type: str, payment: Payment, at: Any) -> dict[str, Any]:
     return {"type": type, "aggregate_type": "payment", "aggregate_id": payment.id,
-            "merchant_id": payment.merchant_id, "payload": repo.dumps(payment.snapshot()), "create_time": at}
+            "merchant_id": payment.merchant_id, "payload": jsontext.dumps(payment.snapshot()), "create_time": at}
 
 
 def _key(db: Database, scope: str, key: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from payhub.trade.domain import (
     MethodSummary,
     Payment,
     PaymentState,
+    Refund,
     attempt_snapshot,
     card_brand,
     card_expired,
@@ -125,6 +126,14 @@ def test_request_fingerprints_stay_those_earlier_releases_stored() -> None:
                          splits=(Split("r1", 100), Split("r2", ratio_basis_points=50)))
     expected = "4e0372692789f98414cb44b3d3be510df78d573baed952fdcf5a300fbca8639e"
     assert request_fingerprint(draft) == request_fingerprint(plain(draft)) == expected
+    # Non-ASCII text and int64 amounts: the stdlib's \uXXXX escapes, not the UTF-8 payloads carry.
+    draft = PaymentDraft(merchant_order_no="订单-1", currency="CNY", amount_minor=2**63 - 1,
+                         subject="咖啡 ☕ \U0001F600", description="«ß» é",
+                         expire_time=datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+                         metadata={"备注": "第一", "a": "\u2028"}, customer=Customer(id="客户", ip="10.0.0.1"),
+                         splits=(Split("r1", 100),))
+    expected = "d4a4910f6a9a352da29c5d6ed1866d4e1bf6f65c8bd7b3ae6572d0483cc1258e"
+    assert request_fingerprint(draft) == request_fingerprint(plain(draft)) == expected
 
 
 def test_a_stored_response_reuses_the_event_payload_and_reads_back_as_the_payment() -> None:
@@ -146,3 +155,24 @@ def test_a_stored_response_reuses_the_event_payload_and_reads_back_as_the_paymen
     assert json.loads(stored) == json.loads(json.dumps({"payment": payment.snapshot() | {
         "attempts": [attempt_snapshot(a) for a in payment.attempts]}}))
     assert decode_payment(stored) == payment
+
+
+def test_stored_responses_of_earlier_versions_and_non_ascii_ones_read_back() -> None:
+    from payhub.kernel.outbox import Event, new_event_params
+    from payhub.trade.base import decode_payment, decode_refund, encode
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    payment = Payment(id="pay_1", merchant_id="mch_1", merchant_order_no="订单", currency="CNY",
+                      amount_minor=2**63 - 1, subject="咖啡 ☕ \U0001F600", description="«ß»",
+                      metadata={"备注": "第一", "z": "\u2028"}, create_time=now, update_time=now)
+    document = {"payment": payment.snapshot() | {"attempts": []}}
+    earlier = json.dumps(document).encode()  # ASCII with \uXXXX escapes, spaces, declaration order
+    _, payload = new_event_params(payment.snapshot())
+    stored = encode(payment, payload=payload)
+    assert "咖啡".encode() in stored and json.loads(stored) == json.loads(earlier)
+    assert decode_payment(stored) == decode_payment(earlier) == payment
+    event = Event(1, "evt_1", "payment.created", "payment", "pay_1", "mch_1", payload, now)
+    assert event.payload == json.loads(json.dumps(payment.snapshot())) and event.payload["amount_minor"] == 2**63 - 1
+    refund = Refund(id="rf_1", payment_id="pay_1", merchant_id="mch_1", attempt_id="att_1", channel="sandbox",
+                    currency="CNY", amount_minor=5, merchant_refund_no="退款-1", reason="原因", create_time=now)
+    earlier = json.dumps({"refund": refund.snapshot() | {"state": refund.state.value}}).encode()
+    assert decode_refund(encode(refund)) == decode_refund(earlier) == refund
