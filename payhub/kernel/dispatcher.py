@@ -35,10 +35,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, func, select, update
 
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
+from payhub.kernel.leadership import Leadership
 from payhub.kernel.logging import get_logger
 from payhub.kernel.outbox import Event, driver_of, outbox_cursors, outbox_events, read_events
 from payhub.kernel.outbox_horizon import horizon_of
@@ -78,10 +80,14 @@ class Subscription:
 
 
 class OutboxDispatcher:
-    def __init__(self, db: Database, subscriptions: Sequence[Subscription], batch: int = BATCH) -> None:
+    def __init__(self, db: Database, subscriptions: Sequence[Subscription], batch: int = BATCH, *,
+                 lead: bool = True) -> None:
         names = [s.consumer for s in subscriptions]
         if len(set(names)) != len(names) or not names:
             raise ValueError("subscriptions need distinct consumer names")
+        # PostgreSQL: the ticks of one replica at a time among those serving the same consumers (see tick).
+        self._leadership = (Leadership(db, "outbox-dispatcher:" + ",".join(sorted(names)))
+                            if lead and db.is_postgres else None)
         self._db = db
         self._subs = {s.consumer: s for s in subscriptions}
         self._batch = batch
@@ -96,7 +102,14 @@ class OutboxDispatcher:
         self._full = False
 
     def tick(self) -> bool:
-        """The job: one tick; True when it left a backlog (a full batch), so the next comes at once."""
+        """The job: one tick; True when it left a backlog (a full batch), so the next comes at once.
+
+        On PostgreSQL only the leader among the replicas serving the same consumers ticks (an advisory
+        lock, payhub.kernel.leadership): one batch per interval instead of each replica's share of it,
+        so the per-tick statements and wake-ups are paid once. The others ask for the lead at each of
+        their ticks (one statement) and take over at the first after the leader's session ends."""
+        if self._leadership is not None and not self._leadership.lead():
+            return False
         if self._horizon is not None:
             self._look(fresh=True)
             if self._horizon.unresolved():  # writers were running: a second look makes the first one final
@@ -193,9 +206,21 @@ class OutboxDispatcher:
                 return int(conn.execute(select(func.coalesce(func.max(outbox_events.c.position), 0))).scalar_one())
         upto = None if fresh else self._horizon.recent()
         if upto is None:
+            leadership = self._leadership
+            if leadership is not None and leadership.leader:  # on the leader's own connection: no lease
+                try:
+                    return self._horizon.safe(leadership.connection(), fresh=fresh)
+                except psycopg.OperationalError as exc:  # the session, and with it the lock, is gone
+                    leadership.lost(exc)
+                    raise
             with self._db.autocommit() as driver:
                 upto = self._horizon.safe(driver, fresh=fresh)
         return upto
+
+    def close(self) -> None:
+        """Give the lead up, if held (another replica's dispatcher takes over at its next tick)."""
+        if self._leadership is not None:
+            self._leadership.close()
 
     def _lock(self, conn: Connection, names: list[str], upto: int) -> dict[str, int]:
         """The cursors behind the horizon that this replica may move (PostgreSQL: locked, SKIP LOCKED;

@@ -189,7 +189,8 @@ def background_jobs(ctx: AppContext) -> list[Job]:
     subscriptions = subscriptions_of(ctx.components())
     if subscriptions:  # one reader of the outbox for every consumer served here (payhub.kernel.dispatcher)
         dispatcher = OutboxDispatcher(ctx.db, subscriptions)
-        jobs.append(Job("outbox-dispatcher", INTERVAL_SECONDS, dispatcher.tick, busy_interval=BACKLOG_SECONDS))
+        jobs.append(Job("outbox-dispatcher", INTERVAL_SECONDS, dispatcher.tick, busy_interval=BACKLOG_SECONDS,
+                        close=dispatcher.close))
     return jobs
 
 

@@ -21,6 +21,7 @@ class Job:
     interval: float
     run: Callable[[], object]
     busy_interval: float | None = None  # the wait after a run that returned a truthy value (it found work)
+    close: Callable[[], object] | None = None  # after its thread has stopped (e.g. give up a leadership)
 
 
 class JobRunner:
@@ -49,3 +50,9 @@ class JobRunner:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+        for job in self._jobs:
+            if job.close is not None:
+                try:
+                    job.close()
+                except Exception:
+                    log.exception("job close failed", job=job.name)

@@ -5,7 +5,7 @@ import threading
 from collections import defaultdict
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from payhub.kernel.db import Database
 from payhub.kernel.dispatcher import OutboxDispatcher, Subscription
@@ -126,3 +126,70 @@ def test_two_replicas_hand_each_event_to_each_consumer_once(pg_db: Database, pos
     replicas[1].dispose()
     assert handled["a"] == list(range(total))
     assert handled["b"] == list(range(0, total, 3))
+
+
+def _recording(handled: list[tuple[int, int]], replica: int, lock: threading.Lock):  # type: ignore[no-untyped-def]
+    def handle(_conn: Connection, events: list[Event]) -> None:
+        with lock:
+            handled.extend((replica, e.position) for e in events)
+    return handle
+
+
+@pytest.mark.postgres
+def test_one_replica_leads_the_ticks_and_another_takes_over_when_it_stops_or_dies(
+        pg_db: Database, postgres_database_url: str) -> None:
+    other = Database(postgres_database_url, pool_size=4)
+    handled: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    first, second = (OutboxDispatcher(db, [Subscription("a", _recording(handled, i, lock), prefixes=("payment.",))])
+                     for i, db in enumerate([pg_db, other]))
+    try:
+        _record(pg_db, ["payment.created"] * 3)
+        sequence_all(pg_db)
+        first.tick()
+        _record(pg_db, ["payment.created"] * 2)
+        sequence_all(pg_db)
+        second.tick()  # the lead is the first's: the second hands nothing out
+        first.tick()
+        assert [r for r, _ in handled] == [0] * 5
+
+        first.close()  # a worker stopping gives the lead up: the next tick elsewhere takes over
+        _record(pg_db, ["payment.created"])
+        sequence_all(pg_db)
+        first.tick()  # it asks again, and leads again (nobody else asked meanwhile)
+        second.tick()
+        assert [r for r, _ in handled] == [0] * 6
+
+        with pg_db.read() as conn:  # the leader's session ends (a worker killed, a connection lost)
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"),
+                         {"pid": first._leadership.connection().info.backend_pid})  # type: ignore[union-attr]
+        _record(pg_db, ["payment.created"] * 2)
+        sequence_all(pg_db)
+        second.tick()
+        with pytest.raises(Exception):  # noqa: B017 - the old leader finds its connection gone
+            first.tick()
+        first.tick()  # no longer the leader: nothing
+        assert [r for r, _ in handled] == [0] * 6 + [1] * 2
+        positions = [p for _, p in handled]
+        assert positions == sorted(set(positions)) and len(positions) == 8  # each event once, in order
+    finally:
+        first.close()
+        second.close()
+        other.dispose()
+
+
+@pytest.mark.postgres
+def test_replicas_serving_other_consumers_lead_apart(pg_db: Database) -> None:
+    handled: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    dispatchers = [OutboxDispatcher(pg_db, [Subscription(name, _recording(handled, i, lock), prefixes=("payment.",))])
+                   for i, name in enumerate(["a", "b"])]
+    try:
+        _record(pg_db, ["payment.created"] * 2)
+        sequence_all(pg_db)
+        for d in dispatchers:
+            d.tick()
+        assert sorted(r for r, _ in handled) == [0, 0, 1, 1]
+    finally:
+        for d in dispatchers:
+            d.close()
