@@ -31,14 +31,45 @@ _current: ContextVar[Deferred | None] = ContextVar("payhub_deferred_writes", def
 @dataclass(frozen=True)
 class Write:
     """One data-modifying statement usable as a CTE body. Its parameters are written
-    `%({p}name)s` in `template`, so that several writes can share a statement under their own prefix."""
+    `%({p}name)s` in `template`, so that several writes can share a statement under their own prefix
+    (`insert_write` builds an INSERT's with its constant columns written in the statement)."""
 
     template: str
     params: dict[str, Any]
     fallback: Callable[[], None]  # the same write, as its own transaction
 
     def cte(self, prefix: str) -> tuple[str, dict[str, Any]]:
-        return self.template.format(p=prefix), {prefix + k: v for k, v in self.params.items()}
+        """The statement and its parameters under `prefix` (the prefixed text and names are made once
+        per template and parameter set)."""
+        params = self.params
+        return _format_write(self.template, prefix), dict(zip(_prefixed(tuple(params), prefix), params.values(),
+                                                               strict=True))
+
+
+def insert_write(table: str, columns: tuple[str, ...], row: dict[str, Any], fallback: Callable[[], None],
+                 nullable: tuple[str, ...] = (), fixed: tuple[tuple[str, str], ...] = ()) -> Write:
+    """`row` (a value for each of `columns`) INSERTed into `table` as a Write, sending as parameters
+    only what the statement cannot spell itself: a `nullable` column whose value is None is written
+    NULL, and each `fixed` column (name, SQL) as the given SQL (a constant such as `0`, or another
+    column's parameter such as `%({p}create_time)s`: the caller sees to it that `row` holds that
+    value). One statement text per set of NULL columns."""
+    nulls = tuple(c for c in nullable if row[c] is None)
+    template, names = _insert_template(table, columns, nulls, fixed)
+    return Write(template, {name: row[name] for name in names}, fallback)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_template(table: str, columns: tuple[str, ...], nulls: tuple[str, ...],
+                     fixed: tuple[tuple[str, str], ...]) -> tuple[str, tuple[str, ...]]:
+    spelt = dict(fixed) | dict.fromkeys(nulls, "NULL")
+    names = tuple(c for c in columns if c not in spelt)
+    values = ", ".join(spelt.get(c) or f"%({{p}}{c})s" for c in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})", names
+
+
+@functools.lru_cache(maxsize=256)
+def _format_write(template: str, prefix: str) -> str:
+    return template.format(p=prefix)
 
 
 @dataclass(frozen=True)

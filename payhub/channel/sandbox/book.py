@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from payhub.channel.tables import sandbox_refunds, sandbox_transactions
 from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
-from payhub.kernel.deferred import Write, defer
+from payhub.kernel.deferred import defer, insert_write
 
 T, R = sandbox_transactions, sandbox_refunds
 _FIND = select(T).where(T.c.attempt_id == bindparam("b_attempt_id"))  # on every payment: built once
@@ -38,9 +38,11 @@ _OPEN_PG = f"""
 # cost a speculative insertion on every payment (a probe of both unique indexes before the insert, a
 # speculative-insertion lock and a second WAL record to confirm the row). Were a key taken after all,
 # the statement carrying it would fail whole, and its caller runs the write's fallback (_open_pg, the
-# insert-or-read) as after any failed statement.
-_INSERT_DEFERRED = (f"INSERT INTO sandbox_transactions ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({', '.join(f'%({{p}}{c})s' for c in _COLUMNS)})")
+# insert-or-read) as after any failed statement. What the statement spells itself is not sent: a new
+# transaction's refunded_minor (0) and update_time (its create_time), and the NULL columns.
+_DEFERRED_COLUMNS = tuple(_COLUMNS)
+_DEFERRED_NULLABLE = tuple(c.name for c in T.columns if c.nullable)
+_DEFERRED_FIXED = (("refunded_minor", "0"), ("update_time", "%({p}create_time)s"))
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ class SandboxBook:
         if self._db.is_postgres:
             new: dict[str, Any] = dict.fromkeys(_COLUMNS) | {
                 "captured_minor": 0, "refunded_minor": 0, "create_time": now, "update_time": now} | values
-            if defer(Write(_INSERT_DEFERRED, new, lambda: self._open_pg(new) and None)):
+            assert new["refunded_minor"] == 0 and new["update_time"] is now  # as _DEFERRED_FIXED writes them
+            if defer(insert_write("sandbox_transactions", _DEFERRED_COLUMNS, new, lambda: self._open_pg(new) and None,
+                                  _DEFERRED_NULLABLE, _DEFERRED_FIXED)):
                 return _transaction_of(new), True
             booked = self._open_pg(new)
             if booked is not None:
