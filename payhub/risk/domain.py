@@ -445,9 +445,22 @@ def _day(now: datetime) -> datetime:
     return _EPOCH + timedelta(days=int(now.timestamp()) // 86400)
 
 
-@functools.lru_cache(maxsize=64)
 def _period(now: datetime, time_zone: str, period: Period) -> str:
-    """The calendar day or month of `now` in the zone (cached: rules share zones within a call)."""
+    """The calendar day or month of `now` in the zone. Cached per UTC minute (the cache was keyed by
+    `now` itself before, so it never answered): every zone's offset, and every change of it, has been
+    a whole number of minutes since 1972, so a local day or month never changes within a UTC minute.
+    Earlier moments are worked out as they are."""
+    if now.year < 1973:
+        return _period_text(now, time_zone, period)
+    return _period_of_minute(int(now.timestamp() // 60), time_zone, period)
+
+
+@functools.lru_cache(maxsize=256)
+def _period_of_minute(minute: int, time_zone: str, period: Period) -> str:
+    return _period_text(_EPOCH + timedelta(minutes=minute), time_zone, period)
+
+
+def _period_text(now: datetime, time_zone: str, period: Period) -> str:
     return now.astimezone(zone(time_zone)).strftime("%Y-%m-%d" if period is Period.DAY else "%Y-%m")
 
 

@@ -225,6 +225,21 @@ def _pg(sql: str, prefix: str = "") -> str:
     return re.sub(r"(?<![:\w]):(\w+)", rf"%({prefix}\1)s", sql)
 
 
+def _device_ctes(gated: bool) -> str:
+    """`{p}d`: when the customer's device was first seen (`:dm`, `:dc`, `:dd`), recorded now (`:create_time`)
+    if it never was. A known device's row is read, not rewritten (an ON CONFLICT DO UPDATE that changes
+    nothing still writes a new row version); a device inserted concurrently meets the ON CONFLICT, whose
+    no-change update returns the first insert's time. `gated`: recorded only when `{row}` has a row."""
+    return ("{p}d0 AS (SELECT first_seen FROM risk_devices WHERE merchant_id = CAST(:dm AS text) "
+            "AND customer_id = CAST(:dc AS text) AND device_id = CAST(:dd AS text)), "
+            "{p}d1 AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
+            "SELECT CAST(:dm AS text), CAST(:dc AS text), CAST(:dd AS text), CAST(:create_time AS timestamptz) "
+            f"{'FROM {row} ' if gated else ''}WHERE NOT EXISTS (SELECT 1 FROM {{p}}d0) "
+            "ON CONFLICT (merchant_id, customer_id, device_id) DO UPDATE SET first_seen = risk_devices.first_seen "
+            "RETURNING first_seen), "
+            "{p}d AS (SELECT first_seen FROM {p}d0 UNION ALL SELECT first_seen FROM {p}d1)")
+
+
 @functools.cache
 def _evaluation_ctes(with_device: bool, gated: bool) -> str:
     """The evaluation's writes as CTEs, names and parameters under `{p}` (payhub.kernel.deferred.Guarded):
@@ -234,10 +249,7 @@ def _evaluation_ctes(with_device: bool, gated: bool) -> str:
     written. The event's INSERT reads the guard's value, so it is evaluated. `gated`: every write
     happens only when the caller's relation `{row}` has a row (its compare-and-set won)."""
     gate = "FROM {row} " if gated else ""
-    device = ("{p}d AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
-              "SELECT CAST(:dm AS text), CAST(:dc AS text), CAST(:dd AS text), CAST(:create_time AS timestamptz) "
-              f"{gate}ON CONFLICT (merchant_id, customer_id, device_id) DO UPDATE SET first_seen = "
-              "risk_devices.first_seen RETURNING first_seen), ")
+    device = _device_ctes(gated) + ", "
     known = "(SELECT first_seen FROM {p}d) <= CAST(:new_since AS timestamptz)" if with_device else "true"
     counted = ('(SELECT count(*) FROM {p}c WHERE "key" IN (SELECT jsonb_array_elements_text(CAST(:acting AS jsonb)))) '
                "= jsonb_array_length(CAST(:acting AS jsonb))")
@@ -326,10 +338,7 @@ def _allow_ctes(counters: int, acting: bool, device: bool, rules: bool, scope: s
     ctes = []
     if device:
         names += _DEVICE
-        ctes.append("{p}d AS (INSERT INTO risk_devices (merchant_id, customer_id, device_id, first_seen) "
-                    "SELECT CAST(:dm AS text), CAST(:dc AS text), CAST(:dd AS text), "
-                    "CAST(:create_time AS timestamptz) FROM {row} ON CONFLICT (merchant_id, customer_id, device_id) "
-                    "DO UPDATE SET first_seen = risk_devices.first_seen RETURNING first_seen)")
+        ctes.append(_device_ctes(True))
     if counters == 1:
         names += _ONE_COUNTER
         ctes.append(f"{{p}}c AS ({_COLUMNS}SELECT CAST(:k AS text), CAST(:b AS bigint), CAST(:a AS bigint), "

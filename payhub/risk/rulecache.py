@@ -127,17 +127,27 @@ class Snapshot:
 
 
 class RuleCache:
+    """The current Snapshot. One poll at a time: when the poll interval has passed, the first caller reads
+    the version (and reloads when it moved) and the callers that arrive meanwhile answer the snapshot it
+    replaces (stale for the duration of one poll at most, beyond `poll_seconds`), instead of waiting on a
+    lock held across the read (payhub.kernel.ttl_cache.TtlCache does the same per key). Before the first
+    load there is nothing to answer: those callers each load. A load that began before an `invalidate`
+    is answered to its caller but not kept."""
+
     def __init__(self, db: Database, poll_seconds: float) -> None:
         self._db = db
         self._poll = poll_seconds
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._checked = float("-inf")
+        self._generation = 0  # moved by invalidate: loads begun before it are not kept
+        self._polling: int | None = None  # the generation of the poll under way, if any
 
     def invalidate(self) -> None:
         with self._lock:
             self._checked = float("-inf")
             self._snapshot = None
+            self._generation += 1
 
     def get(self, now: datetime) -> Snapshot:
         tick = time.monotonic()
@@ -145,11 +155,25 @@ class RuleCache:
         if snap is not None and tick - self._checked < self._poll:
             return snap
         with self._lock:
-            if self._snapshot is not None and tick - self._checked < self._poll:
-                return self._snapshot
+            snap = self._snapshot
+            if snap is not None and (tick - self._checked < self._poll or self._polling == self._generation):
+                return snap
+            generation = self._generation
+            if snap is not None:
+                self._polling = generation
+        try:
             with self._db.read() as conn:
                 version = repo.config_version(conn)
-                if self._snapshot is None or self._snapshot.version != version:
-                    self._snapshot = Snapshot.build(version, repo.all_rules(conn), repo.active_blocklist(conn, now))
-            self._checked = tick
-            return self._snapshot
+                if snap is None or snap.version != version:
+                    snap = Snapshot.build(version, repo.all_rules(conn), repo.active_blocklist(conn, now))
+        except BaseException:
+            with self._lock:
+                if self._polling == generation:
+                    self._polling = None
+            raise
+        with self._lock:
+            if self._polling == generation:
+                self._polling = None
+            if generation == self._generation:
+                self._snapshot, self._checked = snap, tick
+        return snap

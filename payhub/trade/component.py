@@ -44,7 +44,7 @@ class TradeComponent:
         self._with_risk = "risk" in ctx.served or bool(ctx.settings.address_of("risk"))
         self.service.risk = self._risk_client if self._with_risk else None
         self.service.geo = geo.load(ctx.settings.risk_ip_countries, ctx.settings.risk_bin_countries)
-        self._risk_subscribed = False
+        self._risk: Any = None  # the risk client, subscribed to (_risk_client)
         self.stopping = threading.Event()
         self._webhooks: Any = None
         self._lock = threading.Lock()
@@ -59,12 +59,17 @@ class TradeComponent:
 
     def _risk_client(self) -> Any:
         """The risk client; the first use also subscribes to its outcomes (challenge and review
-        decisions continue held payments at once when risk runs in this process)."""
-        client = self.ctx.client("risk")
-        if not self._risk_subscribed:
-            self._risk_subscribed = True
-            client.subscribe(self.service.on_risk_outcome)
-        return client
+        decisions continue held payments at once when risk runs in this process). Kept after the first
+        use (AppContext.client makes one per service, under a lock every payment would take)."""
+        client = self._risk
+        if client is not None:
+            return client
+        with self._lock:
+            if self._risk is None:
+                client = self.ctx.client("risk")
+                client.subscribe(self.service.on_risk_outcome)
+                self._risk = client
+            return self._risk
 
     def add_to_server(self, server: grpc.Server) -> None:
         if self._with_risk:

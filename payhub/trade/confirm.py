@@ -266,7 +266,7 @@ class Confirmation(RiskStep):
                   "seen": current.update_time, "e_event_id": event_id, "e_payload": payload, **sent[1]}
         if vault_row is not None:
             values.update(vault_row)
-        risk = self._risk_deferred(payment, instruction, consumer)
+        risk = self._risk_deferred(payment, instruction, consumer, card_fingerprint if card is not None else None)
         if risk is not None:
             ctes, output = risk.sql("r_", "p")
             try:

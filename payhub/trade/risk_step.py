@@ -52,18 +52,19 @@ class RiskStep(OutcomeRecorder):
             log.exception("risk evaluation failed; the transaction is refused", transaction=ctx.transaction)
             raise
 
-    def _risk_deferred(self, payment: Payment, instruction: PaymentInstruction,
-                       consumer: ConsumerContext | None) -> Guarded | None:
+    def _risk_deferred(self, payment: Payment, instruction: PaymentInstruction, consumer: ConsumerContext | None,
+                       card_fingerprint: str | None = None) -> Guarded | None:
         """Risk's evaluation of the claim about to be written, as writes for the claim's own statement
         (PostgreSQL, risk in this process, an ALLOW expected; payhub.kernel.deferred.Guarded): the claim
-        and the evaluation commit together or not at all. None: evaluate after the claim as always."""
+        and the evaluation commit together or not at all. None: evaluate after the claim as always.
+        `card_fingerprint`: the caller's vault.fingerprint of the instruction's card number, if it has it."""
         if self.risk is None:
             return None
         try:
             client = self.risk()
             fold = getattr(client, "evaluate_deferred", None)
-            return fold(self._payment_context(payment, instruction, consumer), instruction.attempt_id,
-                        self.db) if fold is not None else None
+            return fold(self._payment_context(payment, instruction, consumer, card_fingerprint),
+                        instruction.attempt_id, self.db) if fold is not None else None
         except Exception:  # the evaluation after the claim meets it again and answers as always
             log.warning("risk evaluation not folded into the claim", transaction=payment.name, exc_info=True)
             return None
@@ -95,17 +96,18 @@ class RiskStep(OutcomeRecorder):
         return self._restore_capture(payment, instruction)
 
     def _payment_context(self, payment: Payment, instruction: PaymentInstruction,
-                         consumer: ConsumerContext | None = None) -> Context:
+                         consumer: ConsumerContext | None = None, card_fingerprint: str | None = None) -> Context:
         """What risk sees: the payment's customer, where the confirming consumer's own IP and device
         (the cashier's) take precedence, the card's fingerprint and issuing country (risk derives the
-        IP's country itself)."""
+        IP's country itself). `card_fingerprint`: vault.fingerprint of the instruction's card number,
+        when the caller computed it already (the HMAC is not computed again)."""
         customer = payment.customer
         card = instruction.card
         pan = card.pan if card is not None else ""
         return Context(kind=TxKind.PAYMENT, merchant_id=payment.merchant_id, currency=payment.currency,
                        amount_minor=payment.amount_minor, transaction=payment.name, method=instruction.method,
                        channel=instruction.channel, client_type=instruction.client_type, customer_id=customer.id,
-                       card_fingerprint=self.vault.fingerprint(pan) if pan else "",
+                       card_fingerprint=(card_fingerprint or self.vault.fingerprint(pan)) if pan else "",
                        ip=(consumer.ip if consumer else "") or customer.ip,
                        device_id=(consumer.device_id if consumer else "") or customer.device_id,
                        email=customer.email, phone=customer.phone,

@@ -183,3 +183,26 @@ def test_a_new_device_vetoes_the_fold(risk: RiskService) -> None:
         conn.execute(risk_devices.insert().values(merchant_id="mch_fold", customer_id="cust-1", device_id="dev-old",
                                                   first_seen=NOW - timedelta(days=1)))
     assert folded(risk, ctx("mch_fold", 1000, device_id="dev-old")).action is Action.ALLOW
+
+
+def test_a_known_device_is_read_not_rewritten(risk: RiskService) -> None:
+    rules(risk, (NewDeviceAmount("CNY", 500, window_seconds=3600), Action.CHALLENGE, {}))
+    with risk.db.begin() as conn:
+        conn.execute(risk_devices.insert().values(merchant_id="mch_fold", customer_id="cust-1", device_id="dev-old",
+                                                  first_seen=NOW - timedelta(days=1)))
+
+    def version() -> Any:
+        with risk.db.read() as conn:
+            return conn.execute(text("SELECT xmin::text, ctid::text, first_seen FROM risk_devices")).all()
+    before = version()
+    assert folded(risk, ctx("mch_fold", 1000, device_id="dev-old")).action is Action.ALLOW
+    assert risk.evaluate_internal(ctx("mch_fold", 1000, device_id="dev-old"), new_id("att")).action is Action.ALLOW
+    assert version() == before and len(before) == 1
+    # A new device is recorded (and, its first payment being large, challenged) as before.
+    assert risk.evaluate_internal(ctx("mch_fold", 1000, device_id="dev-new"), new_id("att")).action \
+        is Action.CHALLENGE
+    # A new device below the rule's amount is recorded by the statement itself, folded or not.
+    assert folded(risk, ctx("mch_fold", 100, device_id="dev-small-1")).action is Action.ALLOW
+    assert risk.evaluate_internal(ctx("mch_fold", 100, device_id="dev-small-2"), new_id("att")).action \
+        is Action.ALLOW
+    assert sorted(r[2] for r in version()) == [NOW - timedelta(days=1)] + [NOW] * 3

@@ -251,3 +251,22 @@ def test_concurrent_folded_confirms_never_pass_a_velocity_limit(env: Env) -> Non
     assert counts == [5]
     assert sorted(events) == [Action.ALLOW] * 5 + [Action.DENY] * 15
     assert all(len(attempts(env.ctx.db, r)) == 1 for r in results)
+
+
+def test_a_folded_confirmation_fingerprints_the_card_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trade's request fingerprint, its vault row and risk's context share one HMAC of the card number."""
+    vault = env.trade.vault
+    original = vault.fingerprint
+    numbers: list[str] = []
+
+    def fingerprint(pan: str) -> str:
+        numbers.append(pan)
+        return original(pan)
+    monkeypatch.setattr(vault, "fingerprint", fingerprint)
+    payment = pay(env, fold=True)
+    assert payment.state is PaymentState.SUCCEEDED and env.spy.folded == [True] and env.spy.evaluated == 0
+    assert numbers == [card().card_number]
+    with env.ctx.db.read() as conn:
+        context = conn.execute(select(risk_events.c.context).where(
+            risk_events.c.transaction == payment.name)).scalar_one()
+    assert json.loads(context)["card_fingerprint"] == original(card().card_number)
