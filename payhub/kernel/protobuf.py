@@ -28,7 +28,7 @@ def timestamp(moment: datetime | None) -> Timestamp | None: ...
 def timestamp(moment: datetime | None) -> Timestamp | None:
     if moment is None:
         return None
-    seconds, nanos = _epoch_parts(moment)
+    seconds, nanos = epoch_parts(moment)
     return Timestamp(seconds=seconds, nanos=nanos)
 
 
@@ -37,20 +37,20 @@ def timestamp_init(moment: datetime | None) -> dict[str, int] | None:
     than building a Timestamp that the constructor then copies); None leaves the field unset."""
     if moment is None:
         return None
-    seconds, nanos = _epoch_parts(moment)
+    seconds, nanos = epoch_parts(moment)
     return {"seconds": seconds, "nanos": nanos}
 
 
 def moment_init(moment: datetime) -> dict[str, int]:
     """`timestamp_init` of a moment that is there (no None check, a non-optional result)."""
-    seconds, nanos = _epoch_parts(moment)
+    seconds, nanos = epoch_parts(moment)
     return {"seconds": seconds, "nanos": nanos}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _epoch_parts(moment: datetime) -> tuple[int, int]:
+def epoch_parts(moment: datetime) -> tuple[int, int]:
     """(seconds, nanos) since the epoch, as Timestamp.FromDatetime(moment.astimezone(UTC)) sets them
     (a naive moment is local time, as astimezone takes it) without its struct_time round trip."""
     if moment.tzinfo is None:

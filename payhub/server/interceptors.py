@@ -12,8 +12,9 @@ Hot-path notes (measured; keep them when changing this file):
   is read in the worker thread, in one pass.
 - A unary call runs in one function (`_wrap_unary`'s `unary`: no scope object, no closures); streams
   go through `_CallScope`, which does the same steps.
-- What depends only on the method (public or not, the Prometheus children) is worked out once per
-  method and kept in a `_Method`; label children are created on first use, as `.labels()` would.
+- What depends only on the method (public or not, its metrics) is worked out once per method and
+  kept in a `_Method`; the metrics take one lock per call (`payhub.server.rpc_metrics`, not
+  prometheus_client's Counter and Histogram, which took three).
 - grpcio runs each call in a context of its own (`contextvars.Context()` per call): what the call
   binds (principal, deadline, the log context) cannot outlive it; the scope still resets its own.
   The log context's two keys are set on structlog's own context variables directly (what
@@ -34,7 +35,6 @@ from typing import Any, cast
 import grpc
 import structlog
 from google.protobuf.message import Message
-from prometheus_client import Counter, Histogram
 
 from payhub.identity.principal import ANONYMOUS, Principal, reset_current_principal, set_current_principal
 from payhub.identity.store import CredentialStore
@@ -42,16 +42,12 @@ from payhub.kernel import deadline
 from payhub.kernel.errors import InvalidArgument, PayhubError, Unauthenticated
 from payhub.kernel.ids import new_id
 from payhub.kernel.logging import LazyText, get_logger, is_enabled
-from payhub.server import permissions
+from payhub.server import permissions, rpc_metrics
 from payhub.server.errors import internal_status, to_status
 from payhub.server.validation import validate
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                    "/grpc.reflection.v1.ServerReflection/")
-
-RPC_COUNT = Counter("payhub_rpc_total", "RPCs served", ["method", "code"])
-RPC_LATENCY = Histogram("payhub_rpc_seconds", "RPC latency", ["method"],
-                        buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
 
 log = get_logger("payhub.rpc")
 
@@ -90,23 +86,13 @@ def _scan_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tupl
 class _Method:
     """What the pipeline needs to know about one RPC method, worked out on its first call."""
 
-    __slots__ = ("_counts", "_latency", "name", "public")
+    __slots__ = ("name", "public", "record")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.public = name.startswith(PUBLIC_PREFIXES)
-        self._latency: Any = None
-        self._counts: dict[str, Any] = {}
-
-    def record(self, code: str, elapsed: float) -> None:
-        counter = self._counts.get(code)
-        if counter is None:
-            counter = self._counts[code] = RPC_COUNT.labels(self.name, code)
-        counter.inc()
-        latency = self._latency
-        if latency is None:
-            latency = self._latency = RPC_LATENCY.labels(self.name)
-        latency.observe(elapsed)
+        # payhub_rpc_total and payhub_rpc_seconds: record(code name, seconds), one lock per call
+        self.record = rpc_metrics.METRICS.stats(name).record
 
 
 class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]

@@ -17,7 +17,15 @@ from payhub.channel.types import ChannelUpdate
 from payhub.kernel.errors import InvalidArgument, ResourceExhausted
 from payhub.kernel.outbox import Event
 from payhub.kernel.pagination import parse_page
-from payhub.kernel.protobuf import enum_name, from_timestamp, moment_init, money_init, timestamp, timestamp_init
+from payhub.kernel.protobuf import (
+    enum_name,
+    epoch_parts,
+    from_timestamp,
+    moment_init,
+    money_init,
+    timestamp,
+    timestamp_init,
+)
 from payhub.trade.confirm import ConsumerContext
 from payhub.trade.domain import (
     Attempt,
@@ -218,6 +226,159 @@ def payment_init(p: Payment) -> MessageInit:
     return init
 
 
+# -- domain -> message, in place -------------------------------------------------------------------
+# The payment RPCs' responses are filled field by field through the response's own nested messages:
+# the protobuf runtime sets a field for a fraction of what building the same message from
+# `payment_init`'s dicts costs (measured with callgrind: about half, the Python included). The
+# message is the one `payment_init` gives, field for field and byte for byte (tests pin both):
+# proto3 scalars equal to their default are left out either way, and a nested message that the
+# dicts always set (the amounts, the customer) is set here too, even when every field is empty.
+
+_PaymentResponse = TypeVar("_PaymentResponse", pb.CreatePaymentResponse, pb.UpdatePaymentResponse,
+                           pb.ConfirmPaymentResponse, pb.GetPaymentResponse, pb.CapturePaymentResponse,
+                           pb.VoidPaymentResponse, pb.ClosePaymentResponse)
+
+
+def payment_response(cls: type[_PaymentResponse], p: Payment) -> _PaymentResponse:
+    """`cls(payment=payment_init(p))`, for a response whose one field is the payment."""
+    response = cls()
+    fill_payment(response.payment, p)
+    return response
+
+
+def fill_payment(m: Any, p: Payment) -> None:
+    """Set `m` (an empty pb.Payment) to `payment_pb(p)`."""
+    currency, state, capture_method = p.currency, p.state, p.capture_method
+    state_number, capture_number = _PAYMENT_STATE.table.get(state), _CAPTURE_METHOD.table.get(capture_method)
+    m.name = p.name
+    m.merchant_order_no = p.merchant_order_no
+    _fill_money(m.amount, currency, p.amount_minor)  # set even when empty, as the other two
+    _fill_money(m.amount_captured, currency, p.amount_captured)
+    _fill_money(m.amount_refunded, currency, p.amount_refunded)
+    m.subject = p.subject
+    m.capture_method = capture_number if capture_number is not None else _CAPTURE_METHOD.required(capture_method)
+    _fill_customer(m.customer, p.customer)
+    m.state = state_number if state_number is not None else _PAYMENT_STATE.required(state)
+    m.channel = p.channel
+    if p.description:
+        m.description = p.description
+    if p.close_reason:
+        m.close_reason = _CLOSE_REASON.optional(p.close_reason)
+    if p.installment_count:
+        installments = m.installments
+        installments.count = p.installment_count
+        installments.fee_bearer = _FEE_BEARER.optional(p.installment_fee_bearer)
+    stamps: dict[datetime, tuple[int, int]] = {}
+    if p.expire_time is not None:
+        _fill_stamp(m.expire_time, p.expire_time, stamps)
+    if p.metadata:
+        m.metadata.update(p.metadata)
+    action = next_action_pb(p.next_action) if p.next_action else None
+    if action is not None:
+        m.next_action.CopyFrom(action)
+    if p.failure:
+        _fill_failure(m.failure, p.failure)
+    method = p.method
+    method_message = None
+    if method is not None:
+        method_message = m.payment_method
+        _fill_method(method_message, method)
+    if p.attempts:
+        attempts = m.attempts
+        for a in p.attempts:
+            _fill_attempt(attempts.add(), a, method, method_message, stamps)
+    if p.splits:
+        splits = m.splits
+        for split in p.splits:
+            _fill_split(splits.add(), split, currency)
+    if p.authorization_expire_time is not None:
+        _fill_stamp(m.authorization_expire_time, p.authorization_expire_time, stamps)
+    if p.create_time is not None:
+        _fill_stamp(m.create_time, p.create_time, stamps)
+    if p.update_time is not None:
+        _fill_stamp(m.update_time, p.update_time, stamps)
+
+
+def _fill_money(m: Any, currency: str, amount_minor: int) -> None:
+    m.currency_code = currency  # sets the message, even to an empty one
+    m.amount_minor = amount_minor
+
+
+def _fill_stamp(m: Any, moment: datetime, stamps: dict[datetime, tuple[int, int]]) -> None:
+    """Set a Timestamp to `moment` (its parts worked out once per aware moment of a response)."""
+    parts = stamps.get(moment) if moment.tzinfo is not None else None
+    if parts is None:
+        parts = epoch_parts(moment)
+        if moment.tzinfo is not None:
+            stamps[moment] = parts
+    m.seconds, m.nanos = parts
+
+
+def _fill_customer(m: Any, c: Customer) -> None:
+    m.SetInParent()  # set even when every field is empty
+    if c.id:
+        m.id = c.id
+    if c.ip:
+        m.ip = c.ip
+    if c.device_id:
+        m.device_id = c.device_id
+    if c.email:
+        m.email = c.email
+    if c.phone:
+        m.phone = c.phone
+
+
+def _fill_failure(m: Any, f: Failure) -> None:
+    m.SetInParent()
+    m.code = f.code
+    m.message = f.message
+    m.channel_code = f.channel_code
+
+
+def _fill_method(m: Any, method: MethodSummary) -> None:
+    m.SetInParent()
+    m.type = _METHOD_TYPE.optional(method.type)
+    m.client_type = _CLIENT_TYPE.optional(method.client_type)
+    if method.card_token:
+        card = m.card
+        card.brand = method.card_brand
+        card.last4 = method.card_last4
+        card.token = method.card_token
+        card.exp_month = method.card_exp_month
+        card.exp_year = method.card_exp_year
+
+
+def _fill_attempt(m: Any, a: Attempt, method: MethodSummary | None, method_message: Any,
+                  stamps: dict[datetime, tuple[int, int]]) -> None:
+    """An attempt; `method_message` is the payment's own method summary already filled from
+    `method`, copied when the attempt carries that same summary (as usual)."""
+    state = _ATTEMPT_STATE.table.get(a.state)
+    m.id = a.id
+    m.channel = a.channel
+    m.state = state if state is not None else _ATTEMPT_STATE.required(a.state)
+    m.channel_reference = a.channel_reference
+    am = a.method
+    if am is not None:
+        if method_message is not None and (am is method or am == method):
+            m.payment_method.CopyFrom(method_message)
+        else:
+            _fill_method(m.payment_method, am)
+    if a.failure:
+        _fill_failure(m.failure, a.failure)
+    if a.create_time is not None:
+        _fill_stamp(m.create_time, a.create_time, stamps)
+    if a.update_time is not None:
+        _fill_stamp(m.update_time, a.update_time, stamps)
+
+
+def _fill_split(m: Any, s: Split, currency: str) -> None:
+    m.receiver = s.receiver
+    m.description = s.description
+    m.ratio_basis_points = s.ratio_basis_points
+    if s.amount_minor:
+        _fill_money(m.amount, currency, s.amount_minor)
+
+
 def _customer_init(c: Customer) -> dict[str, Any]:
     """The customer's non-empty fields (most are empty; the message is set even when all are)."""
     init: dict[str, Any] = {}
@@ -380,7 +541,7 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         merchant = parse_merchant(request.parent)
         assert merchant is not None
         payment = self.service.create_payment(merchant, draft_from(request.payment), request.request_id)
-        return pb.CreatePaymentResponse(payment=payment_init(payment))
+        return payment_response(pb.CreatePaymentResponse, payment)
 
     def UpdatePayment(self, request: pb.UpdatePaymentRequest, context: Any) -> pb.UpdatePaymentResponse:
         merchant, payment_id = parse_payment(request.payment.name, "payment.name")
@@ -390,7 +551,7 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
             amount_minor=p.amount.amount_minor, subject=p.subject, description=p.description,
             expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None, metadata=dict(p.metadata))
         payment = self.service.update_payment(merchant, payment_id, changes, request.request_id)
-        return pb.UpdatePaymentResponse(payment=payment_init(payment))
+        return payment_response(pb.UpdatePaymentResponse, payment)
 
     def ConfirmPayment(self, request: pb.ConfirmPaymentRequest, context: Any) -> pb.ConfirmPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
@@ -399,11 +560,11 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         payment = self.service.confirm_payment(merchant, payment_id, method_from(request.payment_method),
                                                request.preferred_channel, request.request_id,
                                                wait_seconds=_time_left(context), consumer=consumer)
-        return pb.ConfirmPaymentResponse(payment=payment_init(payment))
+        return payment_response(pb.ConfirmPaymentResponse, payment)
 
     def GetPayment(self, request: pb.GetPaymentRequest, context: Any) -> pb.GetPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
-        return pb.GetPaymentResponse(payment=payment_init(self.service.get_payment(merchant, payment_id)))
+        return payment_response(pb.GetPaymentResponse, self.service.get_payment(merchant, payment_id))
 
     def ListPayments(self, request: pb.ListPaymentsRequest, context: Any) -> pb.ListPaymentsResponse:
         merchant = parse_merchant(request.parent, allow_all=True)
@@ -415,7 +576,11 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         rows, token = self.service.list_payments(merchant, state=state, start=start, end=end,
                                                  merchant_order_no=request.merchant_order_no, page=page,
                                                  filters=filters)
-        return pb.ListPaymentsResponse(payments=[payment_init(p) for p in rows], next_page_token=token)
+        response = pb.ListPaymentsResponse(next_page_token=token)
+        payments = response.payments
+        for p in rows:
+            fill_payment(payments.add(), p)
+        return response
 
     def CapturePayment(self, request: pb.CapturePaymentRequest, context: Any) -> pb.CapturePaymentResponse:
         merchant, payment_id = parse_payment(request.name)
@@ -423,17 +588,17 @@ class TradeServicer(trade_pb2_grpc.TradeServiceServicer):
         payment = self.service.capture_payment(
             merchant, payment_id, request.amount.amount_minor if has_amount else None,
             request.amount.currency_code, request.request_id)
-        return pb.CapturePaymentResponse(payment=payment_init(payment))
+        return payment_response(pb.CapturePaymentResponse, payment)
 
     def VoidPayment(self, request: pb.VoidPaymentRequest, context: Any) -> pb.VoidPaymentResponse:
         merchant, payment_id = parse_payment(request.name)
-        return pb.VoidPaymentResponse(payment=payment_init(
-            self.service.void_payment(merchant, payment_id, request.request_id)))
+        return payment_response(pb.VoidPaymentResponse,
+                                self.service.void_payment(merchant, payment_id, request.request_id))
 
     def ClosePayment(self, request: pb.ClosePaymentRequest, context: Any) -> pb.ClosePaymentResponse:
         merchant, payment_id = parse_payment(request.name)
-        return pb.ClosePaymentResponse(payment=payment_init(
-            self.service.close_payment(merchant, payment_id, request.request_id, CloseReason.CANCELLED)))
+        return payment_response(pb.ClosePaymentResponse, self.service.close_payment(
+            merchant, payment_id, request.request_id, CloseReason.CANCELLED))
 
     def CreateRefund(self, request: pb.CreateRefundRequest, context: Any) -> pb.CreateRefundResponse:
         merchant, payment_id = parse_payment(request.parent, "parent")

@@ -33,6 +33,7 @@ from payhub.trade.servicer import (
     method_from,
     payment_init,
     payment_pb,
+    payment_response,
     refund_init,
     refund_pb,
 )
@@ -89,6 +90,29 @@ def test_every_shape_of_payment_converts_as_payment_pb_does(change: dict[str, ob
     assert built == expected
     assert built.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
     assert [f.name for f, _ in built.ListFields()] == [f.name for f, _ in expected.ListFields()]
+    filled = payment_response(pb.GetPaymentResponse, payment).payment  # what the payment RPCs answer
+    assert filled == expected
+    assert filled.SerializeToString() == expected.SerializeToString()
+    assert [f.name for f, _ in filled.ListFields()] == [f.name for f, _ in expected.ListFields()]
+
+
+@pytest.mark.parametrize("change", [
+    {"create_time": datetime(1970, 1, 1, tzinfo=UTC), "metadata": {"b": "1", "a": "2", "c": ""}},
+    {"currency": "", "amount_minor": 0, "amount_captured": 0, "customer": Customer()},
+    {"create_time": datetime(2026, 1, 1), "failure": Failure("")},  # a naive moment; an empty failure
+    {"attempts": [Attempt("att_2", "pay_1", "m1", "sandbox", AttemptState.FAILED, MethodSummary("ALIPAY", "H5"),
+                          10_000, "CNY", "", Failure("X"), NOW, None)]},
+])
+def test_a_filled_response_is_the_constructed_one_byte_for_byte(change: dict[str, object]) -> None:
+    payment = succeeded_card_payment()
+    for key, value in change.items():
+        setattr(payment, key, value)
+    expected = pb.ConfirmPaymentResponse(payment=payment_init(payment))
+    filled = payment_response(pb.ConfirmPaymentResponse, payment)
+    assert filled == expected
+    assert filled.SerializeToString() == expected.SerializeToString()
+    assert filled.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
+    assert [f.name for f, _ in filled.payment.ListFields()] == [f.name for f, _ in expected.payment.ListFields()]
 
 
 def test_a_value_the_api_does_not_know_is_still_an_error() -> None:
@@ -96,6 +120,8 @@ def test_a_value_the_api_does_not_know_is_still_an_error() -> None:
     payment.method = MethodSummary("TELEPATHY", "PC")
     with pytest.raises(ValueError, match="TELEPATHY"):
         payment_init(payment)
+    with pytest.raises(ValueError, match="TELEPATHY"):
+        payment_response(pb.GetPaymentResponse, payment)
 
 
 def test_refunds_convert_as_refund_pb_does_and_hide_the_internal_submitting_state() -> None:
@@ -160,6 +186,10 @@ def test_the_serialized_payment_is_pinned(shape: str, payment: Payment) -> None:
     expected = PINNED[shape]
     assert built.SerializeToString(deterministic=True).hex() == expected
     assert built.SerializeToString().hex() == expected
+    filled = payment_response(pb.ConfirmPaymentResponse, payment)
+    assert filled.payment.SerializeToString(deterministic=True).hex() == expected
+    assert filled.payment.SerializeToString().hex() == expected
+    assert filled.SerializeToString() == pb.ConfirmPaymentResponse(payment=built).SerializeToString()
 
 
 # -- requests -> domain ----------------------------------------------------------------------------
