@@ -57,6 +57,8 @@ ledger_entries = Table(
     Column("post_time", UtcDateTime, nullable=False),
     UniqueConstraint("account_id", "sequence"),
 )
+# PostgreSQL: the primary key is (account_id, sequence) and id has no index (migration 0022: no query
+# looks an entry up by id); SQLite: id is the rowid, as declared here.
 Index("ix_ledger_entries_account_id_post_time", ledger_entries.c.account_id, ledger_entries.c.post_time)
 
 # What the ledger knows about each posted payment: the basis for refunds' fee returns, for profit

@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from payhub.identity.principal import Principal, PrincipalKind, reset_current_principal, set_current_principal
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.errors import InvalidArgument, NotFound
+from payhub.settlement.tables import ledger_entries
 from tests.integration.settlement.helpers import World, make_world, merchant_with_account
 
 
@@ -84,3 +87,39 @@ def test_a_merchant_key_sees_only_its_own(world: World) -> None:
             world.ledger.list_ledger_entries(f"ledgerAccounts/{platform[0].id}", 0, "", None, None, "")
         finally:
             reset_current_principal(token)  # type: ignore[arg-type]
+
+
+def test_entries_keyed_by_account_and_sequence(world: World) -> None:
+    """Migration 0022: on PostgreSQL an entry's key is (account_id, sequence) and its id has no index of
+    its own; on both databases the reads that need an index still have one, a journal's entries are
+    found by its id, and an entry numbered twice in one account is refused."""
+    payment = world.pay(1000)
+    world.refund(payment, 100)
+    world.post()
+    accounts, _ = world.ledger.list_ledger_accounts(0, "", f"merchants/{world.merchant}", "", "", "")
+    pending = accounts[0]
+    entries, _ = world.ledger.list_ledger_entries(f"ledgerAccounts/{pending.id}", 0, "", None, None, "")
+    assert [e.sequence for e in entries] == [1, 2, 3, 4]
+    since = entries[0].post_time
+    assert [e.sequence for e in world.ledger.list_ledger_entries(
+        f"ledgerAccounts/{pending.id}", 0, "", since, since + timedelta(hours=1), "")[0]] == [1, 2, 3, 4]
+    journal = world.ledger.get_journal(f"journals/{entries[0].journal_id}")
+    assert ("DEBIT", 1000) in [(e.direction, e.amount_minor) for e in journal.entries]
+    assert sum(e.amount_minor for e in journal.entries if e.direction == "DEBIT") == sum(
+        e.amount_minor for e in journal.entries if e.direction == "CREDIT") == 1000 + 6 + 2
+    db = world.ctx.db
+    with db.read() as conn:
+        ids = [r[0] for r in conn.execute(select(ledger_entries.c.id))]
+        row = conn.execute(select(ledger_entries).where(ledger_entries.c.account_id == pending.id,
+                                                        ledger_entries.c.sequence == 1)).one()
+    assert len(ids) == len(set(ids)) and None not in ids
+    copy = {k: v for k, v in row._mapping.items() if k != "id"}
+    with pytest.raises(IntegrityError), db.begin() as conn:
+        conn.execute(insert(ledger_entries).values(**copy))
+    if db.is_postgres:
+        with db.read() as conn:
+            indexes = dict(conn.execute(text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ledger_entries'")).all())
+        assert sorted(indexes) == ["ix_ledger_entries_account_id_post_time", "ix_ledger_entries_journal_id",
+                                   "pk_ledger_entries"]
+        assert "(account_id, sequence)" in indexes["pk_ledger_entries"]
