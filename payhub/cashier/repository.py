@@ -135,7 +135,8 @@ def payments_with_sessions(conn: Connection, payment_ids: set[str]) -> set[str]:
     trade's events: on PostgreSQL one statement through psycopg, not SQLAlchemy's expanding IN)."""
     if conn.dialect.name == "postgresql":
         with driver_of(conn).cursor() as cur:
-            cur.execute("SELECT DISTINCT payment_id FROM checkout_sessions WHERE payment_id = ANY(%s)",
+            # %b: the ids as a binary text[] (psycopg's text format checks each element for quoting)
+            cur.execute("SELECT DISTINCT payment_id FROM checkout_sessions WHERE payment_id = ANY(%b)",
                         (list(payment_ids),))
             return {row[0] for row in cur.fetchall()}
     return set(conn.execute(select(checkout_sessions.c.payment_id.distinct())

@@ -159,12 +159,25 @@ class OutboxDispatcher:
             self._full = len(events) == self._batch
             end = events[-1].position if self._full else upto
             mine: dict[str, list[Event]] = {c: [] for c in cursors}
-            for event in events:
-                wanting = self._wanting.get(event.type)
-                for sub in self._wanting_of(event.type) if wanting is None else wanting:
-                    position = cursors.get(sub.consumer)
-                    if position is not None and event.position > position:
-                        mine[sub.consumer].append(event)
+            low = min(cursors.values())
+            if all(p == low for p in cursors.values()):
+                # The usual case: every locked cursor at the same position, which the batch starts after, so
+                # each consumer gets exactly the batch's events of the types it wants (no position checks).
+                adders: dict[str, tuple[Callable[[Event], None], ...]] = {}
+                for event in events:
+                    add = adders.get(event.type)
+                    if add is None:
+                        subs = self._wanting.get(event.type) or self._wanting_of(event.type)
+                        add = adders[event.type] = tuple(mine[s.consumer].append for s in subs if s.consumer in mine)
+                    for append in add:
+                        append(event)
+            else:
+                for event in events:
+                    wanting = self._wanting.get(event.type)
+                    for sub in self._wanting_of(event.type) if wanting is None else wanting:
+                        position = cursors.get(sub.consumer)
+                        if position is not None and event.position > position:
+                            mine[sub.consumer].append(event)
             for consumer, sub in self._subs.items():  # in subscription order (split instructions need postings)
                 handed = mine.get(consumer)
                 if handed:
@@ -262,11 +275,12 @@ class OutboxDispatcher:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # PostgreSQL, through the connection's own psycopg cursor (no SQLAlchemy statement work per tick).
-_LOCK_SQL = ("SELECT consumer, position FROM outbox_cursors WHERE consumer = ANY(%(names)s) "
+# Arrays go in binary (%b): psycopg's text format checks each element for quoting.
+_LOCK_SQL = ("SELECT consumer, position FROM outbox_cursors WHERE consumer = ANY(%(names)b) "
              "AND position < %(upto)s FOR UPDATE SKIP LOCKED")
-_READ_SQL = "SELECT consumer, position FROM outbox_cursors WHERE consumer = ANY(%(names)s)"
+_READ_SQL = "SELECT consumer, position FROM outbox_cursors WHERE consumer = ANY(%(names)b)"
 _ADVANCE_SQL = ("UPDATE outbox_cursors SET position = %(position)s, update_time = %(now)s "
-                "WHERE consumer = ANY(%(names)s)")
+                "WHERE consumer = ANY(%(names)b)")
 
 
 def collect(_conn: Connection, _events: list[Event]) -> None:

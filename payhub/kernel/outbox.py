@@ -183,7 +183,7 @@ def _read_statement(by_merchant: bool, by_type: bool) -> str:
     return ("SELECT position, event_id, type, aggregate_type, aggregate_id, merchant_id, payload, create_time "
             "FROM outbox_events WHERE position > %(after)s AND position <= %(upto)s"
             + (" AND merchant_id = %(merchant_id)s" if by_merchant else "")
-            + (" AND (type = ANY(%(types)s) OR type LIKE ANY(%(patterns)s))" if by_type else "")
+            + (" AND (type = ANY(%(types)b) OR type LIKE ANY(%(patterns)b))" if by_type else "")  # arrays in binary
             + " ORDER BY position LIMIT %(limit)s")
 
 

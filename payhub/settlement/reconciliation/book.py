@@ -48,26 +48,28 @@ def channel_order_no(channel: str, payhub_id: str) -> str:
     return payhub_id
 
 
-def book_row(event: Event, cost_of: CostOf) -> dict[str, Any] | None:
-    """The recon_book row an event writes, or None when it says nothing about a channel transaction."""
+def book_row(event: Event, cost_of: CostOf, now: datetime | None = None) -> dict[str, Any] | None:
+    """The recon_book row an event writes, or None when it says nothing about a channel transaction
+    (`now`: its update time, default the clock's; a batch's rows share one)."""
     p, when = event.payload, event.create_time
+    now = now or clock.now()
     if event.type == "payment.paid_after_close":
         channel, payhub_id = p.get("attempt_channel") or p.get("channel") or "", p.get("attempt_id") or ""
         return _row(channel, PAYMENT, payhub_id, p, int(p.get("attempt_amount_minor") or 0), None,
-                    "PAID_AFTER_CLOSE", when)
+                    "PAID_AFTER_CLOSE", when, now)
     if event.type in _PAYMENT_STATUS:
         status, payhub_id, channel = _PAYMENT_STATUS[event.type], p.get("current_attempt_id") or "", p.get("channel")
         succeeded = status == "SUCCEEDED"
         amount = int(p["amount_captured"] if succeeded else p["amount_minor"])
         method = (p.get("method") or {}).get("type") or ""
         fee = cost_of(channel or "", method, amount) if succeeded else None
-        return _row(channel or "", PAYMENT, payhub_id, p, amount, fee, status, when if succeeded else None)
+        return _row(channel or "", PAYMENT, payhub_id, p, amount, fee, status, when if succeeded else None, now)
     if event.type in _REFUND_STATUS:
         status = _REFUND_STATUS[event.type]
         amount = int(p["amount_minor"])
         cost = cost_of(p.get("channel") or "", "*", amount) if status == "SUCCEEDED" else None
         row = _row(p.get("channel") or "", REFUND, p["id"], p, amount, -cost if cost is not None else None, status,
-                   when if status == "SUCCEEDED" else None)
+                   when if status == "SUCCEEDED" else None, now)
         if row is not None:
             row["reference"] = p["name"]
         return row
@@ -75,14 +77,14 @@ def book_row(event: Event, cost_of: CostOf) -> dict[str, Any] | None:
 
 
 def _row(channel: str, kind: str, payhub_id: str, p: dict[str, Any], amount: int, fee: int | None, status: str,
-         complete: datetime | None) -> dict[str, Any] | None:
+         complete: datetime | None, now: datetime) -> dict[str, Any] | None:
     if not channel or not payhub_id:
         return None
     reference = p["name"] if kind == PAYMENT else ""
     return {"channel": channel, "kind": kind, "order_no": channel_order_no(channel, payhub_id), "payhub_id": payhub_id,
             "merchant_id": p["merchant_id"], "reference": reference, "currency": p["currency"],
             "amount_minor": amount, "fee_minor": fee, "status": status, "complete_time": complete,
-            "update_time": clock.now()}
+            "update_time": now}
 
 
 _MOVED = ("status", "amount_minor", "fee_minor", "complete_time", "update_time", "reference", "merchant_id")
@@ -138,7 +140,8 @@ def book_handler(cost_of: CostOf) -> Callable[[Connection, list[Event]], None]:
     """Writes a batch of trade's events into recon_book (the dispatcher's `reconciliation-book`
     subscription, or `keep_book`)."""
     def handle(conn: Connection, events: list[Event]) -> None:
-        write_rows(conn, [r for e in events if (r := book_row(e, cost_of)) is not None])
+        now = clock.now()
+        write_rows(conn, [r for e in events if (r := book_row(e, cost_of, now)) is not None])
     return handle
 
 
