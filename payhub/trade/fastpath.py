@@ -2,7 +2,7 @@
 with compare-and-set conditions), sent in autocommit on the pooled connection's psycopg connection,
 so a transaction is one round trip and pays none of SQLAlchemy's per-statement work.
 
-    CreatePayment:  INSERT payment + its expiry deadline + its event + the idempotent response
+    CreatePayment:  INSERT payment (+ its expiry deadline if early) + its event + the idempotent response
                                                                                  (1 statement)
     GetPayment:     the payment and its attempts (a join)                          (1 statement)
     ListPayments:   a page of payments                                           (1 statement)
@@ -65,16 +65,21 @@ _NEW_PAYMENT_SQL = {
     "update_time": "%(p_create_time)s"}
 _NEW_PAYMENT_PARAMS = tuple(c for c in _PAYMENT_COLUMNS if c not in _NEW_PAYMENT_SQL)
 
+# A payment expiring before its default time has its EXPIRY row written with it (CREATE_WITH_EXPIRY);
+# the others get none (repository.expiry_row_needed: the expiry job walks to them).
 CREATE = f"""
     WITH p AS (INSERT INTO payments ({", ".join(_PAYMENT_COLUMNS)})
                VALUES ({", ".join(_NEW_PAYMENT_SQL.get(c) or f"%(p_{c})s" for c in _PAYMENT_COLUMNS)})),
-         d AS (INSERT INTO payment_deadlines (payment_id, kind, due_time)
-               VALUES (%(p_id)s, '{repo.EXPIRY}', %(p_expire_time)s)),
          o AS ({pg_event_insert("e_", fixed={
              "type": "'payment.created'", "aggregate_type": "'payment'", "aggregate_id": "%(p_id)s",
              "merchant_id": "%(p_merchant_id)s", "create_time": "%(p_create_time)s"})}),
          k AS ({pg_key_insert("k_", fixed={"create_time": "%(p_create_time)s"})})
     SELECT 1"""
+CREATE_WITH_EXPIRY = CREATE.replace("\n         o AS (", f"""
+         d AS (INSERT INTO payment_deadlines (payment_id, kind, due_time)
+               VALUES (%(p_id)s, '{repo.EXPIRY}', %(p_expire_time)s)),
+         o AS (""", 1)
+assert CREATE_WITH_EXPIRY != CREATE
 
 
 def create_params(p: Payment, event: tuple[str, str], key: tuple[str, str, str, bytes]) -> dict[str, Any]:

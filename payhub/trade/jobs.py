@@ -116,8 +116,23 @@ class TradeJobs(PaymentOperations):
 
     def close_expired(self, limit: int = 100) -> int:
         now = clock.now()
+        self._walk_default_expiries(now)
         ids = self._due(repo.EXPIRY, UNPAID_OPEN, now, payments.c.expire_time <= now, limit=limit)
         return self._each(ids, lambda pid: self.close_payment(None, pid, None, CloseReason.EXPIRED))
+
+    def _walk_default_expiries(self, now: datetime, steps: int = 20) -> None:
+        """Write the EXPIRY rows of the payments still unpaid when their default expiry came
+        (repository.schedule_default_expiries), a batch per transaction, until the walk is at `now`."""
+        for _ in range(steps):
+            try:
+                with self.db.begin() as conn:
+                    walked = repo.schedule_default_expiries(conn, UNPAID_OPEN, now)
+                    if walked is None:
+                        raise _WalkedByAnother
+            except _WalkedByAnother:
+                return
+            if not walked:
+                return
 
     def void_expired_authorizations(self, limit: int = 100) -> int:
         now = clock.now()
@@ -143,6 +158,10 @@ class TradeJobs(PaymentOperations):
             except PayhubError as exc:
                 log.info("job skipped a payment", payment=pid, reason=exc.reason)
         return done
+
+
+class _WalkedByAnother(Exception):
+    """Another replica moved the expiry walk first: this step's writes roll back."""
 
 
 _ATTEMPTS_DUE = "SELECT 1 FROM payment_attempts WHERE state = ANY($1) AND next_query_time <= $2 LIMIT 1"

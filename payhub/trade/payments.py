@@ -130,19 +130,23 @@ class PaymentRecords(TradeBase):
             installment_count=draft.installment_count, installment_fee_bearer=draft.installment_fee_bearer,
             expire_time=expire_time, metadata=dict(draft.metadata),
             customer=draft.customer, splits=list(draft.splits), create_time=now, update_time=now)
+        # The expiry job meets a payment expiring at the default time without a row of its own.
+        expiry_row = repo.expiry_row_needed(now, expire_time)
         # No idempotency read up front: a replay fails on a unique key (the order number, or the
         # request_id when only that repeats), the transaction rolls back, and the answer is found below.
         for _ in range(3):
             try:
                 if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
                     event = new_event_params(payment.snapshot())  # its payload is the stored response's too
-                    fastpath.returns_row(self.db, fastpath.CREATE, fastpath.create_params(
+                    statement = fastpath.CREATE_WITH_EXPIRY if expiry_row else fastpath.CREATE
+                    fastpath.returns_row(self.db, statement, fastpath.create_params(
                         payment, event, (scope, request_id, fp, encode(payment, payload=event[1]))))
                     self.fresh.put(payment)
                     return payment
                 with self.db.begin() as conn:
                     repo.insert_payment(conn, payment)
-                    repo.insert_deadline(conn, payment.id, repo.EXPIRY, expire_time)
+                    if expiry_row:
+                        repo.insert_deadline(conn, payment.id, repo.EXPIRY, expire_time)
                     self._event(conn, "payment.created", payment)
                     idempotency.save(conn, scope, request_id, fp, encode(payment))
                     return payment

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
+from payhub.kernel.db import UtcDateTime, insert_ignore
 from payhub.kernel.jsontext import dumps, loads
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
+    DEFAULT_EXPIRY,
     Attempt,
     AttemptState,
     CaptureMethod,
@@ -204,6 +220,21 @@ def list_payments(conn: Connection, merchant_id: str | None, state: str, start: 
 EXPIRY, AUTHORIZATION = "EXPIRY", "AUTHORIZATION"
 _INSERT_DEADLINE = insert(payment_deadlines)
 
+# A payment that expires DEFAULT_EXPIRY after its creation (nearly all of them) gets no EXPIRY row when
+# it is created: the expiry job walks payments in creation order (the (create_time, id) index) once
+# their default expiry has come and writes the EXPIRY row of each one still unpaid then (few: most
+# get paid). The walk's position is one row of its own (payment_id '', kind EXPIRY_SCAN, due_time the
+# create_time walked up to), moved by compare-and-set. A payment created with an earlier expire_time
+# gets its row when created; UpdatePayment writes or moves it (set_deadline).
+EXPIRY_SCAN = "EXPIRY_SCAN"
+_SCAN_ID = ""
+EXPIRY_SCAN_BATCH = 5000
+
+
+def expiry_row_needed(create_time: datetime, expire_time: datetime) -> bool:
+    """Whether a new payment's EXPIRY row must be written with it: it expires before the walk meets it."""
+    return expire_time < create_time + DEFAULT_EXPIRY
+
 
 def insert_deadline(conn: Connection, payment_id: str, kind: str, due: datetime) -> None:
     conn.execute(_INSERT_DEADLINE, {"payment_id": payment_id, "kind": kind, "due_time": due})
@@ -226,6 +257,48 @@ def due_payments(conn: Connection, kind: str, states: tuple[PaymentState, ...], 
         select(payments.c.id).join(d, d.c.payment_id == payments.c.id)
         .where(d.c.kind == kind, d.c.due_time <= now, payments.c.state.in_([s.value for s in states]), *conditions)
         .order_by(d.c.due_time).limit(limit)).scalars())
+
+
+def schedule_default_expiries(conn: Connection, states: tuple[PaymentState, ...], now: datetime) -> bool | None:
+    """One step of the expiry walk, in SQL (no payment row comes to Python): for the next `batch`
+    payments (all of the last one's create_time too) created after the walk's position whose default
+    expiry has come, an EXPIRY row (due at their expire_time) for each one still in `states` that has
+    none, and the position moved to the last one's create_time. True when there may be more to walk,
+    False when the walk is at the horizon, None when another replica moved the position first (the
+    caller's transaction must then roll back)."""
+    d, p, batch = payment_deadlines, payments, EXPIRY_SCAN_BATCH
+    cursor = conn.execute(select(d.c.due_time).where(d.c.payment_id == _SCAN_ID, d.c.kind == EXPIRY_SCAN)).scalar()
+    after = cursor if cursor is not None else _BEGINNING
+    horizon = now - DEFAULT_EXPIRY
+    due = (p.c.create_time > after, p.c.create_time <= horizon)
+    upto = conn.execute(select(p.c.create_time).where(*due).order_by(p.c.create_time)
+                        .offset(batch - 1).limit(1)).scalar()
+    more = upto is not None
+    if upto is None:
+        upto = conn.execute(select(func.max(p.c.create_time)).where(*due)).scalar()
+        if upto is None:
+            return False
+    conn.execute(_walk_statement(tuple(s.value for s in states)), {"after": after, "upto": upto})
+    if cursor is None:
+        moved = insert_ignore(conn, d, {"payment_id": _SCAN_ID, "kind": EXPIRY_SCAN, "due_time": upto})
+    else:
+        moved = bool(conn.execute(update(d).where(d.c.payment_id == _SCAN_ID, d.c.kind == EXPIRY_SCAN,
+                                                  d.c.due_time == cursor).values(due_time=upto)).rowcount)
+    return more if moved else None
+
+
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.cache
+def _walk_statement(states: tuple[str, ...]) -> TextClause:
+    # Text: both databases speak INSERT ... SELECT ... ON CONFLICT DO NOTHING (see kernel.db.insert_ignore).
+    listed = ", ".join("'" + s + "'" for s in states)
+    return text(f"INSERT INTO payment_deadlines (payment_id, kind, due_time) "
+                f"SELECT id, '{EXPIRY}', expire_time FROM payments "
+                f"WHERE create_time > :after AND create_time <= :upto AND state IN ({listed}) "
+                "ON CONFLICT DO NOTHING").bindparams(bindparam("after", type_=UtcDateTime),
+                                                     bindparam("upto", type_=UtcDateTime))
 
 
 def forget_deadlines(conn: Connection, kind: str, states: tuple[PaymentState, ...], now: datetime) -> int:

@@ -1,6 +1,6 @@
 """PostgreSQL's one-statement CreatePayment and ConfirmPayment (payhub.trade.fastpath) write, column
 for column, what the general path's row builders write for the same payment: the payment, its
-expiry deadline, the attempt, the card vault row, the router's sent-record, the events and the stored
+expiry deadline (when early), the attempt, the card vault row, the router's sent-record, the events and the stored
 responses. The statements send each value once (shared parameters and literals), so a column wired
 to the wrong parameter or literal fails here."""
 
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from payhub.channel.tables import channel_attempts
-from payhub.kernel import jsontext
+from payhub.kernel import clock, jsontext
 from payhub.kernel.db import Database
 from payhub.kernel.idempotency import idempotency_keys
 from payhub.kernel.outbox import outbox_events
@@ -89,13 +90,23 @@ def test_create_writes_the_general_paths_rows(env: Env) -> None:
     assert len(env.statements) == 1 and "INSERT INTO payments" in env.statements[0]  # the fast path
     assert _row(db, payments, payments.c.id == created.id) | {"pending_operation": None} == \
         repo.payment_values(created) | {"pending_operation": None, "operation_time": None}
-    assert _row(db, payment_deadlines, payment_deadlines.c.payment_id == created.id) == {
-        "payment_id": created.id, "kind": repo.EXPIRY, "due_time": created.expire_time}
+    with db.read() as conn:  # it expires at the default time: the expiry job walks to it, no row
+        assert conn.execute(select(payment_deadlines)).all() == []
     assert _event(db, created.id, "payment.created") == _expected_event("payment.created", created,
                                                                         created.create_time)
     key = _key(db, f"trade.CreatePayment:{env.merchant}", "create-1")
     assert key["response"] == encode(created) and key["create_time"] == created.create_time
     assert len(key["fingerprint"]) == 64
+
+
+def test_create_writes_the_deadline_of_a_payment_expiring_early(env: Env) -> None:
+    db = env.trade.db
+    created = env.trade.create_payment(env.merchant, draft(expire_time=clock.now() + timedelta(minutes=5)), "c-1")
+    assert len(env.statements) == 1 and "INSERT INTO payment_deadlines" in env.statements[0]  # the fast path
+    assert _row(db, payment_deadlines, payment_deadlines.c.payment_id == created.id) == {
+        "payment_id": created.id, "kind": repo.EXPIRY, "due_time": created.expire_time}
+    assert _row(db, payments, payments.c.id == created.id) | {"pending_operation": None} == \
+        repo.payment_values(created) | {"pending_operation": None, "operation_time": None}
 
 
 @pytest.mark.parametrize(("number", "state"), [(APPROVE, PaymentState.SUCCEEDED),

@@ -14,6 +14,7 @@ from payhub.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from payhub.kernel.outbox import read_events
 from payhub.kernel.pagination import parse_page
 from payhub.server.context import AppContext
+from payhub.trade import repository as repo
 from payhub.trade.domain import CloseReason, PaymentState, RefundState
 from payhub.trade.service import MethodInput, PaymentChanges, TradeService
 from payhub.trade.tables import card_vault, payment_deadlines, refunds
@@ -203,7 +204,62 @@ def test_expiry_follows_an_updated_expire_time_and_forgets_payments_that_moved_o
     assert trade.close_expired() == 0
     assert trade.get_payment(merchant, paid.id).state is PaymentState.SUCCEEDED
     with trade.db.read() as conn:  # the jobs' queue holds nothing for payments that are done
-        assert conn.execute(select(payment_deadlines)).all() == []
+        assert conn.execute(select(payment_deadlines).where(payment_deadlines.c.kind != repo.EXPIRY_SCAN)).all() == []
+
+
+def _deadlines(trade: TradeService) -> dict[str, object]:
+    with trade.db.read() as conn:
+        return {r.payment_id: r.due_time for r in conn.execute(
+            select(payment_deadlines).where(payment_deadlines.c.kind == repo.EXPIRY))}
+
+
+def test_a_payment_unpaid_at_its_default_expiry_is_closed_though_created_without_a_deadline_row(
+        trade: TradeService, merchant: str) -> None:
+    unpaid = trade.create_payment(merchant, draft(), "c1")
+    paid = trade.create_payment(merchant, draft(), "c2")
+    trade.confirm_payment(merchant, paid.id, card(), "", "k2")
+    assert _deadlines(trade) == {}  # the expiry job walks to them
+    _later(29 * 60)
+    assert trade.close_expired() == 0
+    _later(2 * 60)
+    assert trade.close_expired() == 1
+    assert trade.get_payment(merchant, unpaid.id).close_reason is CloseReason.EXPIRED
+    assert trade.get_payment(merchant, paid.id).state is PaymentState.SUCCEEDED
+    assert trade.close_expired() == 0
+    assert _deadlines(trade) == {}  # forgotten once closed
+
+
+def test_a_later_expire_time_is_kept_once_the_default_expiry_passed(trade: TradeService, merchant: str) -> None:
+    later = trade.create_payment(merchant, draft(expire_time=clock.now() + timedelta(hours=2)), "c1")
+    sooner = trade.create_payment(merchant, draft(expire_time=clock.now() + timedelta(minutes=5)), "c2")
+    assert _deadlines(trade) == {sooner.id: sooner.expire_time}  # written with the payment: before the walk
+    _later(31 * 60)
+    assert trade.close_expired() == 1
+    assert trade.get_payment(merchant, sooner.id).close_reason is CloseReason.EXPIRED
+    assert trade.get_payment(merchant, later.id).state is PaymentState.CREATED
+    assert _deadlines(trade)[later.id] == later.expire_time  # the walk met it still unpaid
+    _later(90 * 60)
+    assert trade.close_expired() == 1
+    assert trade.get_payment(merchant, later.id).close_reason is CloseReason.EXPIRED
+
+
+def test_the_expiry_walk_goes_in_batches_and_over_payments_of_one_instant(
+        trade: TradeService, merchant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repo, "EXPIRY_SCAN_BATCH", 2)
+    _later(0)  # a frozen clock: payments of the same create_time
+    same = [trade.create_payment(merchant, draft(), f"s{i}") for i in range(3)]
+    _later(1)
+    after = [trade.create_payment(merchant, draft(), f"a{i}") for i in range(3)]
+    trade.confirm_payment(merchant, after[1].id, card(), "", "k")
+    _later(31 * 60)
+    assert trade.close_expired() == 5
+    assert {trade.get_payment(merchant, p.id).close_reason for p in same + after[::2]} == {CloseReason.EXPIRED}
+    assert trade.close_expired() == 0
+    _later(1)
+    late = trade.create_payment(merchant, draft(), "late")  # created after the walk's position
+    _later(31 * 60)
+    assert trade.close_expired() == 1
+    assert trade.get_payment(merchant, late.id).close_reason is CloseReason.EXPIRED
 
 
 def test_confirm_after_an_update_charges_the_updated_payment(trade: TradeService, merchant: str) -> None:
