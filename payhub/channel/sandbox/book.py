@@ -33,9 +33,10 @@ _OPEN_PG = f"""
     WHERE attempt_id = %(attempt_id)s AND NOT EXISTS (SELECT 1 FROM ins)"""
 
 
-# A plain INSERT: it is only deferred for a first attempt just claimed with a new id (see open), and its
-# channel_reference is a new id too, so neither unique key can be taken. ON CONFLICT DO NOTHING would
-# cost a speculative insertion on every payment (a probe of both unique indexes before the insert, a
+# A plain INSERT: it is only deferred for a first attempt just claimed with a new id (see open), the
+# table's one unique key, so it cannot be taken (channel_reference, a new id too, is not a key: nothing
+# looks a transaction up by it). ON CONFLICT DO NOTHING would
+# cost a speculative insertion on every payment (a probe of the unique index before the insert, a
 # speculative-insertion lock and a second WAL record to confirm the row). Were a key taken after all,
 # the statement carrying it would fail whole, and its caller runs the write's fallback (_open_pg, the
 # insert-or-read) as after any failed statement. What the statement spells itself is not sent: a new
