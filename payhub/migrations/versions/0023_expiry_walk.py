@@ -4,7 +4,7 @@ still unpaid. The walk's position is a payment_deadlines row (payment_id '', kin
 starts after the newest payment of today, every one of which has its EXPIRY row already.
 
 Revision ID: 0023_expiry_walk
-Revises: 0021_risk_counters_fillfactor
+Revises: 0022_ledger_entries_key
 Create Date: 2026-11-30 21:20:00.000000
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0023_expiry_walk'
-down_revision: str | None = '0021_risk_counters_fillfactor'
+down_revision: str | None = '0022_ledger_entries_key'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
