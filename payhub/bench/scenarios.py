@@ -26,10 +26,17 @@ def approved_card(serial: int) -> str:
     """A card the sandbox approves, different for each payment (real traffic comes from many cards:
     one card for every payment would make its risk velocity counter a row every payment waits for,
     and would trip the default shadow velocity rule on every payment). Never a magic sandbox card
-    (those start 4000000000)."""
-    from payhub.trade.domain import luhn_ok
+    (those start 4000000000). The Luhn check digit is computed, not searched for (the client makes one
+    per payment; trying digits with `luhn_ok` cost ~15 us of the client's CPU)."""
     body = f"42{serial % 10 ** 13:013d}"
-    return next(body + digit for digit in "0123456789" if luhn_ok(body + digit))
+    # From the right of the full number the check digit is position 0, so the body's last digit and
+    # every second one before it are doubled (a doubled digit d counts d * 2 - 9 when above 9).
+    doubled = sum(map(int, body[-1::-2].translate(_LUHN_DOUBLED)))
+    plain = sum(map(int, body[-2::-2]))
+    return body + str(-(doubled + plain) % 10)
+
+
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,20 @@ class Operations:
             from payhub.trade.v1 import trade_pb2, trade_pb2_grpc
             self.pb: Any = trade_pb2
             self.trade: Iterator[Any] = itertools.cycle([trade_pb2_grpc.TradeServiceStub(c) for c in channels])
+            # What every payment's two requests share (create_and_confirm adds what differs).
+            self.create_template = trade_pb2.CreatePaymentRequest(
+                parent=target.parent, payment=trade_pb2.Payment(
+                    subject="bench", amount=Money(currency_code=CURRENCY, amount_minor=PAY_AMOUNT_MINOR),
+                    capture_method=trade_pb2.CAPTURE_METHOD_AUTOMATIC))
+            self.confirm_template = trade_pb2.ConfirmPaymentRequest(payment_method=trade_pb2.PaymentMethod(
+                type=PAYMENT_METHOD_TYPE_CARD, client_type=CLIENT_TYPE_PC,
+                card=trade_pb2.CardDetails(exp_month=12, exp_year=2034, cvc="123")))
 
-    def operation(self, task: int) -> Callable[[], Awaitable[None]]:
+    def operation(self, task: int) -> Callable[[], Awaitable[object]]:
         if self.scenario == "health":
             return self.check_health
-        if self.scenario == "pay":
-            return self.pay
+        if self.scenario == "pay":  # without names to keep, one coroutine less per payment
+            return self.pay if self.keep_created else self.create_and_confirm
         if self.scenario == "get":
             return self.get
         if self.scenario == "list":
@@ -121,22 +136,28 @@ class Operations:
     async def create_and_confirm(self) -> str:
         pb, stub = self.pb, next(self.trade)
         serial = next(self.serial)
-        created = await stub.CreatePayment(pb.CreatePaymentRequest(
-            parent=self.target.parent, request_id=uuid.uuid4().hex,
-            payment=pb.Payment(merchant_order_no=f"{self.prefix}-{serial}", subject="bench",
-                               amount=Money(currency_code=CURRENCY, amount_minor=PAY_AMOUNT_MINOR),
-                               capture_method=pb.CAPTURE_METHOD_AUTOMATIC)),
-            metadata=self.metadata, timeout=10)
-        confirmed = await stub.ConfirmPayment(pb.ConfirmPaymentRequest(
-            name=created.payment.name, request_id=uuid.uuid4().hex,
-            payment_method=pb.PaymentMethod(
-                type=PAYMENT_METHOD_TYPE_CARD, client_type=CLIENT_TYPE_PC,
-                card=pb.CardDetails(number=approved_card(self.worker * 10 ** 11 + serial), exp_month=12,
-                                    exp_year=2034, cvc="123"))),
-            metadata=self.metadata, timeout=10)
+        created = await stub.CreatePayment(self.create_request(serial), metadata=self.metadata, timeout=10)
+        confirmed = await stub.ConfirmPayment(self.confirm_request(created.payment.name, serial),
+                                              metadata=self.metadata, timeout=10)
         if confirmed.payment.state != pb.PAYMENT_STATE_SUCCEEDED:
             raise UnexpectedState(f"payment ended {pb.PaymentState.Name(confirmed.payment.state)}")
         return str(confirmed.payment.name)
+
+    # The requests are the messages the fields below would build, copied from templates made once (a
+    # constructor given nested messages copies each of them again): less client CPU per payment.
+
+    def create_request(self, serial: int) -> Any:
+        request = self.pb.CreatePaymentRequest()
+        request.CopyFrom(self.create_template)
+        request.request_id = uuid.uuid4().hex
+        request.payment.merchant_order_no = f"{self.prefix}-{serial}"
+        return request
+
+    def confirm_request(self, name: str, serial: int) -> Any:
+        request = self.pb.ConfirmPaymentRequest(name=name, request_id=uuid.uuid4().hex)
+        request.MergeFrom(self.confirm_template)
+        request.payment_method.card.number = approved_card(self.worker * 10 ** 11 + serial)
+        return request
 
     def unique_no(self) -> str:
         return f"{self.prefix}-{next(self.serial)}"
