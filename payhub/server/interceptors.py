@@ -86,11 +86,15 @@ def _scan_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tupl
 class _Method:
     """What the pipeline needs to know about one RPC method, worked out on its first call."""
 
-    __slots__ = ("name", "public", "record")
+    __slots__ = ("admitted", "name", "public", "record")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.public = name.startswith(PUBLIC_PREFIXES)
+        # The principal the permission table last admitted to this method: principals are immutable
+        # and the credential cache answers the same object for a key, so the next call of that key
+        # skips the table (another principal is checked, and becomes the one kept).
+        self.admitted: Principal | None = None
         # payhub_rpc_total and payhub_rpc_seconds: record(code name, seconds), one lock per call
         self.record = rpc_metrics.METRICS.stats(name).record
 
@@ -110,6 +114,19 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
         if principal is None:
             raise Unauthenticated("unknown, expired or revoked credential")
         permissions.check(method, principal)
+        return principal
+
+    def _authorize_method(self, method: _Method, token: str | None) -> Principal:
+        """`_authorize` for a unary call: the permission table is not asked again for the principal
+        it last admitted to this method."""
+        if not token:
+            return self._authorize(method.name, token)
+        principal = self._credentials.resolve(token)
+        if principal is None:
+            raise Unauthenticated("unknown, expired or revoked credential")
+        if principal is not method.admitted:
+            permissions.check(method.name, principal)
+            method.admitted = principal
         return principal
 
     def serve_on(self, server: grpc.Server) -> grpc.Server:
@@ -148,8 +165,9 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap_unary(self, behavior: Callable[[Any, Any], Any], method: _Method) -> Any:
         """The steps of `_CallScope` spelt out in one function (this runs on every unary call)."""
-        authorize, name, public = self._authorize, method.name, method.public
+        authorize, name, public = self._authorize_method, method.name, method.public
         enter_deadline, leave_deadline = deadline.enter, deadline.leave
+        record, logs_calls = method.record, not public
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
             start = _perf_counter()
@@ -162,9 +180,13 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
             principal = bound_principal = None
             try:
                 if not public:
-                    principal = authorize(name, bearer)
+                    principal = authorize(method, bearer)
                     bound_principal = _set_principal(principal)
-                return behavior(_checked(request), context)
+                # `_checked`, with a request that parsed and is a message decided inline
+                if type(request) is _Unparsable or not isinstance(request, Message):
+                    return behavior(_checked(request), context)
+                validate(request)
+                return behavior(request, context)
             except PayhubError as exc:
                 code, status = to_status(exc)
                 context.abort_with_status(status)
@@ -181,7 +203,12 @@ class CallPipeline(grpc.ServerInterceptor):  # type: ignore[misc]
                 if bound_principal is not None:
                     _reset_principal(bound_principal)
                 leave_deadline(bound_deadline)
-                _completed(method, code, _perf_counter() - start, principal)
+                # `_completed`, spelt out
+                elapsed = _perf_counter() - start
+                code_name = "OK" if code is _OK else _code_name(code)
+                record(code_name, elapsed)
+                if logs_calls and is_enabled(_INFO):
+                    _access_line(code_name, elapsed, principal)
                 _METHOD_VAR.reset(bound_method)
                 _REQUEST_ID_VAR.reset(bound_id)
             return None
@@ -235,11 +262,19 @@ def _new_request_id() -> str:
 
 def _completed(method: _Method, code: Any, elapsed: float, principal: Principal | None) -> None:
     """Count the call and write its access line (the log context still bound)."""
-    code_name = code.name if code else "UNKNOWN"
+    code_name = _code_name(code)
     method.record(code_name, elapsed)
     if not method.public and is_enabled(_INFO):
-        who = f"{principal.kind.value}:{principal.subject}" if principal else "anonymous"
-        log.info("rpc", code=code_name, latency_ms=round(elapsed * 1000, 2), principal=who)
+        _access_line(code_name, elapsed, principal)
+
+
+def _code_name(code: Any) -> str:
+    return code.name if code else "UNKNOWN"  # type: ignore[no-any-return]
+
+
+def _access_line(code_name: str, elapsed: float, principal: Principal | None) -> None:
+    who = f"{principal.kind.value}:{principal.subject}" if principal else "anonymous"
+    log.info("rpc", code=code_name, latency_ms=round(elapsed * 1000, 2), principal=who)
 
 
 _END = object()

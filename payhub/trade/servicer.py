@@ -48,10 +48,10 @@ pb = trade_pb2
 
 def _parts(name: str, field: str, pattern: tuple[str, ...]) -> list[str]:
     segments = name.split("/")
-    if len(segments) != 2 * len(pattern) or any(segments[2 * i] != p for i, p in enumerate(pattern)) \
-            or not all(segments[1::2]):
+    # The collections' names compared as one list (a generator over them cost more than the rest).
+    if len(segments) != 2 * len(pattern) or segments[0::2] != list(pattern) or not all(ids := segments[1::2]):
         raise InvalidArgument.field(field, f"must look like {'/'.join(f'{p}/{{id}}' for p in pattern)}")
-    return segments[1::2]
+    return ids
 
 
 def parse_merchant(parent: str, field: str = "parent", allow_all: bool = False) -> str | None:
@@ -496,6 +496,9 @@ _method_type_name = _names(common_pb2.PaymentMethodType, "PAYMENT_METHOD_TYPE_")
 _client_type_name = _names(common_pb2.ClientType, "CLIENT_TYPE_")
 
 
+_NO_CUSTOMER = Customer()  # what a payment without a customer converts to (immutable, so shared)
+
+
 def draft_from(p: pb.Payment) -> PaymentDraft:
     installments, customer, amount = p.installments, p.customer, p.amount
     count = installments.count
@@ -508,7 +511,8 @@ def draft_from(p: pb.Payment) -> PaymentDraft:
         expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None,
         metadata=dict(p.metadata) if len(p.metadata) else {},
         customer=_customer(id=customer.id, ip=customer.ip, device_id=customer.device_id,
-                           email=customer.email, phone=customer.phone),
+                           email=customer.email, phone=customer.phone)
+        if p.HasField("customer") else _NO_CUSTOMER,
         splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
                            ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits)
         if len(p.splits) else ())
