@@ -118,8 +118,8 @@ def test_entries_keyed_by_account_and_sequence(world: World) -> None:
         conn.execute(insert(ledger_entries).values(**copy))
     if db.is_postgres:
         with db.read() as conn:
-            indexes = dict(conn.execute(text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ledger_entries'")).all())
+            indexes: dict[str, str] = {name: definition for name, definition in conn.execute(text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ledger_entries'"))}
         assert sorted(indexes) == ["ix_ledger_entries_account_id_post_time", "ix_ledger_entries_journal_id",
                                    "pk_ledger_entries"]
         assert "(account_id, sequence)" in indexes["pk_ledger_entries"]
