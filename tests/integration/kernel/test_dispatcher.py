@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select, text
 
 from payhub.kernel.db import Database
 from payhub.kernel.dispatcher import OutboxDispatcher, Subscription
-from payhub.kernel.outbox import Event, outbox_cursors, record_event
+from payhub.kernel.outbox import Event, consume, outbox_cursors, record_event
 from tests.conftest import sequence_all
 
 
@@ -52,6 +52,33 @@ def test_each_consumer_gets_the_types_it_wants_once(db: Database) -> None:
     assert _cursors(db) == {"ledger": 5, "hooks": 5, "risk": 5}  # advanced past what nobody wants
     assert dispatcher.run_once() == 0
 
+
+
+def test_consumers_at_different_positions_get_only_what_is_after_their_own_cursor(db: Database) -> None:
+    """A cursor moved by a direct `consume` lags or leads the others: each consumer gets the wanted
+    events after its own cursor, once, in order, whether the cursors differ or all stand together."""
+    got: dict[str, list[str]] = defaultdict(list)
+
+    def handler(name: str):  # type: ignore[no-untyped-def]
+        return lambda _conn, events: got[name].extend(e.aggregate_id for e in events)
+
+    dispatcher = OutboxDispatcher(db, [Subscription("a", handler("a"), prefixes=("payment.",)),
+                                       Subscription("b", handler("b"), types=("payment.succeeded",)),
+                                       Subscription("c", handler("c"), prefixes=("payment.",))])
+    with db.begin() as conn:
+        for i, t in enumerate(["payment.created", "payment.succeeded", "payment.created"]):
+            record_event(conn, type=t, aggregate_type="payment", aggregate_id=f"p{i}", merchant_id="m1",
+                         payload={"i": i})
+    sequence_all(db)
+    assert consume(db, "a", handler("a"), limit=2) == 2  # a ahead of b and c
+    _drain(dispatcher)
+    assert got == {"a": ["p0", "p1", "p2"], "b": ["p1"], "c": ["p0", "p1", "p2"]}
+    got.clear()
+    _record(db, ["payment.succeeded", "payment.created"])  # now every cursor stands at one position
+    sequence_all(db)
+    _drain(dispatcher)
+    assert got == {"a": ["p0", "p1"], "b": ["p0"], "c": ["p0", "p1"]}
+    assert len(set(_cursors(db).values())) == 1
 
 def test_a_failing_consumer_keeps_its_cursor_and_gets_the_events_again(db: Database) -> None:
     seen: list[int] = []
