@@ -51,38 +51,46 @@ def channel_order_no(channel: str, payhub_id: str) -> str:
 def book_row(event: Event, cost_of: CostOf, now: datetime | None = None) -> dict[str, Any] | None:
     """The recon_book row an event writes, or None when it says nothing about a channel transaction
     (`now`: its update time, default the clock's; a batch's rows share one)."""
-    p, when = event.payload, event.create_time
-    now = now or clock.now()
+    head = _head(event)
+    return None if head is None else _row(event, head, cost_of, now or clock.now())
+
+
+# What identifies an event's row and where it stands: channel, kind, payhub id, status.
+_Head = tuple[str, str, str, str]
+
+
+def _head(event: Event) -> _Head | None:
+    p = event.payload
     if event.type == "payment.paid_after_close":
-        channel, payhub_id = p.get("attempt_channel") or p.get("channel") or "", p.get("attempt_id") or ""
-        return _row(channel, PAYMENT, payhub_id, p, int(p.get("attempt_amount_minor") or 0), None,
-                    "PAID_AFTER_CLOSE", when, now)
-    if event.type in _PAYMENT_STATUS:
-        status, payhub_id, channel = _PAYMENT_STATUS[event.type], p.get("current_attempt_id") or "", p.get("channel")
-        succeeded = status == "SUCCEEDED"
-        amount = int(p["amount_captured"] if succeeded else p["amount_minor"])
-        method = (p.get("method") or {}).get("type") or ""
-        fee = cost_of(channel or "", method, amount) if succeeded else None
-        return _row(channel or "", PAYMENT, payhub_id, p, amount, fee, status, when if succeeded else None, now)
-    if event.type in _REFUND_STATUS:
-        status = _REFUND_STATUS[event.type]
-        amount = int(p["amount_minor"])
-        cost = cost_of(p.get("channel") or "", "*", amount) if status == "SUCCEEDED" else None
-        row = _row(p.get("channel") or "", REFUND, p["id"], p, amount, -cost if cost is not None else None, status,
-                   when if status == "SUCCEEDED" else None, now)
-        if row is not None:
-            row["reference"] = p["name"]
-        return row
-    return None
-
-
-def _row(channel: str, kind: str, payhub_id: str, p: dict[str, Any], amount: int, fee: int | None, status: str,
-         complete: datetime | None, now: datetime) -> dict[str, Any] | None:
-    if not channel or not payhub_id:
+        head = (p.get("attempt_channel") or p.get("channel") or "", PAYMENT, p.get("attempt_id") or "",
+                "PAID_AFTER_CLOSE")
+    elif event.type in _PAYMENT_STATUS:
+        head = (p.get("channel") or "", PAYMENT, p.get("current_attempt_id") or "", _PAYMENT_STATUS[event.type])
+    elif event.type in _REFUND_STATUS:
+        head = (p.get("channel") or "", REFUND, p["id"], _REFUND_STATUS[event.type])
+    else:
         return None
-    reference = p["name"] if kind == PAYMENT else ""
+    return head if head[0] and head[2] else None
+
+
+def _row(event: Event, head: _Head, cost_of: CostOf, now: datetime) -> dict[str, Any]:
+    p, when = event.payload, event.create_time
+    channel, kind, payhub_id, status = head
+    succeeded = status == "SUCCEEDED"
+    fee: int | None
+    complete: datetime | None
+    if status == "PAID_AFTER_CLOSE":
+        amount, fee, complete = int(p.get("attempt_amount_minor") or 0), None, when
+    elif kind == PAYMENT:
+        amount = int(p["amount_captured"] if succeeded else p["amount_minor"])
+        fee = cost_of(channel, (p.get("method") or {}).get("type") or "", amount) if succeeded else None
+        complete = when if succeeded else None
+    else:
+        amount = int(p["amount_minor"])
+        cost = cost_of(channel, "*", amount) if succeeded else None
+        fee, complete = -cost if cost is not None else None, when if succeeded else None
     return {"channel": channel, "kind": kind, "order_no": channel_order_no(channel, payhub_id), "payhub_id": payhub_id,
-            "merchant_id": p["merchant_id"], "reference": reference, "currency": p["currency"],
+            "merchant_id": p["merchant_id"], "reference": p["name"], "currency": p["currency"],
             "amount_minor": amount, "fee_minor": fee, "status": status, "complete_time": complete,
             "update_time": now}
 
@@ -140,8 +148,22 @@ def book_handler(cost_of: CostOf) -> Callable[[Connection, list[Event]], None]:
     """Writes a batch of trade's events into recon_book (the dispatcher's `reconciliation-book`
     subscription, or `keep_book`)."""
     def handle(conn: Connection, events: list[Event]) -> None:
+        # Latest first: an event whose row write_rows would drop (a later event of the batch moves the same
+        # key as far or further, e.g. a payment's processing, then its success) has no row built at all.
         now = clock.now()
-        write_rows(conn, [r for e in events if (r := book_row(e, cost_of, now)) is not None])
+        kept: dict[tuple[str, str, str], int] = {}  # key -> the rank of the latest row kept for it
+        rows: list[dict[str, Any]] = []
+        for event in reversed(events):
+            head = _head(event)
+            if head is None:
+                continue
+            key, rank = (head[0], head[1], head[2]), _RANK[head[3]]
+            if key in kept and rank <= kept[key]:
+                continue
+            kept[key] = rank
+            rows.append(_row(event, head, cost_of, now))
+        rows.reverse()
+        write_rows(conn, rows)
     return handle
 
 

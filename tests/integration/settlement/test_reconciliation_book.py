@@ -1,12 +1,16 @@
 """recon_book rows only move forward, whatever order a batch's events or the batches come in."""
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from payhub.kernel import clock
 from payhub.kernel.db import Database
-from payhub.settlement.reconciliation.book import write_rows
+from payhub.kernel.jsontext import dumps
+from payhub.kernel.outbox import Event
+from payhub.settlement.reconciliation.book import book_handler, book_row, write_rows
 from payhub.settlement.reconciliation.tables import recon_book
 
 T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -37,3 +41,43 @@ def test_rows_move_forward_only(db: Database) -> None:
         write_rows(conn, [_row("c", "PAID_AFTER_CLOSE", 800, 1), _row("d", "PENDING")])
     assert _book(db) == {"a": ("SUCCEEDED", 1000, 2), "b": ("SUCCEEDED", 1000, 3),
                          "c": ("PAID_AFTER_CLOSE", 800, 1), "d": ("FAILED", 1000, None)}
+
+
+def _event(position: int, type_: str, attempt: str, amount: int, channel: str) -> Event:
+    payment = {"id": f"pay_{attempt[-1]}", "name": f"merchants/m1/payments/pay_{attempt[-1]}", "merchant_id": "m1",
+               "currency": "CNY", "amount_minor": amount, "amount_captured": amount, "channel": channel,
+               "current_attempt_id": attempt, "method": {"type": "CARD"}}
+    if type_ == "payment.paid_after_close":
+        payment.update(attempt_id=attempt, attempt_channel=channel, attempt_amount_minor=amount)
+    if type_.startswith("refund."):
+        payment = {"id": f"ref_{attempt[-1]}", "name": f"merchants/m1/payments/pay_x/refunds/ref_{attempt[-1]}",
+                   "merchant_id": "m1", "currency": "CNY", "amount_minor": amount, "channel": channel}
+    return Event(position, f"evt_{position}", type_, "payment", payment["id"], "m1", dumps(payment),
+                 T + timedelta(seconds=position))
+
+
+def test_a_batch_written_by_the_handler_is_what_all_its_rows_would_write(db: Database) -> None:
+    """The handler builds no row for an event a later event of its batch supersedes (same key, as far
+    or further): the book ends as if every event's row had been handed to write_rows, batch by batch."""
+    rng = random.Random(9)
+    types = ["payment.processing", "payment.requires_action", "payment.succeeded", "payment.failed",
+             "payment.closed", "payment.paid_after_close", "refund.pending", "refund.succeeded", "refund.failed"]
+
+    def cost_of(_channel: str, method: str, amount: int) -> int | None:
+        return amount // 100 if method != "*" else 1
+
+    handle = book_handler(cost_of)
+    for batch in range(30):
+        events = [_event(100 * batch + i, rng.choice(types), f"att_{rng.randrange(4)}", rng.choice([900, 1000]), "x")
+                  for i in range(rng.randrange(1, 12))]
+        mirror = [_event(e.position, e.type, e.payload.get("current_attempt_id") or e.payload["id"].replace(
+            "ref_", "att_"), e.payload["amount_minor"], "y") for e in events]
+        with db.begin() as conn:
+            handle(conn, events)
+            write_rows(conn, [r for e in mirror if (r := book_row(e, cost_of, clock.now())) is not None])
+    with db.read() as conn:
+        rows = [r._mapping for r in conn.execute(select(recon_book))]
+    by_channel = {c: sorted((r["kind"], r["order_no"], r["status"], r["amount_minor"], r["fee_minor"],
+                             r["reference"], r["complete_time"]) for r in rows if r["channel"] == c)
+                  for c in ("x", "y")}
+    assert by_channel["x"] == by_channel["y"] and len(by_channel["x"]) == 8
