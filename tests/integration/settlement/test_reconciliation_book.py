@@ -44,9 +44,10 @@ def test_rows_move_forward_only(db: Database) -> None:
 
 
 def _event(position: int, type_: str, attempt: str, amount: int, channel: str) -> Event:
-    payment = {"id": f"pay_{attempt[-1]}", "name": f"merchants/m1/payments/pay_{attempt[-1]}", "merchant_id": "m1",
-               "currency": "CNY", "amount_minor": amount, "amount_captured": amount, "channel": channel,
-               "current_attempt_id": attempt, "method": {"type": "CARD"}}
+    payment: dict[str, Any] = {
+        "id": f"pay_{attempt[-1]}", "name": f"merchants/m1/payments/pay_{attempt[-1]}", "merchant_id": "m1",
+        "currency": "CNY", "amount_minor": amount, "amount_captured": amount, "channel": channel,
+        "current_attempt_id": attempt, "method": {"type": "CARD"}}
     if type_ == "payment.paid_after_close":
         payment.update(attempt_id=attempt, attempt_channel=channel, attempt_amount_minor=amount)
     if type_.startswith("refund."):
