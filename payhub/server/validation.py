@@ -80,14 +80,25 @@ _OTHER = 3      # anything else: the check function decides
 _Entry = tuple[int, str, Any, "Check"]
 
 
+# A message type with at most this many fields to check is read field by field (`_Plan.direct`):
+# asking a few fields by name costs less than ListFields() building its list of every set field.
+DIRECT_MAX_CHECKS = 5
+
+
 class _Plan:
-    """What to check in one message type: an entry per field that needs one, and required fields."""
+    """What to check in one message type: an entry per field that needs one, and required fields.
+    `direct`, for a type with few such fields: (entry, whether the field is a singular message) in
+    field number order (ListFields' order), read by name; a field at its default value is skipped
+    (as ListFields leaves out a field that is not set; no check finds anything wrong with a default
+    value), a singular message unless HasField."""
 
-    __slots__ = ("checks", "required")
+    __slots__ = ("checks", "direct", "required")
 
-    def __init__(self, checks: dict[FieldDescriptor, _Entry], required: list[tuple[str, bool]]) -> None:
+    def __init__(self, checks: dict[FieldDescriptor, _Entry], required: list[tuple[str, bool]],
+                 direct: tuple[tuple[_Entry, bool], ...] | None = None) -> None:
         self.checks = checks
         self.required = required
+        self.direct = direct
 
 
 # Keyed by the message class (cheaper to get than the descriptor's full name); a class stands for one
@@ -108,6 +119,10 @@ def _walk(message: Message, prefix: str, found: _Found) -> None:
     plan = _plans.get(type(message))
     if plan is None:
         plan = _plan_for(message)
+    direct = plan.direct
+    if direct is not None:
+        _walk_direct(message, plan, direct, prefix, found)
+        return
     checks = plan.checks
     for field, value in message.ListFields():
         entry = checks.get(field)
@@ -129,6 +144,35 @@ def _walk(message: Message, prefix: str, found: _Found) -> None:
             found.add(prefix + name, "is required")
 
 
+def _walk_direct(message: Message, plan: _Plan, direct: tuple[tuple[_Entry, bool], ...], prefix: str,
+                 found: _Found) -> None:
+    """`_walk` over a plan's `direct` fields (the same checks, in the same order)."""
+    for entry, singular_message in direct:
+        name = entry[1]
+        if singular_message:
+            if not message.HasField(name):
+                continue
+            value = getattr(message, name)
+        else:
+            value = getattr(message, name)
+            if not value:  # the default ("", 0, empty): not set, or set to what no check refuses
+                continue
+        how = entry[0]
+        if how == _TEXT:
+            if "\x00" in value or len(value) > entry[2]:
+                entry[3](value, prefix + name, found)
+        elif how == _ENUM:
+            if value not in entry[2]:
+                entry[3](value, prefix + name, found)
+        elif how == _MESSAGE:
+            _walk(value, prefix + entry[2], found)
+        else:
+            entry[3](value, prefix + name, found)
+    for name, is_message in plan.required:
+        if not (message.HasField(name) if is_message else getattr(message, name)):
+            found.add(prefix + name, "is required")
+
+
 def _plan_for(message: Message) -> _Plan:
     with _plans_lock:
         plan = _plans.get(type(message))
@@ -143,7 +187,11 @@ def _plan_for(message: Message) -> _Plan:
                     checks[field] = _entry(field, rules, check)
                 if rules is not None and rules.required:
                     required.append((field.name, field.type == _MESSAGE_TYPE))
-            plan = _plans[type(message)] = _Plan(checks, required)
+            direct = None
+            if len(checks) <= DIRECT_MAX_CHECKS:
+                direct = tuple((checks[field], field.type == _MESSAGE_TYPE and not field.is_repeated)
+                               for field in sorted(checks, key=lambda f: f.number))
+            plan = _plans[type(message)] = _Plan(checks, required, direct)
         return plan
 
 

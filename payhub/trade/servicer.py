@@ -42,6 +42,7 @@ from payhub.trade.domain import (
 from payhub.trade.service import MethodInput, PaymentChanges, PaymentDraft, TradeService
 
 pb = trade_pb2
+_NO_CUSTOMER = Customer()  # what a payment without a customer converts to (immutable, so shared)
 
 
 # -- names ----------------------------------------------------------------------------------------
@@ -301,7 +302,8 @@ def fill_payment(m: Any, p: Payment) -> None:
 
 def _fill_money(m: Any, currency: str, amount_minor: int) -> None:
     m.currency_code = currency  # sets the message, even to an empty one
-    m.amount_minor = amount_minor
+    if amount_minor:  # 0 is the field's default: left as it is
+        m.amount_minor = amount_minor
 
 
 def _fill_stamp(m: Any, moment: datetime, stamps: dict[datetime, tuple[int, int]]) -> None:
@@ -316,6 +318,8 @@ def _fill_stamp(m: Any, moment: datetime, stamps: dict[datetime, tuple[int, int]
 
 def _fill_customer(m: Any, c: Customer) -> None:
     m.SetInParent()  # set even when every field is empty
+    if c is _NO_CUSTOMER:  # as most payments' (draft_from)
+        return
     if c.id:
         m.id = c.id
     if c.ip:
@@ -494,9 +498,6 @@ _capture_method_name = _names(pb.CaptureMethod, "CAPTURE_METHOD_")
 _fee_bearer_name = _names(pb.FeeBearer, "FEE_BEARER_")
 _method_type_name = _names(common_pb2.PaymentMethodType, "PAYMENT_METHOD_TYPE_")
 _client_type_name = _names(common_pb2.ClientType, "CLIENT_TYPE_")
-
-
-_NO_CUSTOMER = Customer()  # what a payment without a customer converts to (immutable, so shared)
 
 
 def draft_from(p: pb.Payment) -> PaymentDraft:

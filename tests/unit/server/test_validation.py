@@ -190,3 +190,47 @@ def test_inline_checks_name_exactly_what_the_field_checks_name(order_no: str, su
     request = create(merchant_order_no=order_no, subject=subject, customer=pb.Customer(ip=ip),
                      capture_method=capture)  # type: ignore[arg-type]
     assert violations(request) == expected
+
+
+def _ordered_violations(request: Any) -> list[tuple[str, str]]:
+    try:
+        validate(request)
+    except InvalidArgument as exc:
+        return [(v.field, v.description) for v in exc.violations]
+    return []
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=70), request_id=st.text(max_size=70), method_type=st.integers(min_value=0, max_value=12),
+       client_type=st.integers(min_value=0, max_value=12), number=st.text(max_size=24), cvc=st.text(max_size=6),
+       use_token=st.booleans(), token=st.text(max_size=70), ip=st.text(max_size=10), device=st.text(max_size=130),
+       with_consumer=st.booleans(), currency=st.text(max_size=5),
+       channel_input=st.dictionaries(st.text(max_size=70), st.text(max_size=3), max_size=2))
+def test_few_fields_read_by_name_find_what_list_fields_finds(
+        name: str, request_id: str, method_type: int, client_type: int, number: str, cvc: str, use_token: bool,
+        token: str, ip: str, device: str, with_consumer: bool, channel_input: dict[str, str], currency: str) -> None:
+    """Small messages are read field by field (validation DIRECT_MAX_CHECKS), larger ones through
+    ListFields: the violations, and their order, are the same either way."""
+    from payhub.server import validation
+
+    method = pb.PaymentMethod(type=method_type, client_type=client_type,  # type: ignore[arg-type]
+                              channel_input=channel_input)
+    if use_token:
+        method.card_token = token
+    else:
+        method.card.CopyFrom(pb.CardDetails(number=number, exp_month=12, exp_year=2031, cvc=cvc))
+    requests = [pb.ConfirmPaymentRequest(name=name, request_id=request_id, payment_method=method,
+                                         consumer=pb.ConsumerContext(ip=ip, device_id=device) if with_consumer
+                                         else None),
+                pb.CreatePaymentRequest(parent=name, request_id=request_id, payment=pb.Payment(
+                    merchant_order_no="o", subject="s", amount=common_pb2.Money(currency_code=currency)))]
+    by_name = [_ordered_violations(r) for r in requests]
+    saved, plans = validation.DIRECT_MAX_CHECKS, dict(validation._plans)
+    validation.DIRECT_MAX_CHECKS = 0
+    validation._plans.clear()
+    try:
+        assert [_ordered_violations(r) for r in requests] == by_name
+    finally:
+        validation.DIRECT_MAX_CHECKS = saved
+        validation._plans.clear()
+        validation._plans.update(plans)
