@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from hashlib import sha256 as _sha256
 
 from sqlalchemy import insert, select, update
 
@@ -104,8 +103,8 @@ class CredentialStore:
     # -- resolution ---------------------------------------------------------------------------
     def resolve(self, token: str) -> Principal | None:
         """The principal a bearer token stands for, or None when it is unknown or revoked."""
-        raw = token.encode()
         if self._admin_token or self._internal_token:  # compared in constant time, as constant_time_equal does
+            raw = token.encode()
             if self._admin_token and secrets.compare_digest(raw, self._admin_token_bytes):
                 return self._admin
             if self._internal_token and secrets.compare_digest(raw, self._internal_token_bytes):
@@ -113,8 +112,8 @@ class CredentialStore:
         # Cached by the token itself (hashing it on every call cost more than the rest of resolving
         # it): the hash is only worked out to look it up. A token longer than any issued one is cached
         # by its hash, so that odd ones cannot fill the cache's memory.
-        key: str | tuple[str, str] = token if len(token) <= _MAX_KEYED_TOKEN else ("sha256", _sha256(raw).hexdigest())
-        return self._cache.get(key, lambda: self._lookup(token, _sha256(raw).hexdigest()))
+        key: str | tuple[str, str] = token if len(token) <= _MAX_KEYED_TOKEN else ("sha256", hash_secret(token))
+        return self._cache.get(key, lambda: self._lookup(token, hash_secret(token)))
 
     def _lookup(self, token: str, digest: str) -> Principal | None:
         now = clock.now()
