@@ -31,10 +31,11 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
 from payhub.kernel.ids import new_id
-from payhub.kernel.jsontext import dumps
+from payhub.kernel.jsontext import dumps_bytes
 from payhub.kernel.outbox import driver_of
 from payhub.settlement.domain import (
     ACCOUNT_RULES,
@@ -213,9 +214,9 @@ def write(conn: Connection, batch: Batch, now: datetime) -> set[str]:
                 raise ValueError(f"a poster row with columns {sorted(row)}, not {sorted(columns)}")
 
     # Datetimes go as isoformat() writes them (payhub.kernel.jsontext), which timestamptz reads back.
-    params = {"journals": dumps(journals), "payments": dumps(list(new_payments.values())), "lines": dumps(lines),
-              "accounts": dumps([{"id": new_id("la"), **a} for a in accounts.values()]),
-              "refunds": dumps(batch.refunds), "queue": dumps(batch.queue), "paid": dumps(paid), "now": now}
+    params = {"journals": _jsonb(journals), "payments": _jsonb(list(new_payments.values())), "lines": _jsonb(lines),
+              "accounts": _jsonb([{"id": new_id("la"), **a} for a in accounts.values()]),
+              "refunds": _jsonb(batch.refunds), "queue": _jsonb(batch.queue), "paid": _jsonb(paid), "now": now}
     with driver_of(conn).cursor() as cur:
         rows = cur.execute(STATEMENT, params).fetchall()
     written = {r[0] for r in rows if r[1] is None}
@@ -232,6 +233,11 @@ def read_for_refunds(conn: Connection, payment_ids: set[str],
         known = {r["payment_id"]: r for r in cur.execute(READ_PAYMENTS, {"ids": sorted(payment_ids)})}
         refunded = {r["refund_id"] for r in cur.execute(READ_REFUNDED, {"ids": refund_ids})} if refund_ids else set()
     return known, refunded
+
+
+def _jsonb(value: Any) -> Jsonb:
+    """A jsonb parameter, its text as orjson makes it (bytes: no str decoded and encoded again)."""
+    return Jsonb(value, dumps_bytes)
 
 
 def _account_row(key: str, ref: AccountRef) -> dict[str, Any]:

@@ -47,6 +47,7 @@ def test_the_same_document_as_the_stdlib_encoder(value: Any) -> None:
     assert jsontext.loads(text) == jsontext.loads(STDLIB(value)) == json.loads(STDLIB(value))
     assert jsontext.loads(text.encode()) == json.loads(text)
     assert json.loads(text, object_pairs_hook=list) == json.loads(STDLIB(value), object_pairs_hook=list)  # sorted
+    assert jsontext.dumps_bytes(value) == text.encode()  # the same text, as statement parameters send it
 
 
 def test_compact_sorted_and_byte_for_byte_the_stdlib_text_for_ascii() -> None:
