@@ -126,6 +126,7 @@ class TradeBase:
         self.db = db
         self.first_query_grace = FIRST_QUERY_GRACE
         self.requery_schedule = DEFAULT_REQUERY  # PAYHUB_REQUERY_SCHEDULE
+        self._walked_at: datetime | None = None  # the re-query walk's last run (payhub.trade.jobs)
         self.vault = CardVault(keyring)
         self._merchants = merchants
         self._channels = channels

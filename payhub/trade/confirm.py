@@ -262,7 +262,7 @@ class Confirmation(RiskStep):
         # fastpath.claim_statement's parameters (the vault row's by their column names).
         values = {"aid": attempt_id, "pid": payment_id, "merchant": merchant_id, "rid": request_id,
                   "channel": channel, "method": repo.method_json(summary), "currency": payment.currency,
-                  "amount": payment.amount_minor, "nqt": now + self.first_query_grace, "now": now,
+                  "amount": payment.amount_minor, "now": now,
                   "seen": current.update_time, "e_event_id": event_id, "e_payload": payload, **sent[1]}
         if vault_row is not None:
             values.update(vault_row)
@@ -376,7 +376,7 @@ class Confirmation(RiskStep):
             attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id, channel=channel,
                               state=AttemptState.PROCESSING, method=summary, amount_minor=payment.amount_minor,
                               currency=payment.currency, create_time=now, update_time=now)
-            repo.insert_attempt(conn, attempt, request_id, now + self.first_query_grace)
+            repo.insert_attempt(conn, attempt, request_id, None)  # queued by the walk if still open later
             instruction = replace(instruction, channel=channel)
             if channel and self._channels().record_sent(conn, instruction):
                 instruction = replace(instruction, sent_recorded=True)

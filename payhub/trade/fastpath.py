@@ -109,14 +109,14 @@ READ_FOR_CONFIRM = """
     LEFT JOIN idempotency_keys k ON k.scope = %(scope)s AND k.key = %(key)s"""
 
 # The claim's parameters (ConfirmPayment, payhub.trade.confirm): aid (the new attempt), pid, merchant,
-# rid (request_id), channel, method (the method summary's JSON), currency, amount, nqt (the attempt's
-# first re-query time), now, seen (the payment's update_time as read); the vault row's token,
+# rid (request_id), channel, method (the method summary's JSON), currency, amount, now, seen (the
+# payment's update_time as read); the vault row's token,
 # pan_encrypted, fingerprint, brand, last4, exp_month, exp_year; the event's e_event_id and e_payload.
 _ATTEMPT_SQL = {
     "id": "%(aid)s", "payment_id": "%(pid)s", "merchant_id": "%(merchant)s", "request_id": "%(rid)s",
     "channel": "%(channel)s", "state": "'PROCESSING'", "method": "%(method)s", "currency": "%(currency)s",
     "amount_minor": "%(amount)s", "channel_reference": "''", "failure_code": "NULL", "failure_message": "NULL",
-    "failure_channel_code": "NULL", "query_count": "0", "next_query_time": "%(nqt)s", "create_time": "%(now)s",
+    "failure_channel_code": "NULL", "query_count": "0", "next_query_time": "NULL", "create_time": "%(now)s",
     "update_time": "%(now)s"}
 _VAULT_SQL = {
     "token": "%(token)s", "merchant_id": "%(merchant)s", "pan_encrypted": "%(pan_encrypted)s",
@@ -156,6 +156,8 @@ def claim_statement(with_card: bool, sent: str, guarded: str = "", output: str =
 # The attempt's CAS locks its payment (FOR UPDATE re-checks the conditions on the latest row
 # version), so the payment's update that follows cannot lose: both rows change, or neither.
 # Deferred writes of the channel (payhub.kernel.deferred) join as further CTEs, written either way.
+# next_query_time is NULL already unless the re-query walk queued the attempt (an answer slower than
+# the grace): the update changes no indexed column, so it is HOT (repository.queue_unanswered_attempts).
 # Parameters: state (the attempt's and the payment's: the same names), channel, ref, fcode, fmessage,
 # fchannel, now, aid, pid, merchant, claimed (the payment's update_time as claimed), captured; the
 # event's e_event_id, e_type, e_payload; the stored response's k_scope, k_key, k_fingerprint, k_response.

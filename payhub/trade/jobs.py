@@ -4,7 +4,7 @@ expired payments, void expired authorisations. Every replica runs it; rows are c
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -30,8 +30,10 @@ class TradeJobs(PaymentOperations):
     """The jobs' use cases (see component.py for their schedule)."""
 
     def requery_attempts(self, limit: int = 50) -> int:
-        """Re-query attempts whose outcome is unknown, on the back-off schedule. Claimed by CAS."""
+        """Re-query attempts whose outcome is unknown, on the back-off schedule. Claimed by CAS. The
+        attempts whose answer never came (not queued when claimed) are queued first by the walk."""
         now = clock.now()
+        self._walk_unanswered(now)
         if self._nothing_due(_ATTEMPTS_DUE, [s.value for s in ATTEMPT_OPEN], now):
             return 0
         with self.db.read() as conn:
@@ -55,6 +57,30 @@ class TradeJobs(PaymentOperations):
             except Aborted:
                 continue
         return done
+
+    def _walk_unanswered(self, now: datetime, steps: int = 20) -> None:
+        """Queue the attempts still unanswered a grace after their claim (repository.unanswered_walk_span,
+        queue_unanswered_attempts), a batch per transaction. At most once per WALK_INTERVAL of the
+        clock per process: an attempt waits the grace anyway."""
+        last = self._walked_at
+        if last is not None and last <= now < last + WALK_INTERVAL:
+            return
+        self._walked_at = now
+        old = now - self.first_query_grace
+        for _ in range(steps):
+            with self.db.read() as conn:
+                span = repo.unanswered_walk_span(conn, old)
+            if span is None:
+                return
+            cursor, upto, more = span
+            try:
+                with self.db.begin() as conn:
+                    if not repo.queue_unanswered_attempts(conn, cursor, upto, old, now):
+                        raise _WalkedByAnother
+            except _WalkedByAnother:
+                return
+            if not more:
+                return
 
     def _query_attempt(self, row: Any) -> ChannelResult:
         """The channel's answer about an attempt. An attempt without a channel was never sent (the
@@ -161,7 +187,10 @@ class TradeJobs(PaymentOperations):
 
 
 class _WalkedByAnother(Exception):
-    """Another replica moved the expiry walk first: this step's writes roll back."""
+    """Another replica moved the expiry walk (or the re-query walk) first: this step's writes roll back."""
+
+
+WALK_INTERVAL = timedelta(seconds=5)
 
 
 _ATTEMPTS_DUE = "SELECT 1 FROM payment_attempts WHERE state = ANY($1) AND next_query_time <= $2 LIMIT 1"

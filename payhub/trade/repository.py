@@ -11,6 +11,7 @@ from sqlalchemy import (
     Table,
     TextClause,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
@@ -24,6 +25,8 @@ from sqlalchemy import (
 
 from payhub.kernel.db import UtcDateTime, insert_ignore
 from payhub.kernel.jsontext import dumps, loads
+from payhub.kernel.outbox import outbox_cursors, outbox_events
+from payhub.kernel.outbox_horizon import safe_position
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
     DEFAULT_EXPIRY,
@@ -312,17 +315,78 @@ def forget_deadlines(conn: Connection, kind: str, states: tuple[PaymentState, ..
 
 # -- attempts ---------------------------------------------------------------------------------------
 
-def insert_attempt(conn: Connection, a: Attempt, request_id: str, next_query_time: datetime) -> None:
+def insert_attempt(conn: Connection, a: Attempt, request_id: str, next_query_time: datetime | None) -> None:
     conn.execute(_INSERT_ATTEMPT, attempt_values(a, request_id, next_query_time))
 
 
-def attempt_values(a: Attempt, request_id: str, next_query_time: datetime) -> dict[str, Any]:
+def attempt_values(a: Attempt, request_id: str, next_query_time: datetime | None) -> dict[str, Any]:
     return {
         "id": a.id, "payment_id": a.payment_id, "merchant_id": a.merchant_id, "request_id": request_id,
         "channel": a.channel, "state": a.state.value, "method": method_json(a.method), "currency": a.currency,
         "amount_minor": a.amount_minor, "channel_reference": "", "query_count": 0,
         "next_query_time": next_query_time, "create_time": a.create_time, "update_time": a.update_time,
         **failure_values(None)}
+
+
+# The re-query queue is the attempts with a next_query_time (the partial index holds only those). A new
+# attempt is claimed without one, so the update that records its answer changes no indexed column and
+# is HOT (no index entry written). An attempt whose answer never came (the process died, the result's
+# statement failed) is put in the queue by a walk over the claims' events: every claim writes the new
+# attempt and its `payment.processing` event in one transaction, and the outbox's safe horizon
+# (payhub.kernel.outbox_horizon) says up to which position every event is final (committed, or never
+# going to exist). The walk takes the events up to that horizon whose create_time is at least the
+# grace old (stopping at the first younger one), queues each of their payments' attempts still
+# PROCESSING without a next_query_time (due at once), and moves its position (an outbox cursor row,
+# REQUERY_WALK) by compare-and-set: replicas take turns, a loser's transaction rolls back. Attempts the
+# code knows are waiting (a PENDING or unknown answer, a released risk hold) are queued where they are
+# recorded, as before; an attempt held by risk (REQUIRES_ACTION without a next_query_time) is not the
+# walk's: its state is not PROCESSING.
+REQUERY_WALK = "trade.requery-walk"
+REQUERY_WALK_BATCH = 5000
+_PROCESSING_EVENT = "payment.processing"
+
+
+def unanswered_walk_span(conn: Connection, old: datetime, *,
+                         batch: int = REQUERY_WALK_BATCH) -> tuple[int | None, int, bool] | None:
+    """The walk's next step: (its position, None when it has none yet; the position to walk up to;
+    whether more may follow), or None when there is nothing to walk."""
+    e, c = outbox_events, outbox_cursors
+    cursor = conn.execute(select(c.c.position).where(c.c.consumer == REQUERY_WALK)).scalar()
+    after = 0 if cursor is None else int(cursor)
+    horizon = safe_position(conn, fresh=True)  # a fresh look: the walk runs every few seconds at most
+    if horizon is None:  # SQLite: one writer at a time, whatever is committed is final
+        horizon = int(conn.execute(select(func.coalesce(func.max(e.c.position), 0))).scalar_one())
+    if horizon <= after:
+        return None
+    span = (select(e.c.position, e.c.create_time).where(e.c.position > after, e.c.position <= horizon)
+            .order_by(e.c.position).limit(batch).subquery())
+    young, last, count = conn.execute(select(func.min(span.c.position).filter(span.c.create_time > old),
+                                             func.max(span.c.position), func.count())).one()
+    upto = int(young) - 1 if young is not None else (int(last) if last is not None else after)
+    if upto <= after:
+        return None
+    return cursor, upto, young is None and count >= batch
+
+
+def queue_unanswered_attempts(conn: Connection, cursor: int | None, upto: int, old: datetime,
+                              now: datetime) -> bool:
+    """Queue (due `now`) the attempts still PROCESSING, never queued and created by `old`, of the
+    payments whose claim events lie after `cursor` up to `upto`; move the walk's position there. False
+    when another replica moved it first (the caller's transaction must then roll back)."""
+    e, c, a = outbox_events, outbox_cursors, payment_attempts
+    after = 0 if cursor is None else cursor
+    claimed = select(e.c.aggregate_id).where(e.c.position > after, e.c.position <= upto,
+                                             e.c.type == _PROCESSING_EVENT, e.c.aggregate_type == "payment")
+    # PostgreSQL: the payments as an array, so that they are looked up in the payment_id index (an IN
+    # subquery may be planned as a hash join over the whole table).
+    of_claims = (a.c.payment_id == any_(func.array(claimed.scalar_subquery())) if conn.dialect.name == "postgresql"
+                 else a.c.payment_id.in_(claimed))
+    conn.execute(update(a).where(a.c.state == AttemptState.PROCESSING.value, a.c.next_query_time.is_(None),
+                                 a.c.create_time <= old, of_claims).values(next_query_time=now))
+    if cursor is None:
+        return insert_ignore(conn, c, {"consumer": REQUERY_WALK, "position": upto, "update_time": now})
+    return bool(conn.execute(update(c).where(c.c.consumer == REQUERY_WALK, c.c.position == cursor)
+                             .values(position=upto, update_time=now)).rowcount)
 
 
 def get_attempt_row(conn: Connection, attempt_id: str) -> Any:

@@ -77,8 +77,10 @@ payment_attempts = Table(
     Column("create_time", UtcDateTime, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
 )
-# The re-query job's queue: only open attempts have a next_query_time, and the index holds only those.
-# A final attempt's row version (next_query_time NULL) adds no entry here; the job filters the state.
+# The re-query job's queue: only attempts waiting for an answer have a next_query_time, and the index
+# holds only those. A new attempt has none (its answer usually comes within the request): recording the
+# answer then changes no indexed column and is HOT (migration 0025 leaves free space in each page). One
+# still unanswered after the grace is queued by the walk (repository.queue_unanswered_attempts).
 Index("ix_payment_attempts_next_query_time", payment_attempts.c.next_query_time,
       postgresql_where=payment_attempts.c.next_query_time.is_not(None),
       sqlite_where=payment_attempts.c.next_query_time.is_not(None))

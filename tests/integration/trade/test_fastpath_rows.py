@@ -144,7 +144,7 @@ def test_confirm_writes_the_general_paths_rows(env: Env, monkeypatch: pytest.Mon
     attempt = Attempt(id=claimed.current_attempt_id, payment_id=claimed.id, merchant_id=claimed.merchant_id,
                       channel=claimed.channel, state=AttemptState.PROCESSING, method=claimed.method,
                       amount_minor=claimed.amount_minor, currency=claimed.currency, create_time=now, update_time=now)
-    assert rows["attempt"] == repo.attempt_values(attempt, "confirm-1", now + trade.first_query_grace)
+    assert rows["attempt"] == repo.attempt_values(attempt, "confirm-1", None)  # queued only by the walk
     vault = rows["vault"]
     token = claimed.method.card_token
     assert env.ctx.keyring.decrypt_text(vault.pop("pan_encrypted"), f"card_vault:{token}") == number

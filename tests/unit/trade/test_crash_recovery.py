@@ -15,9 +15,13 @@ from sqlalchemy import select, update
 
 from payhub.channel.tables import channel_attempts, sandbox_transactions
 from payhub.channel.types import ChannelResult, PaymentInstruction
+from payhub.identity.store import CredentialStore
 from payhub.kernel import clock
+from payhub.kernel.config import SERVICE_NAMES, Settings
 from payhub.kernel.errors import Aborted
+from payhub.kernel.outbox import record_event
 from payhub.server.context import AppContext
+from payhub.trade import repository as repo
 from payhub.trade.domain import CloseReason, PaymentState
 from payhub.trade.service import TradeService
 from payhub.trade.tables import payment_attempts, payments
@@ -170,3 +174,53 @@ def test_a_replay_waits_for_the_running_original_and_answers_its_result(trade: T
     assert results["original"].state is PaymentState.SUCCEEDED
     assert results["patient"].state is PaymentState.SUCCEEDED
     assert results["patient"].attempts[0].id == results["original"].attempts[0].id
+
+
+def test_an_answered_attempt_is_never_requeried(trade: TradeService, merchant: str) -> None:
+    for number, state in (("4242424242424242", PaymentState.SUCCEEDED), ("4000000000000002", PaymentState.FAILED)):
+        payment = trade.create_payment(merchant, draft(), f"c-{number}")
+        assert trade.confirm_payment(merchant, payment.id, card(number), "", f"k-{number}").state is state
+    _later(120)
+    assert trade.requery_attempts() == 0
+    with trade.db.read() as conn:  # nothing waits in the re-query queue
+        assert conn.execute(select(payment_attempts.c.id)
+                            .where(payment_attempts.c.next_query_time.is_not(None))).all() == []
+
+
+def test_replicas_take_turns_and_a_dead_confirmation_is_requeried_once(trade: TradeService, ctx: AppContext,
+                                                                     merchant: str) -> None:
+    payment_id = _crash_confirm(trade, ctx, merchant, charge_first=True)
+    replica = AppContext(Settings(), ctx.db, ctx.keyring, CredentialStore(ctx.db), served=SERVICE_NAMES)
+    other = replica.component("trade").service  # type: ignore[attr-defined]  # another replica, same key ring
+    _later(120)
+    old = clock.now() - trade.first_query_grace
+    with trade.db.read() as conn:  # both replicas see the same step of the walk to take
+        spans = [repo.unanswered_walk_span(conn, old), repo.unanswered_walk_span(conn, old)]
+    assert spans[0] is not None and spans[0] == spans[1]
+    with trade.db.begin() as conn:
+        assert repo.queue_unanswered_attempts(conn, spans[0][0], spans[0][1], old, clock.now())
+    with trade.db.begin() as conn:  # the second one lost the compare-and-set: its writes roll back
+        assert not repo.queue_unanswered_attempts(conn, spans[1][0], spans[1][1], old, clock.now())
+    assert other.requery_attempts() + trade.requery_attempts() == 1
+    assert trade.get_payment(merchant, payment_id).state is PaymentState.SUCCEEDED
+    _later(600)
+    assert other.requery_attempts() + trade.requery_attempts() == 0
+
+
+def test_a_dead_confirmation_behind_a_late_commit_is_requeried_once_it_commits(
+        trade: TradeService, ctx: AppContext, merchant: str) -> None:
+    if not trade.db.is_postgres:
+        pytest.skip("SQLite has one writer at a time: nothing commits late")
+    held = trade.db.engine.connect()
+    transaction = held.begin()  # an event written before the dead claim's, committed after it
+    record_event(held, type="test.late", aggregate_type="test", aggregate_id="late", merchant_id=None, payload={})
+    try:
+        payment_id = _crash_confirm(trade, ctx, merchant, charge_first=False)
+        _later(120)
+        assert trade.requery_attempts() == 0  # the walk waits below the open transaction's event
+        transaction.commit()
+    finally:
+        held.close()
+    _later(130)
+    assert trade.requery_attempts() == 1
+    assert trade.get_payment(merchant, payment_id).state is PaymentState.FAILED
