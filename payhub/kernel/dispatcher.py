@@ -49,13 +49,17 @@ log = get_logger("payhub.outbox")
 
 # A tick costs about the same whatever its batch size (the consumers' statements are per batch), so
 # ticks are spaced, not hurried: 0.5 s between them, at once again only when a full batch says there is
-# a backlog. Under load the horizon's look sees event writers, and its position becomes final only at the
-# next look (payhub.kernel.outbox_horizon): a tick looks, waits SETTLE_SECONDS for those writers (payment
-# transactions are a few milliseconds) and looks again, so an event waits at most about one interval.
+# a backlog. A batch holds what a busy server writes in an interval (a payment is ~3 events: at 600
+# payments/s ~1,000 events a tick), so a load does not turn ticks into back-to-back batches that each pay
+# the per-tick statements (two horizon looks, cursor lock and advance, each consumer's per-batch
+# statement). Under load the horizon's look sees event writers, and its position becomes final only at
+# the next look (payhub.kernel.outbox_horizon): a tick looks, waits SETTLE_SECONDS for those writers
+# (payment transactions are a few milliseconds) and looks again, so an event waits at most about one
+# interval.
 INTERVAL_SECONDS = 0.5
 SETTLE_SECONDS = 0.02
 BACKLOG_SECONDS = 0.0
-BATCH = 500
+BATCH = 2000
 
 
 class _ConsumerFailed(Exception):
@@ -91,8 +95,9 @@ class OutboxDispatcher:
         self._db = db
         self._subs = {s.consumer: s for s in subscriptions}
         self._batch = batch
-        self._types = tuple(sorted({t for s in subscriptions for t in s.types}))
         self._prefixes = tuple(sorted({p for s in subscriptions for p in s.prefixes}))
+        # Types a prefix already covers are not matched again in SQL.
+        self._types = tuple(sorted({t for s in subscriptions for t in s.types if not t.startswith(self._prefixes)}))
         self._horizon = horizon_of(db.engine) if db.is_postgres else None
         self._wanting: dict[str, tuple[Subscription, ...]] = {}
         # Lower bounds of the cursors (what this dispatcher last read or wrote; cursors only move forward):

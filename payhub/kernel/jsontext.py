@@ -36,5 +36,12 @@ def dumps_bytes(value: Any) -> bytes:
     return orjson.dumps(value, option=_SORTED)
 
 
+def param_bytes(value: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes in the order the value's dicts were built (no key sorting: a third of
+    orjson's work on row dicts): for JSON statement parameters that PostgreSQL reads by key
+    (json_populate_recordset and the like), never for text that is stored or compared."""
+    return orjson.dumps(value)
+
+
 # The document a str or UTF-8 bytes hold (orjson's own function: no call of ours in between).
 loads = orjson.loads

@@ -187,7 +187,9 @@ def _read_events_pg(conn: Connection, after: int, upto: int, merchant_id: str | 
     tenth of a server's CPU under payment load)."""
     driver = driver_of(conn)
     patterns = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes]
-    with driver.cursor() as cur:
+    # Rows in binary: PostgreSQL sends create_time as its integer (no date text formatted, none parsed
+    # here) and position as 8 bytes; the text columns are the same bytes either way.
+    with driver.cursor(binary=True) as cur:
         cur.execute(_read_statement(merchant_id is not None, bool(types or prefixes)),
                     {"after": after, "upto": upto, "merchant_id": merchant_id, "types": list(types),
                      "patterns": patterns, "limit": limit})

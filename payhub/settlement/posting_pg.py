@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
 from payhub.kernel.ids import new_id
-from payhub.kernel.jsontext import dumps_bytes
+from payhub.kernel.jsontext import param_bytes
 from payhub.kernel.outbox import driver_of
 from payhub.settlement.domain import (
     ACCOUNT_RULES,
@@ -236,8 +236,9 @@ def read_for_refunds(conn: Connection, payment_ids: set[str],
 
 
 def _jsonb(value: Any) -> Jsonb:
-    """A jsonb parameter, its text as orjson makes it (bytes: no str decoded and encoded again)."""
-    return Jsonb(value, dumps_bytes)
+    """A jsonb parameter, its text as orjson makes it (bytes: no str decoded and encoded again; keys
+    unsorted: the statement reads them by name)."""
+    return Jsonb(value, param_bytes)
 
 
 def _account_row(key: str, ref: AccountRef) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 from payhub.kernel import clock
 from payhub.kernel.db import Database
 from payhub.kernel.errors import Unavailable
-from payhub.kernel.jsontext import dumps_bytes
+from payhub.kernel.jsontext import param_bytes
 from payhub.kernel.outbox import Event, consume, driver_of, outbox_cursors, outbox_events
 from payhub.settlement.reconciliation.lines import PAYMENT, REFUND
 from payhub.settlement.reconciliation.tables import recon_book
@@ -131,7 +131,7 @@ def write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if conn.dialect.name == "postgresql":
         with driver_of(conn).cursor() as cur:
             # the datetimes as isoformat() writes them, aware: the offset travels with them
-            cur.execute(_UPSERT_PG, (Json(list(latest.values()), dumps_bytes),))  # bytes: no str made
+            cur.execute(_UPSERT_PG, (Json(list(latest.values()), param_bytes),))  # bytes: no str made
         return
     k = recon_book.c
     existing = {(r.channel, r.kind, r.order_no): r.status for r in conn.execute(
