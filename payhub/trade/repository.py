@@ -353,19 +353,22 @@ def unanswered_walk_span(conn: Connection, old: datetime, *,
     e, c = outbox_events, outbox_cursors
     cursor = conn.execute(select(c.c.position).where(c.c.consumer == REQUERY_WALK)).scalar()
     after = 0 if cursor is None else int(cursor)
+    first = conn.execute(select(e.c.create_time).where(e.c.position > after).order_by(e.c.position).limit(1)).scalar()
+    if first is None or first > old:
+        return None  # the next event is within the grace (or there is none): no horizon to look up
     horizon = safe_position(conn, fresh=True)  # a fresh look: the walk runs every few seconds at most
     if horizon is None:  # SQLite: one writer at a time, whatever is committed is final
         horizon = int(conn.execute(select(func.coalesce(func.max(e.c.position), 0))).scalar_one())
-    if horizon <= after:
-        return None
-    span = (select(e.c.position, e.c.create_time).where(e.c.position > after, e.c.position <= horizon)
-            .order_by(e.c.position).limit(batch).subquery())
-    young, last, count = conn.execute(select(func.min(span.c.position).filter(span.c.create_time > old),
-                                             func.max(span.c.position), func.count())).one()
-    upto = int(young) - 1 if young is not None else (int(last) if last is not None else after)
+    # The first event within the grace or past the batch stops the step: the index is read from the
+    # position up to it, no further (positions are a sequence: gaps are rare, so `after + batch` is
+    # about `batch` events).
+    stop = conn.execute(select(e.c.position, e.c.create_time).where(
+        e.c.position > after, e.c.position <= horizon, or_(e.c.create_time > old, e.c.position > after + batch))
+        .order_by(e.c.position).limit(1)).first()
+    upto = horizon if stop is None else int(stop.position) - 1
     if upto <= after:
         return None
-    return cursor, upto, young is None and count >= batch
+    return cursor, upto, stop is not None and stop.create_time <= old
 
 
 def queue_unanswered_attempts(conn: Connection, cursor: int | None, upto: int, old: datetime,

@@ -224,3 +224,28 @@ def test_a_dead_confirmation_behind_a_late_commit_is_requeried_once_it_commits(
     _later(130)
     assert trade.requery_attempts() == 1
     assert trade.get_payment(merchant, payment_id).state is PaymentState.FAILED
+
+
+def test_the_walk_goes_in_steps_and_queues_a_dead_confirmation_once_its_grace_is_over(
+        trade: TradeService, ctx: AppContext, merchant: str) -> None:
+    for n in range(3):  # answered payments before and after the dead one
+        paid = trade.create_payment(merchant, draft(), f"before-{n}")
+        trade.confirm_payment(merchant, paid.id, card(), "", f"before-k-{n}")
+    payment_id = _crash_confirm(trade, ctx, merchant, charge_first=True)
+    paid = trade.create_payment(merchant, draft(), "after")
+    trade.confirm_payment(merchant, paid.id, card(), "", "after-k")
+    with trade.db.read() as conn:  # within the grace the walk does not move
+        assert repo.unanswered_walk_span(conn, clock.now() - trade.first_query_grace, batch=2) is None
+    _later(120)
+    old, steps = clock.now() - trade.first_query_grace, 0
+    while True:
+        with trade.db.read() as conn:
+            span = repo.unanswered_walk_span(conn, old, batch=2)
+        if span is None:
+            break
+        with trade.db.begin() as conn:
+            assert repo.queue_unanswered_attempts(conn, span[0], span[1], old, clock.now())
+        steps += 1
+    assert steps > 3  # a few events per step
+    assert trade.requery_attempts() == 1
+    assert trade.get_payment(merchant, payment_id).state is PaymentState.SUCCEEDED
