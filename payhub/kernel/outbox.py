@@ -98,16 +98,12 @@ class Event:
         payload = _Payload()
 
 
-_EVENT_FIELDS = tuple(f.name for f in fields(Event))
 _new_object = object.__new__
-
-
-def _event_of_row(row: tuple[Any, ...]) -> Event:
-    """An Event from a row of the columns in _EVENT_FIELDS' order, as the dataclass makes it (its frozen
-    __init__ sets each field through object.__setattr__: twice the cost, for every event read)."""
-    event = _new_object(Event)
-    event.__dict__.update(zip(_EVENT_FIELDS, row, strict=True))
-    return event
+# The fields _read_events_pg fills from each row, in the statement's column order (it sets them in the
+# event's __dict__, as the dataclass's frozen __init__ would through object.__setattr__: twice the cost).
+_EVENT_FIELDS = ("position", "event_id", "type", "aggregate_type", "aggregate_id", "merchant_id", "payload_json",
+                 "create_time")
+assert tuple(f.name for f in fields(Event)) == _EVENT_FIELDS, "outbox events are read field by field"
 
 
 def record_event(conn: Connection, *, type: str, aggregate_type: str, aggregate_id: str,
@@ -193,7 +189,17 @@ def _read_events_pg(conn: Connection, after: int, upto: int, merchant_id: str | 
         cur.execute(_read_statement(merchant_id is not None, bool(types or prefixes)),
                     {"after": after, "upto": upto, "merchant_id": merchant_id, "types": list(types),
                      "patterns": patterns, "limit": limit})
-        return [_event_of_row(row) for row in cur.fetchall()]
+        rows = cur.fetchall()
+    # Events made as the dataclass makes them, unrolled (no zip, no call per row: half the cost).
+    events: list[Event] = []
+    append, new = events.append, _new_object
+    for position, event_id, type_, aggregate_type, aggregate_id, merchant, payload, create_time in rows:
+        event = new(Event)
+        event.__dict__.update(position=position, event_id=event_id, type=type_, aggregate_type=aggregate_type,
+                              aggregate_id=aggregate_id, merchant_id=merchant, payload_json=payload,
+                              create_time=create_time)
+        append(event)
+    return events
 
 
 def driver_of(conn: Connection) -> Any:

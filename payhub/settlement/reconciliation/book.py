@@ -74,6 +74,24 @@ def _head(event: Event) -> _Head | None:
     return head if head[0] and head[2] else None
 
 
+_PENDING_TYPES = frozenset(t for t, status in _PAYMENT_STATUS.items() if status == "PENDING")
+
+
+def _names_attempt(payload_json: str, head: _Head) -> bool:
+    """Whether a payment event's payload, as JSON text, has `head`'s channel and attempt id as its own
+    `channel` and `current_attempt_id`, found without parsing it (a pending event's whole cost in the
+    book, when a later event of the batch supersedes it). Exact: inside JSON text a quote within a string
+    is escaped, so `"channel":` occurs only where an object has the key `channel`; each key must occur
+    once (a nested object with the same key, e.g. in metadata, makes this answer False: the caller
+    parses), with the value spelled as JSON writes a string without quotes or backslashes."""
+    channel, _, attempt, _ = head
+    if "\\" in channel or '"' in channel or "\\" in attempt or '"' in attempt:
+        return False
+    return (payload_json.count('"channel":') == 1 and f'"channel":"{channel}"' in payload_json
+            and payload_json.count('"current_attempt_id":') == 1
+            and f'"current_attempt_id":"{attempt}"' in payload_json)
+
+
 def _row(event: Event, head: _Head, cost_of: CostOf, now: datetime) -> dict[str, Any]:
     p, when = event.payload, event.create_time
     channel, kind, payhub_id, status = head
@@ -151,14 +169,23 @@ def book_handler(cost_of: CostOf) -> Callable[[Connection, list[Event]], None]:
     def handle(conn: Connection, events: list[Event]) -> None:
         # Latest first: an event whose row write_rows would drop (a later event of the batch moves the same
         # key as far or further, e.g. a payment's processing, then its success) has no row built at all.
+        # A pending event of a payment whose next event in the batch is about the same attempt is dropped
+        # so without its payload parsed (_names_attempt).
         now = clock.now()
         kept: dict[tuple[str, str, str], int] = {}  # key -> the rank of the latest row kept for it
+        later: dict[str, _Head] = {}  # payment id -> the head of its next event in the batch (its key is kept)
         rows: list[dict[str, Any]] = []
         for event in reversed(events):
+            if event.type in _PENDING_TYPES:
+                after = later.get(event.aggregate_id)
+                if after is not None and "payload" not in event.__dict__ and _names_attempt(event.payload_json, after):
+                    continue  # its key is after's, kept at a rank >= PENDING's
             head = _head(event)
             if head is None:
                 continue
             key, rank = (head[0], head[1], head[2]), _RANK[head[3]]
+            if head[1] == PAYMENT:
+                later[event.aggregate_id] = head
             if key in kept and rank <= kept[key]:
                 continue
             kept[key] = rank

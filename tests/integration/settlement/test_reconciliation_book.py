@@ -82,3 +82,71 @@ def test_a_batch_written_by_the_handler_is_what_all_its_rows_would_write(db: Dat
                              r["reference"], r["complete_time"]) for r in rows if r["channel"] == c)
                   for c in ("x", "y")}
     assert by_channel["x"] == by_channel["y"] and len(by_channel["x"]) == 8
+
+
+def _payment_event(position: int, type_: str, payment: str, attempt: str, channel: str,
+                   metadata: dict[str, Any] | None = None) -> Event:
+    body = {"id": payment, "name": f"merchants/m1/payments/{payment}", "merchant_id": "m1", "currency": "CNY",
+            "amount_minor": 1000, "amount_captured": 1000, "channel": channel, "current_attempt_id": attempt,
+            "method": {"type": "CARD"}, "metadata": metadata or {}}
+    return Event(position, f"evt_{position}", type_, "payment", payment, "m1", dumps(body),
+                 T + timedelta(seconds=position))
+
+
+def test_a_pending_attempt_keeps_its_row_when_a_later_event_of_its_payment_is_about_another(db: Database) -> None:
+    """A payment's processing is dropped for a later event of the same attempt only: another attempt's
+    success, even one its metadata names, leaves the earlier attempt's pending row in the book."""
+    handle = book_handler(lambda _channel, _method, amount: amount // 100)
+    with db.begin() as conn:
+        handle(conn, [
+            _payment_event(1, "payment.processing", "pay_a", "att_1", "x",
+                           {"current_attempt_id": "att_2", "channel": "x"}),
+            _payment_event(2, "payment.succeeded", "pay_a", "att_2", "x"),
+            _payment_event(3, "payment.requires_action", "pay_b", "att_3", "x"),
+            _payment_event(4, "payment.processing", "pay_b", "att_4", "x"),
+            _payment_event(5, "payment.processing", "pay_c", "att_5", "x"),
+            _payment_event(6, "payment.succeeded", "pay_c", "att_5", "x"),
+            _payment_event(7, "payment.processing", "pay_d", "att_6", "y"),
+            _payment_event(8, "payment.failed", "pay_d", "att_6", "x"),
+        ])
+    assert {k: v[0] for k, v in _book(db).items()} == {
+        "att_1": "PENDING", "att_2": "SUCCEEDED", "att_3": "PENDING", "att_4": "PENDING", "att_5": "SUCCEEDED",
+        "att_6": "FAILED"}
+    with db.read() as conn:  # att_6's pending row was on channel y, its failure on x: two rows
+        assert sorted(r.channel for r in conn.execute(select(recon_book.c.channel).where(
+            recon_book.c.order_no == "att_6"))) == ["x", "y"]
+
+
+def test_batches_of_payments_with_several_attempts_end_as_all_their_rows_would(db: Database) -> None:
+    """Payments with several attempts, metadata naming attempts and channels: the handler's book is the
+    book of every event's row written batch by batch."""
+    rng = random.Random(11)
+    types = ["payment.processing", "payment.requires_action", "payment.succeeded", "payment.failed",
+             "payment.closed"]
+    handle = book_handler(lambda _channel, _method, amount: amount // 100)
+    mirror_rows: list[dict[str, Any]] = []
+
+    def metadata() -> dict[str, Any]:
+        return rng.choice([{}, {"current_attempt_id": f"att_{rng.randrange(6)}"}, {"channel": "x"},
+                           {"note": '"current_attempt_id":"att_1"'}])
+
+    with db.begin() as conn:
+        for batch in range(40):
+            events = [_payment_event(100 * batch + i, rng.choice(types), f"pay_{rng.randrange(2)}",
+                                     f"att_{rng.randrange(6)}", rng.choice(["x", "x", "z"]), metadata())
+                      for i in range(rng.randrange(1, 14))]
+            handle(conn, events)
+            mirror_rows.extend(r for e in events if (r := book_row(e, lambda _c, _m, a: a // 100, clock.now())))
+    got = _all_rows(db)
+    with db.begin() as conn:
+        conn.execute(recon_book.delete())
+    with db.begin() as conn:
+        for start in range(0, len(mirror_rows), 7):
+            write_rows(conn, mirror_rows[start:start + 7])
+    assert _all_rows(db) == got and len(got) == 12  # 6 attempts on channels x and z
+
+
+def _all_rows(db: Database) -> list[tuple[Any, ...]]:
+    with db.read() as conn:
+        return sorted((r.channel, r.kind, r.order_no, r.status, r.amount_minor, r.fee_minor, r.reference,
+                       r.complete_time) for r in conn.execute(select(recon_book)))
