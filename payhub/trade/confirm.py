@@ -25,6 +25,9 @@ from payhub.trade.base import (
     Reply,
     decode_payment,
     encode,
+    json_int,
+    json_string,
+    json_string_map,
     log,
     request_fingerprint,
     state_error,
@@ -96,6 +99,23 @@ class Claimed:
     risk: Callable[[], Decision] | None = None  # risk's evaluation, written with the claim: its decision
 
 
+def confirm_fingerprint(payment_id: str, method: MethodInput, card_fingerprint: str, preferred_channel: str) -> str:
+    """The request's fingerprint: the method as fingerprinted (the card number's fingerprint instead of
+    the number, no CVC), request_fingerprint's JSON spelt by hand (payhub.trade.base.json_string)."""
+    s = json_string
+    try:
+        if type(method) is not MethodInput:
+            raise TypeError("not a plain MethodInput")
+        text = (f'[{s(payment_id)}, {{"card_number": {s(card_fingerprint)}, "card_token": {s(method.card_token)}, '
+                f'"channel_input": {json_string_map(method.channel_input)}, "client_type": {s(method.client_type)}, '
+                f'"cvc": "", "exp_month": {json_int(method.exp_month)}, "exp_year": {json_int(method.exp_year)}, '
+                f'"type": {s(method.type)}}}, {s(preferred_channel)}]')
+    except TypeError:
+        safe = {**vars(method), "card_number": card_fingerprint, "cvc": ""}
+        return request_fingerprint([payment_id, safe, preferred_channel])
+    return idempotency.fingerprint(text.encode())
+
+
 def _summary(method: MethodInput, card: VaultCard | None) -> MethodSummary:
     return MethodSummary(
         type=method.type, client_type=method.client_type,
@@ -147,8 +167,7 @@ class Confirmation(RiskStep):
         scope = f"trade.ConfirmPayment:{merchant_id}"
         # The method as fingerprinted: the card number's fingerprint instead of the number, no CVC.
         card_fingerprint = self.vault.fingerprint(method.card_number) if method.card_number else ""
-        safe = {**vars(method), "card_number": card_fingerprint, "cvc": ""}
-        fp = request_fingerprint([payment_id, safe, preferred_channel])
+        fp = confirm_fingerprint(payment_id, method, card_fingerprint, preferred_channel)
         claimed = self._claim_fast(merchant_id, payment_id, method, preferred_channel, request_id, scope, fp,
                                    consumer, card_fingerprint) if self.db.is_postgres else None
         if isinstance(claimed, Payment):

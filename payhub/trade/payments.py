@@ -26,6 +26,9 @@ from payhub.trade.base import (
     TradeBase,
     decode_payment,
     encode,
+    json_int,
+    json_string,
+    json_string_map,
     not_found,
     plain,
     request_fingerprint,
@@ -71,6 +74,39 @@ class PaymentChanges:
     description: str = ""
     expire_time: datetime | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+def draft_fingerprint(d: PaymentDraft) -> str:
+    """request_fingerprint(d), its JSON spelt by hand (payhub.trade.base.json_string)."""
+    try:
+        text = _draft_json(d)
+    except TypeError:
+        return request_fingerprint(d)
+    return idempotency.fingerprint(text.encode())
+
+
+def _draft_json(d: PaymentDraft) -> str:
+    """The stdlib's sorted JSON of `d` (its fields, the customer's and the splits' as dicts, the expiry
+    as str()); TypeError for a draft it does not spell exactly so."""
+    c, expire_time, splits, s = d.customer, d.expire_time, d.splits, json_string
+    if type(d) is not PaymentDraft or type(c) is not Customer or type(splits) not in (tuple, list) or (
+            expire_time is not None and type(expire_time) is not datetime):
+        raise TypeError("not a plain draft")
+    return (f'{{"amount_minor": {json_int(d.amount_minor)}, "capture_method": {s(d.capture_method)}, '
+            f'"currency": {s(d.currency)}, "customer": {{"device_id": {s(c.device_id)}, "email": {s(c.email)}, '
+            f'"id": {s(c.id)}, "ip": {s(c.ip)}, "phone": {s(c.phone)}}}, "description": {s(d.description)}, '
+            f'"expire_time": {"null" if expire_time is None else s(str(expire_time))}, '
+            f'"installment_count": {json_int(d.installment_count)}, '
+            f'"installment_fee_bearer": {s(d.installment_fee_bearer)}, '
+            f'"merchant_order_no": {s(d.merchant_order_no)}, "metadata": {json_string_map(d.metadata)}, '
+            f'"splits": [{", ".join([_split_json(x) for x in splits])}], "subject": {s(d.subject)}}}')
+
+
+def _split_json(x: Split) -> str:
+    if type(x) is not Split:
+        raise TypeError("not a Split")
+    return (f'{{"amount_minor": {json_int(x.amount_minor)}, "description": {json_string(x.description)}, '
+            f'"ratio_basis_points": {json_int(x.ratio_basis_points)}, "receiver": {json_string(x.receiver)}}}')
 
 
 class PaymentRecords(TradeBase):
@@ -121,7 +157,7 @@ class PaymentRecords(TradeBase):
         self._validate_draft(draft, now)
         self._require_active(merchant_id)
         scope = f"trade.CreatePayment:{merchant_id}"
-        fp = request_fingerprint(draft)
+        fp = draft_fingerprint(draft)
         expire_time = draft.expire_time or now + DEFAULT_EXPIRY
         payment = Payment(
             id=new_id("pay"), merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no,
