@@ -18,6 +18,7 @@ amounts are int64.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -45,3 +46,11 @@ def param_bytes(value: Any) -> bytes:
 
 # The document a str or UTF-8 bytes hold (orjson's own function: no call of ours in between).
 loads = orjson.loads
+
+
+def isoformat(moment: datetime) -> str:
+    """`moment.isoformat()`. A UTC moment (every moment payhub makes) is written by orjson, the same text:
+    CPython's isoformat goes through printf, about 8 k instructions each, 11 times per payment."""
+    if type(moment) is datetime and moment.tzinfo is UTC:
+        return orjson.dumps(moment)[1:-1].decode()
+    return moment.isoformat()

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from payhub.kernel import jsontext
+from payhub.kernel.jsontext import isoformat
 
 # A payment without expire_time closes this long after creation.
 DEFAULT_EXPIRY = timedelta(minutes=30)
@@ -181,17 +182,17 @@ class Payment:
             "currency": self.currency, "amount_minor": self.amount_minor, "subject": self.subject,
             "state": self.state, "description": self.description, "capture_method": self.capture_method,
             "installment_count": self.installment_count, "installment_fee_bearer": self.installment_fee_bearer,
-            "expire_time": expire_time.isoformat() if expire_time else None,
+            "expire_time": isoformat(expire_time) if expire_time else None,
             "metadata": dict(self.metadata), "customer": _plain(self.customer),
             "splits": [_plain(s) for s in self.splits],
             "amount_captured": self.amount_captured, "amount_refunded": self.amount_refunded,
             "next_action": jsontext.loads(jsontext.dumps(next_action)) if next_action else next_action,
             "failure": _plain(self.failure), "method": _plain(self.method), "channel": self.channel,
             "current_attempt_id": self.current_attempt_id, "close_reason": self.close_reason,
-            "authorization_expire_time": authorization_expire_time.isoformat() if authorization_expire_time
+            "authorization_expire_time": isoformat(authorization_expire_time) if authorization_expire_time
             else None,
-            "create_time": create_time.isoformat() if create_time else None,
-            "update_time": update_time.isoformat() if update_time else None,
+            "create_time": isoformat(create_time) if create_time else None,
+            "update_time": isoformat(update_time) if update_time else None,
             "name": payment_name(self.merchant_id, self.id),
         }
 
@@ -230,7 +231,7 @@ class Refund:
         data["state"] = self.visible_state.value
         for key in ("create_time", "update_time"):
             value = data[key]
-            data[key] = value.isoformat() if value else None
+            data[key] = isoformat(value) if value else None
         return data
 
 
@@ -366,8 +367,8 @@ def attempt_snapshot(a: Attempt) -> dict[str, Any]:
     return {"id": a.id, "payment_id": a.payment_id, "merchant_id": a.merchant_id, "channel": a.channel,
             "state": a.state, "method": _plain(a.method), "amount_minor": a.amount_minor, "currency": a.currency,
             "channel_reference": a.channel_reference, "failure": _plain(a.failure),
-            "create_time": create_time.isoformat() if create_time else None,
-            "update_time": update_time.isoformat() if update_time else None}
+            "create_time": isoformat(create_time) if create_time else None,
+            "update_time": isoformat(update_time) if update_time else None}
 
 
 def payment_from_snapshot(data: dict[str, Any]) -> Payment:

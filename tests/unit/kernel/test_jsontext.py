@@ -10,6 +10,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from payhub.kernel import jsontext
 
@@ -87,3 +89,11 @@ def test_int64_bounds_round_trip_exactly() -> None:
 def test_what_it_cannot_write_is_a_type_error(value: Any) -> None:
     with pytest.raises(TypeError):
         jsontext.dumps(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(0)), timezone(timedelta(hours=-3)),
+                                                ZoneInfo("Asia/Shanghai")])) | st.datetimes())
+def test_isoformat_is_datetimes_own(when: datetime) -> None:
+    # Event payloads and stored responses spell a payment's times with it (orjson for a UTC moment).
+    assert jsontext.isoformat(when) == when.isoformat()
