@@ -9,13 +9,18 @@ enforced by constraints, so the isolation level never carries correctness on its
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import psycopg
-from psycopg.rows import tuple_row
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.generators import execute
+from psycopg.pq import ExecStatus
+from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -180,11 +185,16 @@ class Database:
 
     def autocommit_fetch(self, query: str, values: list[Any], fetch: Callable[[Any], _T],
                          row_factory: Any = tuple_row) -> _T:
-        """`fetch(cursor)` after one statement in autocommit, on a raw cursor kept for that statement
-        (`_statement_cursor`; no context manager around it: the hot path's statements run through here)."""
+        """`fetch(cursor)` after one statement in autocommit (`query` with PostgreSQL's `$n` parameters,
+        `values` in order): the hot path's statements run through here. With tuple_row or namedtuple_row,
+        `fetch` is given an object with the cursor's fetchone() and fetchall() (`_run_prepared`: no
+        psycopg cursor), otherwise a raw cursor."""
         fairy = self._lease()
         try:
-            result = fetch(self._statement_cursor(fairy, query, row_factory).execute(query, values))
+            if row_factory is tuple_row or row_factory is namedtuple_row:
+                result = fetch(_run_prepared(fairy, query, values, row_factory is namedtuple_row))
+            else:
+                result = fetch(self._raw_cursor(fairy, row_factory).execute(query, values))
         except psycopg.OperationalError as exc:
             self._lost(fairy, exc)
         except BaseException:
@@ -200,26 +210,6 @@ class Database:
         if cursor is None or cursor.connection is not conn or cursor.closed:
             cursor = fairy.info[_RAW_CURSOR] = psycopg.RawCursor(conn)
         cursor.row_factory = row_factory
-        return cursor  # type: ignore[no-any-return]
-
-    @staticmethod
-    def _statement_cursor(fairy: Any, query: str, row_factory: Any) -> psycopg.RawCursor[Any]:
-        """A raw cursor of the connection's, kept for `query` alone. psycopg keeps a cursor's Transformer
-        (the parameters' dumpers, found by type) while the cursor runs the same query object again,
-        and the row factory is set once (setting it builds a row maker for the last result): about
-        35 k instructions fewer for a 40-parameter statement (callgrind), the hot path's three a payment."""
-        conn = fairy.driver_connection
-        kept = fairy.info.get(_STATEMENT_CURSORS)
-        if kept is None or kept[0] is not conn:
-            kept = fairy.info[_STATEMENT_CURSORS] = (conn, {})
-        cursors = kept[1]
-        cursor = cursors.get(query)
-        if cursor is None or cursor.closed:
-            if len(cursors) >= _MAX_STATEMENT_CURSORS:  # the hot texts are a few; never grow without bound
-                cursors.clear()
-            cursor = cursors[query] = psycopg.RawCursor(conn, row_factory=row_factory)
-        elif cursor.row_factory is not row_factory:
-            cursor.row_factory = row_factory
         return cursor  # type: ignore[no-any-return]
 
     def _lease(self) -> Any:
@@ -268,8 +258,102 @@ class Database:
 
 
 _RAW_CURSOR = "payhub_raw_cursor"
-_STATEMENT_CURSORS = "payhub_statement_cursors"  # (the psycopg connection, {query: its RawCursor})
-_MAX_STATEMENT_CURSORS = 64
+_FATAL_ERROR = ExecStatus.FATAL_ERROR
+_PREPARED = "payhub_prepared"  # a connection's _Prepared
+
+
+# -- the hot path's statements without a psycopg cursor ---------------------------------------------
+# A cursor's execute() is a stack of Python generators and objects (the query, its prepared-statement
+# bookkeeping, the results, a row maker per result): about 90 k instructions of a 40-parameter
+# statement's 260 k (callgrind), and the hot path runs three statements per payment. `_run_prepared`
+# does what it does for these statements with psycopg's own pieces: the connection's adapters dump the
+# parameters (one Transformer per connection, which keeps the dumpers it found by type), each statement
+# is prepared on the connection on its first run (psycopg would after five) under a name of ours, run
+# in the text result format as a cursor does, and a FATAL_ERROR result raises the error a cursor raises
+# (psycopg.errors.error_from_result: UniqueViolation, DivisionByZero, ...). A lost connection raises
+# OperationalError from the wait, as the cursor's.
+
+_MAX_PREPARED = 64  # statements prepared per connection; past it, statements run unprepared
+_statement_numbers = itertools.count(1)
+
+
+class _Prepared:
+    """Per psycopg connection: the Transformer, and the statements prepared on it by (query, parameter
+    types) (a parameter's type can depend on its value: an int's size), with their row classes."""
+
+    __slots__ = ("conn", "statements", "tx")
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.tx = Transformer(conn)
+        self.statements: dict[tuple[str, tuple[int, ...]], list[Any]] = {}  # [name, namedtuple class]
+
+
+class _Result:
+    """A statement's result, read as the cursor's fetchone() and fetchall() read a statement's that
+    returns rows."""
+
+    __slots__ = ("make_row", "res", "tx")
+
+    def __init__(self, res: Any, tx: Any, make_row: Callable[[Any], Any]) -> None:
+        self.res, self.tx, self.make_row = res, tx, make_row
+
+    def fetchone(self) -> Any:
+        return self.tx.load_row(0, self.make_row) if self.res.ntuples else None
+
+    def fetchall(self) -> list[Any]:
+        return self.tx.load_rows(0, self.res.ntuples, self.make_row)  # type: ignore[no-any-return]
+
+
+_AUTO_FORMATS: dict[int, list[PyFormat]] = {}
+
+
+def _run_prepared(fairy: Any, query: str, values: list[Any], named: bool) -> _Result:
+    conn = fairy.driver_connection
+    prepared = fairy.info.get(_PREPARED)
+    if prepared is None or prepared.conn is not conn:
+        prepared = fairy.info[_PREPARED] = _Prepared(conn)
+    tx = prepared.tx
+    formats = _AUTO_FORMATS.get(len(values))
+    if formats is None:
+        formats = _AUTO_FORMATS[len(values)] = [PyFormat.AUTO] * len(values)
+    with conn.lock:
+        params = tx.dump_sequence(values, formats)
+        types = tx.types
+        key = (query, types)
+        statement = prepared.statements.get(key)
+        pgconn = conn.pgconn
+        if statement is None and len(prepared.statements) < _MAX_PREPARED:
+            name = f"payhub_{next(_statement_numbers)}".encode()  # never one a connection holds already
+            pgconn.send_prepare(name, query.encode(), param_types=types)
+            _check(conn, conn.wait(execute(pgconn))[-1])
+            statement = prepared.statements[key] = [name, None]
+        if statement is None:
+            pgconn.send_query_params(query.encode(), params, param_types=types, param_formats=tx.formats)
+        else:
+            pgconn.send_query_prepared(statement[0], params, param_formats=tx.formats)
+        res = _check(conn, conn.wait(execute(pgconn))[-1])
+        tx.set_pgresult(res)
+    if not named:
+        return _Result(res, tx, tuple)
+    if statement is None:
+        return _Result(res, tx, _row_class(res, conn)._make)
+    if statement[1] is None:  # a prepared statement's columns are fixed (PostgreSQL refuses a change)
+        statement[1] = _row_class(res, conn)._make
+    return _Result(res, tx, statement[1])
+
+
+def _check(conn: psycopg.Connection[Any], res: Any) -> Any:
+    if res.status == _FATAL_ERROR:
+        raise psycopg.errors.error_from_result(res, encoding=conn.info.encoding)
+    return res
+
+
+def _row_class(res: Any, conn: psycopg.Connection[Any]) -> Any:
+    encoding = conn.info.encoding
+    return namedtuple("Row", [res.fname(i).decode(encoding) for i in range(res.nfields)])  # type: ignore[misc]
+
+
 _T = TypeVar("_T")
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 

@@ -1,7 +1,10 @@
 """Database helpers behave the same on SQLite and PostgreSQL."""
 
+from typing import Any
+
 import psycopg
 import pytest
+from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy import select, text
 
 from payhub.kernel import clock
@@ -108,5 +111,57 @@ def test_connections_autocommit_keeps_answer_unavailable_once_when_killed_then_r
                     assert cur.execute("SELECT $1::int", [3]).fetchone() == (3,)
             with db.begin() as conn:
                 assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            db.dispose()
+
+
+def _one(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def _all(cursor: Any) -> Any:
+    return cursor.fetchall()
+
+
+def test_autocommit_fetch_answers_and_raises_as_a_psycopg_cursor(pg_db: Database) -> None:
+    # The hot path's statements run without a cursor (prepared on the connection on their first run):
+    # the same rows, and the same errors for the callers that decide on them (a replay's unique
+    # violation, risk's vetoing division by zero).
+    db = Database(pg_db.url, pool_size=1)
+    insert = ("INSERT INTO idempotency_keys (scope, key, fingerprint, response, create_time) "
+              "VALUES ($1, $2, $3, $4, $5) RETURNING key, response")
+    try:
+        for n in range(3):  # prepared on the first run, then reused; ints of three sizes (int2, int4, int8)
+            row = db.autocommit_fetch(insert, ["s", f"k{n}", "f", b"r\x00", clock.now()], _one, namedtuple_row)
+            assert (row.key, row.response) == (f"k{n}", b"r\x00")
+            value = [7, 70_000, 2**40][n]
+            assert db.autocommit_fetch("SELECT $1::bigint + 1 AS v", [value], _one, namedtuple_row).v == value + 1
+        assert db.autocommit_fetch("SELECT key FROM idempotency_keys ORDER BY key", [], _all) == [
+            ("k0",), ("k1",), ("k2",)]
+        assert db.autocommit_fetch("SELECT key FROM idempotency_keys WHERE key = $1", ["none"], _one) is None
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.autocommit_fetch(insert, ["s", "k0", "f", b"r", clock.now()], _one)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            db.autocommit_fetch("SELECT 1 / $1::int", [0], _one)
+        assert db.autocommit_fetch("SELECT 1 / $1::int AS q", [1], _one, namedtuple_row).q == 1
+        with db.autocommit_cursor(dict_row) as cur:  # the cursor path, on the same connection
+            assert cur.execute("SELECT $1::text AS t", ["x"]).fetchone() == {"t": "x"}
+    finally:
+        db.dispose()
+
+
+def test_autocommit_fetch_answers_unavailable_once_when_killed_then_prepares_again() -> None:
+    with new_postgres_database() as url:
+        db = Database(url, pool_size=1)
+        try:
+            for _ in range(2):
+                assert db.autocommit_fetch("SELECT $1::int", [1], _one) == (1,)
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                              (db.engine.url.database,))
+            with pytest.raises(Unavailable):
+                db.autocommit_fetch("SELECT $1::int", [1], _one)
+            for _ in range(2):  # a new connection: the statement is prepared on it again
+                assert db.autocommit_fetch("SELECT $1::int", [2], _one) == (2,)
         finally:
             db.dispose()
