@@ -91,6 +91,15 @@ class StatementCounter:
                     counter._tally(1)
             return commit(this)
         setattr(psycopg.Connection, "commit", counted_commit)  # noqa: B010 - patching a class for the run
+        # The hot path's statements run without a cursor (payhub.kernel.db._run_prepared), in autocommit.
+        from payhub.kernel import db
+        prepared = db._run_prepared
+        self._saved.append((db, "_run_prepared", prepared))
+
+        def counted_prepared(fairy: Any, query: str, *args: Any) -> Any:
+            counter._count(query, autocommit=True)
+            return prepared(fairy, query, *args)
+        setattr(db, "_run_prepared", counted_prepared)  # noqa: B010 - patching a module for the run
 
     def uninstall(self) -> None:
         for cls, name, original in self._saved:
@@ -107,19 +116,22 @@ class StatementCounter:
         counter = self
 
         def counted(this: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-            text = query if isinstance(query, str) else str(query)
-            writes = not text.lstrip()[:6].upper().startswith("SELECT")
-            with counter._lock:
-                counter.count += 1
-                counter._tally(0)
-                if writes:
-                    if this.connection.autocommit:
-                        counter.write_commits += 1
-                        counter._tally(1)
-                    else:
-                        counter._wrote.add(id(this.connection))
+            counter._count(query, this.connection.autocommit, id(this.connection))
             return original(this, query, *args, **kwargs)
         return counted
+
+    def _count(self, query: Any, autocommit: bool, connection: int = 0) -> None:
+        text = query if isinstance(query, str) else str(query)
+        writes = not text.lstrip()[:6].upper().startswith("SELECT")
+        with self._lock:
+            self.count += 1
+            self._tally(0)
+            if writes:
+                if autocommit:
+                    self.write_commits += 1
+                    self._tally(1)
+                else:
+                    self._wrote.add(connection)
 
 
 @contextmanager
