@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import psycopg
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.generators import execute
-from psycopg.pq import ExecStatus
+from psycopg.pq import DiagnosticField, ExecStatus
 from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import (
     BigInteger,
@@ -259,6 +259,8 @@ class Database:
 
 _RAW_CURSOR = "payhub_raw_cursor"
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
+_SQLSTATE = DiagnosticField.SQLSTATE
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 _PREPARED = "payhub_prepared"  # a connection's _Prepared
 
 
@@ -324,15 +326,22 @@ def _run_prepared(fairy: Any, query: str, values: list[Any], named: bool) -> _Re
         statement = prepared.statements.get(key)
         pgconn = conn.pgconn
         if statement is None and len(prepared.statements) < _MAX_PREPARED:
-            name = f"payhub_{next(_statement_numbers)}".encode()  # never one a connection holds already
-            pgconn.send_prepare(name, query.encode(), param_types=types)
-            _check(conn, conn.wait(execute(pgconn))[-1])
-            statement = prepared.statements[key] = [name, None]
+            statement = _prepare(conn, prepared, key)
         if statement is None:
             pgconn.send_query_params(query.encode(), params, param_types=types, param_formats=tx.formats)
+            res = conn.wait(execute(pgconn))[-1]
         else:
             pgconn.send_query_prepared(statement[0], params, param_formats=tx.formats)
-        res = _check(conn, conn.wait(execute(pgconn))[-1])
+            res = conn.wait(execute(pgconn))[-1]
+            if res.status == _FATAL_ERROR and res.error_field(_SQLSTATE) == _NO_SUCH_STATEMENT:
+                # The connection's prepared statements went: psycopg sends DEALLOCATE ALL when a transaction
+                # on the connection rolls back while psycopg holds statements of its own (and DISCARD ALL
+                # does the same). The statement ran nothing: prepare it again and run it.
+                prepared.statements.clear()
+                statement = _prepare(conn, prepared, key)
+                pgconn.send_query_prepared(statement[0], params, param_formats=tx.formats)
+                res = conn.wait(execute(pgconn))[-1]
+        res = _check(conn, res)
         tx.set_pgresult(res)
     if not named:
         return _Result(res, tx, tuple)
@@ -341,6 +350,14 @@ def _run_prepared(fairy: Any, query: str, values: list[Any], named: bool) -> _Re
     if statement[1] is None:  # a prepared statement's columns are fixed (PostgreSQL refuses a change)
         statement[1] = _row_class(res, conn)._make
     return _Result(res, tx, statement[1])
+
+
+def _prepare(conn: psycopg.Connection[Any], prepared: _Prepared, key: tuple[str, tuple[int, ...]]) -> list[Any]:
+    name = f"payhub_{next(_statement_numbers)}".encode()  # never one a connection holds already
+    conn.pgconn.send_prepare(name, key[0].encode(), param_types=key[1])
+    _check(conn, conn.wait(execute(conn.pgconn))[-1])
+    statement = prepared.statements[key] = [name, None]
+    return statement
 
 
 def _check(conn: psycopg.Connection[Any], res: Any) -> Any:

@@ -165,3 +165,25 @@ def test_autocommit_fetch_answers_unavailable_once_when_killed_then_prepares_aga
                 assert db.autocommit_fetch("SELECT $1::int", [2], _one) == (2,)
         finally:
             db.dispose()
+
+
+def test_autocommit_fetch_prepares_again_when_the_connection_lost_its_statements(pg_db: Database) -> None:
+    # psycopg sends DEALLOCATE ALL when a transaction on the connection rolls back while it holds prepared
+    # statements of its own (seen under load: every later hot statement on that connection failed with
+    # "prepared statement payhub_1 does not exist"); DISCARD ALL does the same.
+    db = Database(pg_db.url, pool_size=1)
+    try:
+        assert db.autocommit_fetch("SELECT $1::int", [1], _one) == (1,)
+        with db.autocommit_cursor() as cur:  # the same connection (pool of one)
+            conn = cur.connection
+        for _ in range(6):  # past psycopg's prepare threshold: psycopg now holds a statement too
+            conn.execute("SELECT %s::int", [5])
+        with pytest.raises(ZeroDivisionError), conn.transaction():
+            conn.execute("SELECT %s::int", [5])
+            raise ZeroDivisionError  # rolled back: psycopg deallocates every statement of the connection
+        assert db.autocommit_fetch("SELECT $1::int", [2], _one) == (2,)
+        conn.execute("DISCARD ALL")
+        assert db.autocommit_fetch("SELECT $1::int", [3], _one) == (3,)
+        assert db.autocommit_fetch("SELECT $1::int", [4], _one) == (4,)
+    finally:
+        db.dispose()
