@@ -12,6 +12,7 @@ Money is always integer minor units. State machines:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -119,6 +120,10 @@ class Customer:
     device_id: str = ""
     email: str = ""
     phone: str = ""
+
+
+# What a payment without a customer holds (immutable, so shared): the servicer recognises it by identity.
+NO_CUSTOMER = Customer()
 
 
 @dataclass
@@ -256,6 +261,30 @@ def evolve(obj: _Evolvable, **changes: Any) -> _Evolvable:
     state.update(obj.__dict__)
     state.update(changes)
     return new
+
+
+_Frozen = TypeVar("_Frozen")
+
+
+def frozen_builder(cls: type[_Frozen]) -> Callable[..., _Frozen]:
+    """`cls(**values)` for a frozen dataclass, cheaper when `values` names every field: a frozen
+    dataclass's __init__ sets each field through object.__setattr__, while the same instance can be
+    made by filling its __dict__ at once (as `evolve` does). Anything else (a field left to its
+    default, a name that is no field, a class that has grown a __post_init__ or slots) goes through
+    the constructor, which answers (or raises) as always."""
+    cls_fields = fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or "__slots__" in vars(cls) or not all(f.init for f in cls_fields):
+        return cls
+    names = frozenset(f.name for f in cls_fields)
+    new = object.__new__
+
+    def build(**values: Any) -> _Frozen:
+        if values.keys() != names:
+            return cls(**values)
+        made = new(cls)
+        made.__dict__.update(values)
+        return made  # type: ignore[no-any-return]
+    return build
 
 
 def _plain(value: Failure | MethodSummary | Customer | Split | None) -> dict[str, Any] | None:

@@ -199,25 +199,17 @@ GET = f"""
     ORDER BY a.create_time, a.id"""
 
 
-class _Prefixed:
-    """The attempt columns (a_*) of a GET row, under their own names for repository.attempt_from_row."""
-
-    __slots__ = ("row",)
-
-    def __init__(self, row: Any) -> None:
-        self.row = row
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.row, "a_" + name)
-
-
 def get_payment(db: Database, payment_id: str) -> Payment | None:
     """The payment with its attempts (oldest first), as repository.get_payment + attempts_of."""
     rows = _all(db, GET, {"pid": payment_id})
     if not rows:
         return None
     payment = repo.payment_from_row(rows[0])
-    payment.attempts = [repo.attempt_from_row(_Prefixed(r)) for r in rows if r.a_id is not None]
+    attempt = repo.attempt_from_values  # the attempt columns (a_*) of each row, in its order
+    payment.attempts = [attempt(r.a_id, r.a_payment_id, r.a_merchant_id, r.a_channel, r.a_state, r.a_method,
+                                r.a_amount_minor, r.a_currency, r.a_channel_reference, r.a_failure_code,
+                                r.a_failure_message, r.a_failure_channel_code, r.a_create_time, r.a_update_time)
+                        for r in rows if r.a_id is not None]
     return payment
 
 

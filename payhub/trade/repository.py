@@ -30,6 +30,7 @@ from payhub.kernel.outbox_horizon import safe_position
 from payhub.kernel.pagination import PageRequest
 from payhub.trade.domain import (
     DEFAULT_EXPIRY,
+    NO_CUSTOMER,
     Attempt,
     AttemptState,
     CaptureMethod,
@@ -42,6 +43,7 @@ from payhub.trade.domain import (
     Refund,
     RefundState,
     Split,
+    frozen_builder,
 )
 from payhub.trade.tables import payment_attempts, payment_deadlines, payments, refunds
 
@@ -63,20 +65,38 @@ def method_json(method: MethodSummary | None) -> str | None:
     return dumps(vars(method)) if method else None
 
 
+# Rows are read on every GetPayment and ListPayments (21 per page) and by ConfirmPayment: an enum member
+# is found by its value in a dict (calling the enum class runs its metaclass's __call__ in Python), and
+# the JSON columns most payments leave empty are recognised by their text. A value that is not found
+# goes through the enum (or JSON) as before, which answers or raises as it always did.
+_PAYMENT_STATES = {s.value: s for s in PaymentState}
+_ATTEMPT_STATES = {s.value: s for s in AttemptState}
+_CAPTURE_METHODS = {c.value: c for c in CaptureMethod}
+_CLOSE_REASONS = {c.value: c for c in CloseReason}
+_NO_CUSTOMER_JSON = dumps(vars(NO_CUSTOMER))  # what payment_values writes for NO_CUSTOMER
+_method_summary = frozen_builder(MethodSummary)
+
+
 def payment_from_row(row: Any) -> Payment:
+    state, capture_method, close_reason = (_PAYMENT_STATES.get(row.state), _CAPTURE_METHODS.get(row.capture_method),
+                                           _CLOSE_REASONS.get(row.close_reason))
+    metadata, customer, splits, method = row.metadata, row.customer, row.splits, row.method
     return Payment(
         id=row.id, merchant_id=row.merchant_id, merchant_order_no=row.merchant_order_no,
         currency=row.currency, amount_minor=row.amount_minor, subject=row.subject,
-        state=PaymentState(row.state), description=row.description,
-        capture_method=CaptureMethod(row.capture_method), installment_count=row.installment_count,
+        state=state if state is not None else PaymentState(row.state), description=row.description,
+        capture_method=capture_method if capture_method is not None else CaptureMethod(row.capture_method),
+        installment_count=row.installment_count,
         installment_fee_bearer=row.installment_fee_bearer, expire_time=row.expire_time,
-        metadata=loads(row.metadata), customer=Customer(**loads(row.customer)),
-        splits=[Split(**s) for s in loads(row.splits)],
+        metadata={} if metadata == "{}" else loads(metadata),
+        customer=NO_CUSTOMER if customer == _NO_CUSTOMER_JSON else Customer(**loads(customer)),
+        splits=[] if splits == "[]" else [Split(**s) for s in loads(splits)],
         amount_captured=row.amount_captured, amount_refunded=row.amount_refunded,
         next_action=loads(row.next_action) if row.next_action else None,
-        failure=_failure(row), method=MethodSummary(**loads(row.method)) if row.method else None,
+        failure=_failure(row) if row.failure_code else None,
+        method=_method_summary(**loads(method)) if method else None,
         channel=row.channel, current_attempt_id=row.current_attempt_id,
-        close_reason=CloseReason(row.close_reason),
+        close_reason=close_reason if close_reason is not None else CloseReason(row.close_reason),
         authorization_expire_time=row.authorization_expire_time,
         create_time=row.create_time, update_time=row.update_time)
 
@@ -100,11 +120,24 @@ def payment_values(p: Payment) -> dict[str, Any]:
 
 
 def attempt_from_row(row: Any) -> Attempt:
-    return Attempt(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id, channel=row.channel,
-                   state=AttemptState(row.state), method=MethodSummary(**loads(row.method)),
-                   amount_minor=row.amount_minor, currency=row.currency,
-                   channel_reference=row.channel_reference, failure=_failure(row),
-                   create_time=row.create_time, update_time=row.update_time)
+    return attempt_from_values(row.id, row.payment_id, row.merchant_id, row.channel, row.state, row.method,
+                               row.amount_minor, row.currency, row.channel_reference, row.failure_code,
+                               row.failure_message, row.failure_channel_code, row.create_time, row.update_time)
+
+
+def attempt_from_values(id: str, payment_id: str, merchant_id: str, channel: str, state: str, method: str,
+                        amount_minor: int, currency: str, channel_reference: str, failure_code: str | None,
+                        failure_message: str | None, failure_channel_code: str | None, create_time: datetime,
+                        update_time: datetime) -> Attempt:
+    """An attempt from its row's columns (those of `attempt_from_row`, in its order)."""
+    found = _ATTEMPT_STATES.get(state)
+    return Attempt(id=id, payment_id=payment_id, merchant_id=merchant_id, channel=channel,
+                   state=found if found is not None else AttemptState(state),
+                   method=_method_summary(**loads(method)), amount_minor=amount_minor, currency=currency,
+                   channel_reference=channel_reference,
+                   failure=Failure(failure_code, failure_message or "", failure_channel_code or "")
+                   if failure_code else None,
+                   create_time=create_time, update_time=update_time)
 
 
 def refund_from_row(row: Any) -> Refund:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -28,6 +27,7 @@ from payhub.kernel.protobuf import (
 )
 from payhub.trade.confirm import ConsumerContext
 from payhub.trade.domain import (
+    NO_CUSTOMER,
     Attempt,
     CloseReason,
     Customer,
@@ -36,13 +36,14 @@ from payhub.trade.domain import (
     Payment,
     Refund,
     Split,
+    frozen_builder,
     payment_from_snapshot,
     refund_from_snapshot,
 )
 from payhub.trade.service import MethodInput, PaymentChanges, PaymentDraft, TradeService
 
 pb = trade_pb2
-_NO_CUSTOMER = Customer()  # what a payment without a customer converts to (immutable, so shared)
+_NO_CUSTOMER = NO_CUSTOMER  # what a payment without a customer converts to, and reads back as (shared)
 
 
 # -- names ----------------------------------------------------------------------------------------
@@ -455,33 +456,9 @@ def delivery_pb(d: Any) -> pb.WebhookDelivery:
 # Empty maps and repeated fields are common in requests: iterating an empty protobuf container
 # costs several times what asking its length does, so the conversions ask first.
 
-_T = TypeVar("_T")
-
-
-def _builder(cls: type[_T]) -> Callable[..., _T]:
-    """`cls(**values)` for a frozen dataclass, cheaper when `values` names every field: a frozen
-    dataclass's __init__ sets each field through object.__setattr__ (most of a request's conversion),
-    while the same instance can be made by filling its __dict__ at once (as `domain.evolve` does).
-    Anything else (a field left to its default, a name that is no field, a class that has grown a
-    __post_init__ or slots) goes through the constructor."""
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    if hasattr(cls, "__post_init__") or "__slots__" in vars(cls) or not all(f.init for f in fields):
-        return cls
-    names = frozenset(f.name for f in fields)
-    new = object.__new__
-
-    def build(**values: Any) -> _T:
-        if values.keys() != names:
-            return cls(**values)
-        made = new(cls)
-        made.__dict__.update(values)
-        return made  # type: ignore[no-any-return]
-    return build
-
-
-_draft = _builder(PaymentDraft)
-_customer = _builder(Customer)
-_method_input = _builder(MethodInput)
+_draft = frozen_builder(PaymentDraft)
+_customer = frozen_builder(Customer)
+_method_input = frozen_builder(MethodInput)
 
 
 def _names(enum: Any, prefix: str) -> Callable[[int], str]:

@@ -25,10 +25,10 @@ from payhub.trade.domain import (
     Refund,
     RefundState,
     Split,
+    frozen_builder,
 )
 from payhub.trade.service import MethodInput, PaymentDraft
 from payhub.trade.servicer import (
-    _builder,
     draft_from,
     method_from,
     payment_init,
@@ -250,7 +250,7 @@ def test_requests_convert_to_the_same_domain_values_as_the_constructors_make(pay
 
 
 def test_the_fast_builder_leaves_anything_but_every_field_to_the_constructor() -> None:
-    build = _builder(Customer)
+    build = frozen_builder(Customer)
     assert build(id="c") == Customer(id="c") and vars(build(id="c")) == vars(Customer(id="c"))  # defaults filled
     with pytest.raises(TypeError):
         build(id="c", ip="", device_id="", email="", phone="", age=3)  # no such field: as the constructor
@@ -263,4 +263,4 @@ def test_the_fast_builder_leaves_anything_but_every_field_to_the_constructor() -
             if self.value < 0:
                 raise ValueError("negative")
     with pytest.raises(ValueError, match="negative"):
-        _builder(Checked)(value=-1)
+        frozen_builder(Checked)(value=-1)
