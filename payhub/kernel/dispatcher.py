@@ -11,8 +11,8 @@ declares the event types it wants and keeps its own cursor row in `outbox_cursor
 2. otherwise, in one write transaction: locks the cursor rows still behind the horizon (SKIP LOCKED
    on PostgreSQL: a row another replica's dispatcher, or a direct `consume`, holds is left to it;
    rows at the horizon are not locked, and are read again unlocked to learn where they are), reads
-   one batch after the lowest locked cursor, only of the types some consumer wants (filtered in
-   SQL), hands each consumer the events after its own cursor that it wants, advances the cursors
+   one batch (a span of positions) after the lowest locked cursor, only of the types some consumer
+   wants (filtered in SQL), hands each consumer the events after its own cursor that it wants, advances the cursors
    (one statement per new position: usually one), and commits once. When a consumer fails, the
    transaction is rolled back and done again without it (no savepoint per consumer in the common
    case), so its cursor stays and the others go on;
@@ -22,8 +22,8 @@ declares the event types it wants and keeps its own cursor row in `outbox_cursor
 Guarantees, as with `consume`: a consumer's handling and its cursor advance commit together, so each
 event is handled once per consumer unless the handler fails (then the batch is handed again: every
 handler is idempotent). A cursor advances to the horizon when the batch was not full (every wanted
-event up to there was handed out), else to the batch's last event. Events reach a consumer in
-position order. `after_commit` work is at most once (a crash after the commit skips it; trade's
+event up to there was handed out), else to the end of the batch's span of positions. Events reach a
+consumer in position order. `after_commit` work is at most once (a crash after the commit skips it; trade's
 risk-hold jobs pick such holds up).
 """
 
@@ -42,7 +42,7 @@ from payhub.kernel import clock
 from payhub.kernel.db import Database, insert_ignore
 from payhub.kernel.leadership import Leadership
 from payhub.kernel.logging import get_logger
-from payhub.kernel.outbox import Event, driver_of, outbox_cursors, outbox_events, read_events
+from payhub.kernel.outbox import Event, driver_of, outbox_cursors, outbox_events, read_range
 from payhub.kernel.outbox_horizon import horizon_of
 
 log = get_logger("payhub.outbox")
@@ -160,11 +160,14 @@ class OutboxDispatcher:
                 self._known.update(self._read_cursors(conn, [c for c in names if c not in cursors]))
             if not cursors:
                 return done, 0
-            events = self._read(conn, min(cursors.values()), upto)
-            self._full = len(events) == self._batch
-            end = events[-1].position if self._full else upto
-            mine: dict[str, list[Event]] = {c: [] for c in cursors}
             low = min(cursors.values())
+            # A batch is a span of positions (a sequence's: gaps only where a transaction rolled back, so
+            # a span of `batch` positions holds at most `batch` events), read whole: every cursor moves to
+            # its end, the horizon when the span reaches it (else the next tick comes at once).
+            end = min(upto, low + self._batch)
+            self._full = end < upto
+            events = read_range(conn, low, end, types=self._types, prefixes=self._prefixes)
+            mine: dict[str, list[Event]] = {c: [] for c in cursors}
             if all(p == low for p in cursors.values()):
                 # The usual case: every locked cursor at the same position, which the batch starts after, so
                 # each consumer gets exactly the batch's events of the types it wants (no position checks).
@@ -259,9 +262,6 @@ class OutboxDispatcher:
         query = (select(outbox_cursors.c.consumer, outbox_cursors.c.position)
                  .where(outbox_cursors.c.consumer.in_(names)))
         return {row.consumer: int(row.position) for row in conn.execute(query)}
-
-    def _read(self, conn: Connection, after: int, upto: int) -> list[Event]:
-        return read_events(conn, after, upto=upto, types=self._types, prefixes=self._prefixes, limit=self._batch)
 
     def _advance(self, conn: Connection, advanced: dict[str, int]) -> None:
         """One statement per distinct new position (usually one: every cursor moves to the same end)."""

@@ -54,6 +54,38 @@ def test_each_consumer_gets_the_types_it_wants_once(db: Database) -> None:
 
 
 
+def test_a_batch_is_a_span_of_positions_read_whole_past_gaps_and_unwanted_events(db: Database) -> None:
+    """A tick reads a span of `batch` positions: one holding no wanted event (or only a rolled-back
+    transaction's gap) still moves every cursor to its end and says a backlog is left, so the job ticks
+    again at once; the wanted events arrive once each, in position order."""
+    got: list[int] = []
+    dispatcher = OutboxDispatcher(db, [Subscription("hooks", lambda _c, events: got.extend(
+        e.position for e in events), prefixes=("payment.",))], batch=2, lead=False)
+    _record(db, ["merchant.a", "merchant.b"])
+    try:
+        with db.begin() as conn:  # positions 3 and 4 drawn (PostgreSQL) and rolled back: a gap there
+            record_event(conn, type="payment.lost", aggregate_type="payment", aggregate_id="x", merchant_id="m1",
+                         payload={})
+            record_event(conn, type="payment.lost", aggregate_type="payment", aggregate_id="y", merchant_id="m1",
+                         payload={})
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    _record(db, ["payment.created", "merchant.c", "payment.succeeded"])
+    sequence_all(db)
+    with db.read() as conn:
+        positions = [int(p) for p in conn.execute(text("SELECT position FROM outbox_events ORDER BY position"))
+                     .scalars()]
+    assert dispatcher.tick() is True  # (0, 2]: nothing wanted, a backlog left
+    assert got == [] and _cursors(db) == {"hooks": 2}
+    for _ in range(positions[-1]):
+        if not dispatcher.tick():  # the last span reached the horizon
+            break
+    assert got == [p for p in positions[2:] if p != positions[3]]  # the payment events, in order
+    assert _cursors(db) == {"hooks": positions[-1]}
+    assert dispatcher.run_once() == 0 and dispatcher.tick() is False
+
+
 def test_consumers_at_different_positions_get_only_what_is_after_their_own_cursor(db: Database) -> None:
     """A cursor moved by a direct `consume` lags or leads the others: each consumer gets the wanted
     events after its own cursor, once, in order, whether the cursors differ or all stand together."""
