@@ -169,6 +169,7 @@ class LedgerPoster(Parties):
         if not batch.drafts:
             return
         gates = {p["journal_id"]: p["payment_id"] for p in batch.payments}
+        gates.update((jid, d.payment_id) for jid, d in batch.drafts if isinstance(d, posting_pg.CaptureJournal))
         written = posting_pg.write(conn, posting_pg.Batch(batch.drafts, gates, batch.payments, batch.refunds,
                                                           batch.queue, batch.paid_updates), batch.now)
         if len(written) == len(batch.drafts):
@@ -236,9 +237,10 @@ class LedgerPoster(Parties):
             batch.carried.append(p)
 
     def _post_capture_pg(self, conn: Connection, batch: _Batch, event: Event, fees: dict[str, Any]) -> None:
-        """`_post_capture` for PostgreSQL's one statement: the same journal, lines, ledger_payments and queue
-        rows, built as posting_pg takes them (accounts remembered per channel, currency and merchant, each
-        merchant's fee plan looked up once per batch). A wallet top-up takes the general path."""
+        """`_post_capture` for PostgreSQL's one statement: the same journal and lines, built as posting_pg
+        takes them (accounts remembered per channel, currency and merchant, each merchant's fee plan looked
+        up once per batch); the journal carries what the payment's ledger_payments and queue rows hold
+        besides its own columns, and the statement makes those rows. A wallet top-up takes the general path."""
         p = event.payload
         amount = int(p["amount_captured"])
         if amount <= 0:
@@ -260,23 +262,16 @@ class LedgerPoster(Parties):
         fee = plan.fee(method, currency, amount)
         clearing_account, pending, revenue, cost_account = _capture_accounts(channel, currency, merchant_id)
         journal_id = new_id("jn")
-        order_no = p.get("merchant_order_no", "")
-        row = {"payment_id": payment_id, "merchant_id": merchant_id, "kind": "payment", "currency": currency,
-               "channel": channel, "method": method, "merchant_order_no": order_no, "captured_minor": amount,
-               "fee_minor": fee, "cost_minor": cost, "refunded_minor": 0, "fee_returned_minor": 0,
-               "journal_id": journal_id, "wallet_id": "", "post_time": batch.now}
-        batch.known[payment_id] = row
-        batch.payments.append(row)
+        # A batch without refunds (this path's) only asks whether a payment is in it: no row is kept.
+        batch.known[payment_id] = {"payment_id": payment_id, "journal_id": journal_id, "kind": "payment"}
         lines: list[posting_pg.LineItem] = []
         posting_pg.pair(lines, clearing_account, pending, amount)
         posting_pg.pair(lines, pending, revenue, fee)
         posting_pg.pair(lines, cost_account, clearing_account, cost)
-        name = p["name"]
-        batch.queue.append(_queue_row(journal_id, merchant_id, currency, "PAYMENT", name, order_no, amount, fee,
-                                      amount - fee, event.create_time))
         batch.drafts.append((journal_id, posting_pg.CaptureJournal(
-            JournalKind.PAYMENT_CAPTURED, name, event.event_id, f"payment captured via {channel}", merchant_id,
-            event.create_time, lines)))
+            JournalKind.PAYMENT_CAPTURED, p["name"], event.event_id, f"payment captured via {channel}", merchant_id,
+            event.create_time, lines, payment_id, currency, channel, method, p.get("merchant_order_no", ""), amount,
+            fee, cost)))
         if p.get("splits"):
             batch.carried.append(p)
 
