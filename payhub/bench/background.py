@@ -21,7 +21,10 @@ Instruction counts for the dispatcher only, with collection toggled on the C fun
 `operator.call`, through which the dispatcher's drain is made (one round, no template rounds):
 
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call \\
-        .venv/bin/python -m payhub.bench.background --payments 500 --repeat 1 --only dispatcher
+        .venv/bin/python -m payhub.bench.background --payments 500 --repeat 1 --only dispatcher --callgrind
+
+(`--callgrind-part ledger-poster` instead of `--callgrind`: one consumer's handling, or `read`: the
+dispatcher's read of the outbox.)
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ def prepare(database: BenchDatabase, payments: int, threads: int) -> None:
 
 
 def run_round(database: BenchDatabase, n: int, phases: Sequence[str], profiler: cProfile.Profile | None,
-              callgrind: bool) -> list[Figures]:
+              callgrind: bool, part: str | None = None) -> list[Figures]:
     from payhub.kernel import clock
     from payhub.server.app import settle_heap
 
@@ -186,7 +189,11 @@ def run_round(database: BenchDatabase, n: int, phases: Sequence[str], profiler: 
     consumers: dict[str, float] = {}
     subs = dispatcher._subs
     for name, sub in list(subs.items()):
-        subs[name] = replace(sub, handle=_timed(sub.handle, name, consumers))
+        subs[name] = replace(sub, handle=_timed(sub.handle, name, consumers, callgrind=part == name))
+    if part == "read":  # the dispatcher's read of the outbox, through operator.call
+        from payhub.kernel import dispatcher as dispatcher_module
+        read = getattr(dispatcher_module, "read_range")  # noqa: B009 - patched for this process's run
+        setattr(dispatcher_module, "read_range", lambda *a, **k: operator.call(read, *a, **k))  # noqa: B010
     later = clock.now() + timedelta(minutes=31)  # every payment past its grace and its default expiry
     start = _monotonic_now()
     clock.set_clock(lambda: later + (_monotonic_now() - start))
@@ -266,13 +273,16 @@ def _monotonic_now() -> Any:
     return timedelta(seconds=time.monotonic())
 
 
-def _timed(handle: Callable[[Any, list[Any]], None], name: str,
-           into: dict[str, float]) -> Callable[[Any, list[Any]], None]:
+def _timed(handle: Callable[[Any, list[Any]], None], name: str, into: dict[str, float], *,
+           callgrind: bool = False) -> Callable[[Any, list[Any]], None]:
     @functools.wraps(handle)
     def timed(conn: Any, events: list[Any]) -> None:
         cpu = time.thread_time()
         try:
-            handle(conn, events)
+            if callgrind:
+                operator.call(handle, conn, events)
+            else:
+                handle(conn, events)
         finally:
             into[name] = into.get(name, 0.0) + time.thread_time() - cpu
     return timed
@@ -312,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="rounds, each on a fresh copy of the backlog")
     p.add_argument("--only", choices=PHASES, action="append", help="run only these phases (repeatable)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N functions with most own time")
+    p.add_argument("--callgrind-part", metavar="CONSUMER|read",
+                   help="make only this consumer's handling (or the dispatcher's read) through operator.call")
     p.add_argument("--callgrind", action="store_true",
                    help="make each phase through operator.call (see the docstring); implied under valgrind")
     p.add_argument("--template", metavar="NAME",
@@ -334,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds = []
         for i in range(args.repeat):
             with _copy(name, str(i)) as database:
-                rounds.append(run_round(database, n, phases, profiler, args.callgrind))
+                rounds.append(run_round(database, n, phases, profiler, args.callgrind, args.callgrind_part))
         print(f"{n} payments' background work, {args.repeat} rounds (lowest first)")
         report(rounds, n)
     finally:
