@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, String, Table
 
-from payhub.kernel.db import UtcDateTime, metadata
+from payhub.kernel.db import UtcDateTime, Varchar, metadata
 
 channel_states = Table(
     "channel_states", metadata,
@@ -27,12 +27,12 @@ channel_states = Table(
 
 channel_attempts = Table(
     "channel_attempts", metadata,
-    Column("attempt_id", String(64), primary_key=True),
-    Column("channel", String(64), primary_key=True),  # one row per channel tried (failover)
-    Column("merchant_id", String(40), nullable=False),
-    Column("payment_id", String(64), nullable=False),
+    Column("attempt_id", Varchar(64), primary_key=True),
+    Column("channel", Varchar(64), primary_key=True),  # one row per channel tried (failover)
+    Column("merchant_id", Varchar(40), nullable=False),
+    Column("payment_id", Varchar(64), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", Varchar(3), nullable=False),
     Column("create_time", UtcDateTime, nullable=False),
 )
 
@@ -49,26 +49,26 @@ channel_refunds = Table(
 
 sandbox_transactions = Table(
     "sandbox_transactions", metadata,
-    Column("attempt_id", String(64), primary_key=True),
-    Column("merchant_id", String(40), nullable=False),
-    Column("payment_id", String(64), nullable=False),
+    Column("attempt_id", Varchar(64), primary_key=True),
+    Column("merchant_id", Varchar(40), nullable=False),
+    Column("payment_id", Varchar(64), nullable=False),
     # A new id (payhub.kernel.ids: 80 random bits) per transaction; nothing looks a transaction up by
     # it, so it has no unique index (migration 0024): one index entry fewer per payment.
-    Column("channel_reference", String(40), nullable=False),
-    Column("method", String(16), nullable=False),
-    Column("client_type", String(16), nullable=False),
+    Column("channel_reference", Varchar(40), nullable=False),
+    Column("method", Varchar(16), nullable=False),
+    Column("client_type", Varchar(16), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", Varchar(3), nullable=False),
     Column("capture", Boolean, nullable=False),       # False: authorise only
     Column("installments", Integer, nullable=False),
-    Column("card_last4", String(4), nullable=True),   # never the card number
-    Column("scenario", String(32), nullable=False),   # which magic behaviour applies
-    Column("state", String(20), nullable=False),      # REQUIRES_ACTION AUTHORIZED SUCCEEDED FAILED VOIDED CLOSED
-    Column("action_kind", String(16), nullable=True),
-    Column("consumer_action", String(16), nullable=True),  # how a REQUIRES_ACTION was completed
-    Column("failure_code", String(64), nullable=True),
-    Column("failure_message", String(200), nullable=True),
-    Column("channel_code", String(32), nullable=True),
+    Column("card_last4", Varchar(4), nullable=True),   # never the card number
+    Column("scenario", Varchar(32), nullable=False),   # which magic behaviour applies
+    Column("state", Varchar(20), nullable=False),      # REQUIRES_ACTION AUTHORIZED SUCCEEDED FAILED VOIDED CLOSED
+    Column("action_kind", Varchar(16), nullable=True),
+    Column("consumer_action", Varchar(16), nullable=True),  # how a REQUIRES_ACTION was completed
+    Column("failure_code", Varchar(64), nullable=True),
+    Column("failure_message", Varchar(200), nullable=True),
+    Column("channel_code", Varchar(32), nullable=True),
     Column("captured_minor", BigInteger, nullable=False),
     Column("refunded_minor", BigInteger, nullable=False),  # succeeded + pending refunds
     Column("create_time", UtcDateTime, nullable=False),

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    String,
     Table,
     TextClause,
     TypeDecorator,
@@ -52,6 +53,17 @@ metadata = MetaData(naming_convention={
 # A 64-bit auto-increment primary key that SQLite also auto-increments (SQLite only does so for
 # INTEGER PRIMARY KEY).
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def Varchar(length: int) -> String:
+    """A string of at most `length` characters: String(length) (VARCHAR(length)) on SQLite, an unbounded
+    varchar on PostgreSQL. The limit is kept where it is enforced (validation: every request field
+    stored in such a column has a max_length of at most `length`, and server-made values are shorter),
+    not checked again on each write: PostgreSQL checks a varchar(n) parameter by a call to the length
+    coercion function that every statement sets up anew (an ACL check and a catalog look-up per value),
+    ≈ 75 calls and 4 % of PostgreSQL's instructions per payment on the tables the payment path writes
+    (migration 0026). SQLite never enforced it."""
+    return String(length).with_variant(String(), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[Any]):

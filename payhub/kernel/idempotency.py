@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Column, Connection, Index, LargeBinary, String, Table, bindparam, delete, insert, select
+from sqlalchemy import Column, Connection, Index, LargeBinary, Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from payhub.kernel import clock
-from payhub.kernel.db import Database, UtcDateTime, is_unique_violation, metadata
+from payhub.kernel.db import Database, UtcDateTime, Varchar, is_unique_violation, metadata
 from payhub.kernel.errors import AlreadyExists, Violations
 
 RETENTION = timedelta(hours=24)
@@ -39,9 +39,9 @@ REUSED_REASON = "REQUEST_ID_REUSED"
 
 idempotency_keys = Table(
     "idempotency_keys", metadata,
-    Column("scope", String(200), primary_key=True),
-    Column("key", String(64), primary_key=True),
-    Column("fingerprint", String(64), nullable=False),  # sha256 hex of the serialized request
+    Column("scope", Varchar(200), primary_key=True),
+    Column("key", Varchar(64), primary_key=True),
+    Column("fingerprint", Varchar(64), nullable=False),  # sha256 hex of the serialized request
     Column("response", LargeBinary, nullable=False),
     Column("create_time", UtcDateTime, nullable=False),
 )

@@ -34,17 +34,17 @@ from sqlalchemy import (
 )
 
 from payhub.kernel import clock, jsontext
-from payhub.kernel.db import BigIntPK, Database, UtcDateTime, insert_ignore, metadata
+from payhub.kernel.db import BigIntPK, Database, UtcDateTime, Varchar, insert_ignore, metadata
 from payhub.kernel.ids import new_id
 from payhub.kernel.outbox_horizon import safe_position
 
 outbox_events = Table(
     "outbox_events", metadata,
-    Column("event_id", String(40), nullable=False),  # new_id: unique by construction, never looked up here
-    Column("type", String(64), nullable=False),
-    Column("aggregate_type", String(32), nullable=False),
-    Column("aggregate_id", String(64), nullable=False),
-    Column("merchant_id", String(40), nullable=True),
+    Column("event_id", Varchar(40), nullable=False),  # new_id: unique by construction, never looked up here
+    Column("type", Varchar(64), nullable=False),
+    Column("aggregate_type", Varchar(32), nullable=False),
+    Column("aggregate_id", Varchar(64), nullable=False),
+    Column("merchant_id", Varchar(40), nullable=True),
     Column("payload", Text, nullable=False),
     Column("create_time", UtcDateTime, nullable=False),
     # PostgreSQL: DEFAULT nextval('outbox_events_position_seq') (migration 0019); SQLite: max + 1 at insert.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint
 
-from payhub.kernel.db import UtcDateTime, metadata
+from payhub.kernel.db import UtcDateTime, Varchar, metadata
 
 risk_rules = Table(
     "risk_rules", metadata,
@@ -57,7 +57,7 @@ Index("ix_risk_blocklist_create_time", risk_blocklist.c.create_time, risk_blockl
 # the row so one multi-row conditional UPSERT can check every rule at once (payhub.risk.repository).
 risk_counters = Table(
     "risk_counters", metadata,
-    Column("key", String(400), primary_key=True),
+    Column("key", Varchar(400), primary_key=True),
     Column("bucket", BigInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("count", BigInteger, nullable=False),
@@ -72,21 +72,21 @@ Index("ix_risk_counters_expire_time", risk_counters.c.expire_time)
 # When a customer's device was first seen (new-device rules).
 risk_devices = Table(
     "risk_devices", metadata,
-    Column("merchant_id", String(40), primary_key=True),
-    Column("customer_id", String(64), primary_key=True),
-    Column("device_id", String(128), primary_key=True),
+    Column("merchant_id", Varchar(40), primary_key=True),
+    Column("customer_id", Varchar(64), primary_key=True),
+    Column("device_id", Varchar(128), primary_key=True),
     Column("first_seen", UtcDateTime, nullable=False),
 )
 
 risk_events = Table(
     "risk_events", metadata,
-    Column("id", String(40), primary_key=True),
-    Column("request_scope", String(100), nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("merchant_id", String(40), nullable=False),
-    Column("transaction", String(200), nullable=False),
-    Column("transaction_kind", String(10), nullable=False),
+    Column("id", Varchar(40), primary_key=True),
+    Column("request_scope", Varchar(100), nullable=False),
+    Column("request_id", Varchar(64), nullable=False),
+    Column("fingerprint", Varchar(64), nullable=False),
+    Column("merchant_id", Varchar(40), nullable=False),
+    Column("transaction", Varchar(200), nullable=False),
+    Column("transaction_kind", Varchar(10), nullable=False),
     Column("action", Integer, nullable=False),
     Column("score", Integer, nullable=False),
     Column("context", Text, nullable=False),          # JSON, e-mail and phone masked
@@ -96,7 +96,7 @@ risk_events = Table(
     Column("dry_run", Boolean, nullable=False),
     Column("review_state", String(16), nullable=False),
     Column("review_deadline", UtcDateTime, nullable=True),
-    Column("reviewer", String(64), nullable=False),
+    Column("reviewer", Varchar(64), nullable=False),
     Column("review_note", Text, nullable=False),
     Column("review_time", UtcDateTime, nullable=True),
     Column("create_time", UtcDateTime, nullable=False),
@@ -114,8 +114,8 @@ Index("ix_risk_events_review_state_deadline", risk_events.c.review_state, risk_e
 # rule matched, so an ALLOW without matches costs no row here.
 risk_event_rules = Table(
     "risk_event_rules", metadata,
-    Column("event_id", String(40), primary_key=True),
-    Column("rule_id", String(40), primary_key=True),
+    Column("event_id", Varchar(40), primary_key=True),
+    Column("rule_id", Varchar(40), primary_key=True),
     Column("create_time", UtcDateTime, nullable=False),
 )
 Index("ix_risk_event_rules_rule_id", risk_event_rules.c.rule_id, risk_event_rules.c.create_time)

@@ -187,3 +187,23 @@ def test_autocommit_fetch_prepares_again_when_the_connection_lost_its_statements
         assert db.autocommit_fetch("SELECT $1::int", [4], _one) == (4,)
     finally:
         db.dispose()
+
+
+def test_the_migrated_string_columns_are_the_ones_the_tables_declare(db: Database) -> None:
+    # A Varchar(n) column is VARCHAR(n) on SQLite and an unbounded varchar on PostgreSQL (migration
+    # 0026: no length coercion on each write of the payment path), a String(n) one VARCHAR(n) on both:
+    # a table declared one way and migrated another would pass on one database and not the other.
+    from sqlalchemy import String, inspect
+
+    from payhub.kernel.schema import full_metadata
+
+    dialect = db.engine.dialect
+    with db.read() as conn:
+        inspector = inspect(conn)
+        found = {(t, c["name"]): getattr(c["type"], "length", None)
+                 for t in inspector.get_table_names() for c in inspector.get_columns(t)}
+    declared = {(t.name, c.name): getattr(c.type.dialect_impl(dialect), "length", None)
+                for t in full_metadata().sorted_tables for c in t.columns if isinstance(c.type, String)}
+    assert {k: found.get(k) for k in declared} == declared
+    assert declared[("payments", "merchant_order_no")] == (None if db.is_postgres else 64)
+    assert declared[("risk_events", "review_state")] == 16  # a partial index reads it: bounded on both
