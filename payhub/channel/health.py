@@ -64,16 +64,22 @@ class HealthSnapshot:
             self.breaker_state == BreakerState.HALF_OPEN and not self.probe_in_flight)
 
 
+def _no_counts() -> dict[str, int]:
+    return {"succeeded": 0, "declined": 0, "technical_failure": 0, "answered": 0}
+
+
 @dataclass
 class _Bucket:
     start: datetime
-    counts: dict[str, int] = field(default_factory=lambda: {"succeeded": 0, "declined": 0,
-                                                            "technical_failure": 0, "answered": 0})
+    counts: dict[str, int] = field(default_factory=_no_counts)
 
 
 @dataclass
 class _Channel:
     buckets: deque[_Bucket] = field(default_factory=deque)
+    # The buckets' counts summed, kept as buckets are counted and expire (a snapshot, on every payment,
+    # reads them instead of summing every bucket)
+    totals: dict[str, int] = field(default_factory=_no_counts)
     consecutive_failures: int = 0
     last_failure_time: datetime | None = None
     opened_at: datetime | None = None          # set while OPEN / HALF_OPEN
@@ -104,6 +110,7 @@ class HealthTracker:
         with self._lock:
             state = self._channels.setdefault(channel, _Channel())
             self._bucket(state, now).counts[kind] += 1
+            state.totals[kind] += 1
             if kind == "technical_failure":
                 state.consecutive_failures += 1
                 state.last_failure_time = now
@@ -139,10 +146,7 @@ class HealthTracker:
             if state is None:
                 return HealthSnapshot(channel, self.window)
             self._expire(state, now)
-            totals = {"succeeded": 0, "declined": 0, "technical_failure": 0, "answered": 0}
-            for bucket in state.buckets:
-                for kind, count in bucket.counts.items():
-                    totals[kind] += count
+            totals = state.totals
             breaker = self._state(state, now)
             probing = breaker is BreakerState.HALF_OPEN and state.probe_since is not None and (
                 now - state.probe_since < self.cooldown)
@@ -166,5 +170,8 @@ class HealthTracker:
 
     def _expire(self, state: _Channel, now: datetime) -> None:
         since = now - self.window
-        while state.buckets and state.buckets[0].start + BUCKET <= since:
-            state.buckets.popleft()
+        buckets = state.buckets
+        while buckets and buckets[0].start + BUCKET <= since:
+            totals = state.totals
+            for kind, count in buckets.popleft().counts.items():
+                totals[kind] -= count

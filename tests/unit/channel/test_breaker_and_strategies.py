@@ -81,6 +81,29 @@ def test_a_probe_that_never_reports_is_given_up_after_a_cooldown(moment: Clock) 
     assert tracker.admit("bank")
 
 
+def test_a_snapshot_counts_the_calls_its_window_holds(moment: Clock) -> None:
+    # The counts a snapshot reports are kept as calls are recorded and buckets expire: over a random
+    # run of calls and pauses they stay the sums of the buckets the window holds, kind by kind.
+    tracker = HealthTracker(window=timedelta(seconds=60))
+    rng = random.Random(7)
+    decline = ChannelResult(Outcome.FAILED, "bank", 1, "CNY", failure_code="card_declined")
+    results = [ok(), decline, timeout(), ChannelResult(Outcome.PENDING, "bank", 1, "CNY")]
+    most = 0
+    for _ in range(400):
+        moment.advance(rng.choice((0, 0.5, 3, 11, 40)))
+        tracker.record("bank", rng.choice(results))
+        snap = tracker.snapshot("bank")
+        summed: Counter[str] = Counter()
+        for bucket in tracker._channels["bank"].buckets:
+            summed.update(bucket.counts)
+        assert (snap.calls, snap.succeeded, snap.declined, snap.technical_failures) == (
+            sum(summed.values()), summed["succeeded"], summed["declined"], summed["technical_failure"])
+        most = max(most, snap.calls)
+    assert most > 10
+    moment.advance(3600)
+    assert tracker.snapshot("bank").calls == 0, "every bucket expired"
+
+
 def test_an_open_breaker_drops_the_channel_with_its_reason() -> None:
     health = {"bank": HealthSnapshot("bank", timedelta(minutes=5), consecutive_failures=5, breaker_state="OPEN"),
               "bank2": HealthSnapshot("bank2", timedelta(minutes=5), breaker_state="HALF_OPEN", probe_in_flight=True),
