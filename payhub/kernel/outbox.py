@@ -140,10 +140,11 @@ def pg_event_insert(prefix: str, source: str = "", fixed: Mapping[str, str] | No
     return f"INSERT INTO outbox_events ({', '.join(_EVENT_COLUMNS)}) {select}"
 
 
-def new_event_params(payload: dict[str, Any]) -> tuple[str, str]:
+def new_event_params(payload: dict[str, Any] | str) -> tuple[str, str]:
     """A new event's id and its payload's JSON, as event_values makes them (for a hot-path statement
-    whose other event columns are `fixed`, see pg_event_insert)."""
-    return new_id("evt"), jsontext.dumps(payload)
+    whose other event columns are `fixed`, see pg_event_insert). `payload` may be that JSON already
+    (jsontext.dumps' text of the payload)."""
+    return new_id("evt"), payload if type(payload) is str else jsontext.dumps(payload)
 
 
 def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from payhub.trade.domain import (
     DEFAULT_REQUERY,
     Payment,
     Refund,
-    attempt_snapshot,
+    attempts_json,
     payment_from_snapshot,
     refund_from_snapshot,
 )
@@ -118,8 +118,8 @@ def encode(obj: Payment | Refund, snapshot: dict[str, Any] | None = None, payloa
     carry nothing, so responses stored by earlier versions read the same)."""
     if isinstance(obj, Payment):
         if payload is None:
-            payload = jsontext.dumps(obj.snapshot() if snapshot is None else snapshot)
-        attempts = jsontext.dumps([attempt_snapshot(a) for a in obj.attempts])
+            payload = obj.snapshot_json() if snapshot is None else jsontext.dumps(snapshot)
+        attempts = attempts_json(obj.attempts)
         return f'{{"payment":{payload[:-1]},"attempts":{attempts}}}}}'.encode()
     return jsontext.dumps({"refund": obj.snapshot() | {"state": obj.state.value}}).encode()
 

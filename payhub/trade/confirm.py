@@ -277,7 +277,7 @@ class Confirmation(RiskStep):
         attempt = Attempt(id=attempt_id, payment_id=payment_id, merchant_id=merchant_id, channel=channel,
                           state=AttemptState.PROCESSING, method=summary, amount_minor=payment.amount_minor,
                           currency=payment.currency, create_time=now, update_time=now)
-        event_id, payload = new_event_params(payment.snapshot())
+        event_id, payload = new_event_params(payment.snapshot_json())
         # fastpath.claim_statement's parameters (the vault row's by their column names).
         values = {"aid": attempt_id, "pid": payment_id, "merchant": merchant_id, "rid": request_id,
                   "channel": channel, "method": repo.method_json(summary), "currency": payment.currency,
@@ -325,7 +325,7 @@ class Confirmation(RiskStep):
         final = evolve(payment, state=state, channel=channel, next_action=None, failure=failure, update_time=now,
                        amount_captured=payment.amount_minor if failure is None else payment.amount_captured,
                        attempts=[final_attempt])
-        event_id, payload = new_event_params(final.snapshot())  # the event's, and the stored response's
+        event_id, payload = new_event_params(final.snapshot_json())  # the event's, and the stored response's
         # fastpath.RESULT's parameters: `state` is the attempt's state too (AttemptState(state.value)).
         values = {"state": state.value, "channel": channel, "ref": final_attempt.channel_reference,
                   "fcode": failure.code if failure else None, "fmessage": failure.message if failure else None,

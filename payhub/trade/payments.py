@@ -173,7 +173,7 @@ class PaymentRecords(TradeBase):
         for _ in range(3):
             try:
                 if self.db.is_postgres:  # one statement (payhub.trade.fastpath)
-                    event = new_event_params(payment.snapshot())  # its payload is the stored response's too
+                    event = new_event_params(payment.snapshot_json())  # its payload is the stored response's too
                     statement = fastpath.CREATE_WITH_EXPIRY if expiry_row else fastpath.CREATE
                     fastpath.returns_row(self.db, statement, fastpath.create_params(
                         payment, event, (scope, request_id, fp, encode(payment, payload=event[1]))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -103,6 +103,37 @@ def test_snapshots_hold_every_field_in_declaration_order() -> None:
         "method": dataclasses.asdict(method), "failure": {"code": "declined", "message": "", "channel_code": ""},
         "create_time": None, "update_time": now.isoformat()}
     assert list(attempt_snapshot(attempt)) == [f.name for f in dataclasses.fields(Attempt)]
+
+
+def test_the_snapshot_json_is_the_snapshot_s_json() -> None:
+    # Events and stored responses are written from snapshot_json / attempts_json: the text
+    # jsontext.dumps makes of the snapshots, for every kind of field value and moment.
+    from payhub.kernel import jsontext
+    from payhub.trade.domain import Customer, Split, attempts_json
+
+    utc = datetime(2030, 1, 1, 8, 30, 5, 120, tzinfo=UTC)
+    moments = [None, utc, utc.replace(microsecond=0), utc.astimezone(timezone(timedelta(hours=8))),
+               datetime(2030, 1, 1, 8, 30), datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
+    method = MethodSummary("CARD", "PC", "visa", "4242", "card_x", 12, 2031)
+    payments = [
+        Payment(id="pay_1", merchant_id="mch_1", merchant_order_no="o1", currency="CNY", amount_minor=1, subject="s"),
+        Payment(id="pay_2", merchant_id="mch_\u00e9", merchant_order_no='o"2\n', currency="JPY", amount_minor=10**12,
+                subject="\u8ba2\u5355", state=PaymentState.SUCCEEDED, description="d",
+                capture_method=CaptureMethod.MANUAL,
+                installment_count=3, installment_fee_bearer="MERCHANT", metadata={"b": "2", "a": "\u00fc"},
+                customer=Customer("c", "1.2.3.4", "dev", "e@x", "+86"), splits=[Split("r", 5), Split("q", 0, 10, "x")],
+                amount_captured=7, amount_refunded=2,
+                next_action={"kind": "REDIRECT", "data": {"url": "u", "method": "POST", "z": ("t", 1)}},
+                failure=Failure("card_declined", "declined", "05"), method=method, channel="sandbox",
+                current_attempt_id="att_1")]
+    for base, (a, b, c, d) in itertools.product(payments, itertools.product(moments, repeat=4)):
+        payment = evolve(base, expire_time=a, authorization_expire_time=b, create_time=c, update_time=d)
+        assert payment.snapshot_json() == jsontext.dumps(payment.snapshot())
+        attempts = [Attempt("att_1", payment.id, "mch_1", "sandbox", AttemptState.FAILED, method, 1, "CNY",
+                            failure=Failure("declined"), create_time=c, update_time=d),
+                    Attempt("att_2", payment.id, "mch_1", "", AttemptState.PROCESSING, method, 1, "CNY")]
+        assert attempts_json(attempts) == jsontext.dumps([attempt_snapshot(x) for x in attempts])
+    assert attempts_json([]) == "[]"
 
 
 def test_evolve_is_dataclasses_replace() -> None:
