@@ -21,6 +21,7 @@ and a few comparisons per set field. See tests/unit/server/test_validation.py fo
 from __future__ import annotations
 
 import ipaddress
+import keyword
 import re
 import sys
 import threading
@@ -90,15 +91,18 @@ class _Plan:
     `direct`, for a type with few such fields: (entry, whether the field is a singular message) in
     field number order (ListFields' order), read by name; a field at its default value is skipped
     (as ListFields leaves out a field that is not set; no check finds anything wrong with a default
-    value), a singular message unless HasField."""
+    value), a singular message unless HasField. `run`: `direct`'s walk as a function of its own,
+    written for the type (`_direct_walker`)."""
 
-    __slots__ = ("checks", "direct", "required")
+    __slots__ = ("checks", "direct", "required", "run")
 
     def __init__(self, checks: dict[FieldDescriptor, _Entry], required: list[tuple[str, bool]],
                  direct: tuple[tuple[_Entry, bool], ...] | None = None) -> None:
         self.checks = checks
         self.required = required
         self.direct = direct
+        self.run: Callable[[Message, str, _Found], None] | None = (
+            _direct_walker(direct, required) if direct is not None else None)
 
 
 # Keyed by the message class (cheaper to get than the descriptor's full name); a class stands for one
@@ -119,9 +123,9 @@ def _walk(message: Message, prefix: str, found: _Found) -> None:
     plan = _plans.get(type(message))
     if plan is None:
         plan = _plan_for(message)
-    direct = plan.direct
-    if direct is not None:
-        _walk_direct(message, plan, direct, prefix, found)
+    run = plan.run
+    if run is not None:
+        run(message, prefix, found)
         return
     checks = plan.checks
     for field, value in message.ListFields():
@@ -144,33 +148,41 @@ def _walk(message: Message, prefix: str, found: _Found) -> None:
             found.add(prefix + name, "is required")
 
 
-def _walk_direct(message: Message, plan: _Plan, direct: tuple[tuple[_Entry, bool], ...], prefix: str,
-                 found: _Found) -> None:
-    """`_walk` over a plan's `direct` fields (the same checks, in the same order)."""
-    for entry, singular_message in direct:
-        name = entry[1]
+def _direct_walker(direct: tuple[tuple[_Entry, bool], ...],
+                   required: list[tuple[str, bool]]) -> Callable[[Message, str, _Found], None]:
+    """The walk of a `_Plan.direct` and its required fields, spelt out for one message type: the fields
+    read by name in field number order (a default value skipped, a singular message unless HasField),
+    each checked as `_walk` checks what ListFields gives it, the required fields after them; no
+    entry's kind and arguments looked up per call.
+    Python source made from the entries (field names and the kinds' tests; the entries' limits, sets
+    and check functions are passed in by name), compiled once per message type."""
+    lines = ["def run(m, prefix, found):"]
+    scope: dict[str, Any] = {"_walk": _walk}
+    for i, ((how, name, arg, check), singular_message) in enumerate(direct):
+        read = f"getattr(m, {name!r})" if keyword.iskeyword(name) else f"m.{name}"
+        scope[f"arg{i}"], scope[f"check{i}"] = arg, check
         if singular_message:
-            if not message.HasField(name):
-                continue
-            value = getattr(message, name)
+            lines += [f"    if m.HasField({name!r}):", f"        v = {read}"]
         else:
-            value = getattr(message, name)
-            if not value:  # the default ("", 0, empty): not set, or set to what no check refuses
-                continue
-        how = entry[0]
+            lines += [f"    v = {read}", "    if v:"]
+        call = f"check{i}(v, prefix + {name!r}, found)"
         if how == _TEXT:
-            if "\x00" in value or len(value) > entry[2]:
-                entry[3](value, prefix + name, found)
+            lines += [f"        if '\\x00' in v or len(v) > arg{i}:", f"            {call}"]
         elif how == _ENUM:
-            if value not in entry[2]:
-                entry[3](value, prefix + name, found)
+            lines += [f"        if v not in arg{i}:", f"            {call}"]
         elif how == _MESSAGE:
-            _walk(value, prefix + entry[2], found)
+            lines += [f"        _walk(v, prefix + arg{i}, found)"]
         else:
-            entry[3](value, prefix + name, found)
-    for name, is_message in plan.required:
-        if not (message.HasField(name) if is_message else getattr(message, name)):
-            found.add(prefix + name, "is required")
+            lines += [f"        {call}"]
+    for name, is_message in required:
+        present = f"m.HasField({name!r})" if is_message else f"getattr(m, {name!r})"
+        lines += [f"    if not {present}:", f"        found.add(prefix + {name!r}, 'is required')"]
+    if len(lines) == 1:
+        lines.append("    pass")
+    # The source holds field names (identifiers the .proto declares; a keyword is read with getattr) and
+    # numbered names of `scope`, never a value of a request.
+    exec(compile("\n".join(lines), f"<payhub.server.validation walker {len(direct)}>", "exec"), scope)  # noqa: S102
+    return scope["run"]  # type: ignore[no-any-return]
 
 
 def _plan_for(message: Message) -> _Plan:

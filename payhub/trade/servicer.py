@@ -478,19 +478,27 @@ _client_type_name = _names(common_pb2.ClientType, "CLIENT_TYPE_")
 
 
 def draft_from(p: pb.Payment) -> PaymentDraft:
-    installments, customer, amount = p.installments, p.customer, p.amount
-    count = installments.count
+    # Unset nested messages (installments, customer: most requests') are not read: reading one makes
+    # an empty message object only to read its defaults.
+    has, amount = p.HasField, p.amount
+    if has("installments"):
+        installments = p.installments
+        count = installments.count
+        fee_bearer = _fee_bearer_name(installments.fee_bearer) or ("CONSUMER" if count else "")
+    else:
+        count, fee_bearer = 0, ""
+    if has("customer"):
+        c = p.customer
+        customer = _customer(id=c.id, ip=c.ip, device_id=c.device_id, email=c.email, phone=c.phone)
+    else:
+        customer = _NO_CUSTOMER
     return _draft(
         merchant_order_no=p.merchant_order_no, currency=amount.currency_code, amount_minor=amount.amount_minor,
         subject=p.subject, description=p.description,
         capture_method=_capture_method_name(p.capture_method) or "AUTOMATIC",
-        installment_count=count,
-        installment_fee_bearer=_fee_bearer_name(installments.fee_bearer) or ("CONSUMER" if count else ""),
-        expire_time=from_timestamp(p.expire_time) if p.HasField("expire_time") else None,
-        metadata=dict(p.metadata) if len(p.metadata) else {},
-        customer=_customer(id=customer.id, ip=customer.ip, device_id=customer.device_id,
-                           email=customer.email, phone=customer.phone)
-        if p.HasField("customer") else _NO_CUSTOMER,
+        installment_count=count, installment_fee_bearer=fee_bearer,
+        expire_time=from_timestamp(p.expire_time) if has("expire_time") else None,
+        metadata=dict(p.metadata) if len(p.metadata) else {}, customer=customer,
         splits=tuple(Split(receiver=s.receiver, amount_minor=s.amount.amount_minor,
                            ratio_basis_points=s.ratio_basis_points, description=s.description) for s in p.splits)
         if len(p.splits) else ())
